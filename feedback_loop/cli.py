@@ -1,0 +1,212 @@
+"""The ``feedback-loop`` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from feedback_loop.errors import FeedbackLoopError
+from feedback_loop.loop import FeedbackLoop
+
+app = typer.Typer(help="Close the machine-learning feedback loop.", no_args_is_help=True)
+log_app = typer.Typer(help="Log predictions or outcomes from a file.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(log_app, name="log")
+app.add_typer(db_app, name="db")
+console = Console()
+err_console = Console(stderr=True)
+
+Model = Annotated[str, typer.Option("--model", "-m", help="Model name.")]
+Db = Annotated[
+    str | None,
+    typer.Option("--db", envvar="FEEDBACK_LOOP_DB", help="Database URL (default: SQLite file)."),
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code=1)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """CSV, JSON lines or Parquet, by extension."""
+    if not path.exists():
+        raise _fail(f"{path} does not exist")
+    suffixes = "".join(path.suffixes).lower()
+    if suffixes.endswith((".parquet", ".pq")):
+        return pd.read_parquet(path)
+    if suffixes.endswith((".jsonl", ".ndjson", ".json", ".jsonl.gz")):
+        return pd.read_json(path, lines=True, dtype=False)
+    if suffixes.endswith((".csv", ".csv.gz")):
+        return pd.read_csv(path)
+    raise _fail(f"{path}: use a .csv, .jsonl or .parquet file")
+
+
+def _ingest(frame: pd.DataFrame, write: Any, what: str, chunk_size: int) -> int:
+    stored = 0
+    with Progress(
+        TextColumn(f"[bold]logging {what}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,} rows"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+        disable=len(frame) <= chunk_size,
+    ) as progress:
+        task = progress.add_task(what, total=len(frame))
+        for start in range(0, len(frame), chunk_size):
+            chunk = frame.iloc[start : start + chunk_size]
+            try:
+                write(chunk)
+            except FeedbackLoopError as exc:
+                raise _fail(
+                    f"rows {start:,} to {start + len(chunk) - 1:,}: {exc} "
+                    f"(rows before {start:,} are stored; each chunk is stored whole or not at all)"
+                ) from exc
+            stored += len(chunk)
+            progress.advance(task, len(chunk))
+    return stored
+
+
+@log_app.command("predictions")
+def log_predictions(
+    path: Path,
+    model: Model,
+    db: Db = None,
+    task: Annotated[str | None, typer.Option(help="binary, multiclass or regression.")] = None,
+    chunk_size: Annotated[int, typer.Option(help="Rows per transaction.")] = 50_000,
+) -> None:
+    """Log predictions from FILE (.csv, .jsonl or .parquet)."""
+    loop = FeedbackLoop(model, tracking_db=db, task=task)
+    frame = read_table(path)
+    count = _ingest(frame, loop.log_predictions, "predictions", chunk_size)
+    console.print(f"stored {count:,} predictions for [bold]{model}[/]")
+
+
+@log_app.command("outcomes")
+def log_outcomes(
+    path: Path,
+    model: Model,
+    db: Db = None,
+    chunk_size: Annotated[int, typer.Option(help="Rows per transaction.")] = 50_000,
+) -> None:
+    """Log outcomes (ground truth) from FILE (.csv, .jsonl or .parquet)."""
+    loop = FeedbackLoop(model, tracking_db=db)
+    frame = read_table(path)
+    count = _ingest(frame, loop.log_outcomes, "outcomes", chunk_size)
+    unmatched = loop.unmatched_outcomes()
+    console.print(f"stored {count:,} outcomes for [bold]{model}[/]; {unmatched:,} unmatched")
+
+
+def _segment(values: list[str] | None) -> dict[str, str] | None:
+    if not values:
+        return None
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise _fail(f"--segment {item!r}: use KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.4f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+@app.command()
+def metrics(
+    model: Model,
+    db: Db = None,
+    window: Annotated[str, typer.Option(help="e.g. 7d, 24h, or 'all'.")] = "7d",
+    version: Annotated[str | None, typer.Option()] = None,
+    segment: Annotated[list[str] | None, typer.Option(help="Tag filter KEY=VALUE.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Quality metrics over a window."""
+    try:
+        loop = FeedbackLoop(model, tracking_db=db)
+        result = loop.get_metrics(window=window, version=version, segment=_segment(segment))
+    except FeedbackLoopError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    table = Table(title=f"{model} — window {window}", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        if key in ("model", "segment") and value is None:
+            continue
+        table.add_row(key, _fmt(value))
+    console.print(table)
+
+
+@app.command()
+def events(
+    model: Model,
+    db: Db = None,
+    kind: Annotated[list[str] | None, typer.Option(help="Only these kinds.")] = None,
+    limit: Annotated[int, typer.Option()] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """The audit trail of a model, newest first."""
+    try:
+        found = FeedbackLoop(model, tracking_db=db).events(kinds=kind, limit=limit)
+    except FeedbackLoopError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        for event in found:
+            sys.stdout.write(json.dumps(event.to_dict()) + "\n")
+        return
+    table = Table(title=f"{model} — events")
+    for column in ("time", "kind", "version", "actor", "reason"):
+        table.add_column(column)
+    for event in found:
+        table.add_row(
+            event.time.strftime("%Y-%m-%d %H:%M:%S"),
+            event.kind,
+            event.version or "",
+            event.actor,
+            event.reason,
+        )
+    console.print(table)
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: Db = None) -> None:
+    """Create or migrate the schema to the latest version."""
+    from feedback_loop.store.engine import make_engine
+    from feedback_loop.store.migrate import upgrade
+
+    engine = make_engine(db)
+    revision = upgrade(engine)
+    console.print(f"schema at revision [bold]{revision}[/] ({engine.url.render_as_string()})")
+
+
+@app.command()
+def demo(
+    db: Annotated[str | None, typer.Option("--db", help="Database URL for the demo.")] = None,
+) -> None:
+    """Replay the bundled Elec2 stream with one-day-delayed labels."""
+    from feedback_loop.demo import run_demo
+
+    run_demo(db, console=console)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,53 @@
+"""Exceptions raised at feedback-loop's boundaries.
+
+Every error that comes from bad input names where the problem is: the row (for bulk calls)
+and the field, so a user can fix the data without guessing.
+"""
+
+from __future__ import annotations
+
+
+class FeedbackLoopError(Exception):
+    """Base class of every error raised by feedback-loop."""
+
+
+class ValidationError(FeedbackLoopError, ValueError):
+    """Input that cannot be stored as given.
+
+    >>> str(ValidationError("must be a number", field="latency_ms", row=3))
+    'row 3, field latency_ms: must be a number'
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, row: int | None = None):
+        self.message = message
+        self.field = field
+        self.row = row
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        where = []
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.field is not None:
+            where.append(f"field {self.field}")
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+
+class DuplicatePredictionError(FeedbackLoopError):
+    """A prediction id already stored for this model with different content.
+
+    Re-sending an identical prediction is a safe retry and is not an error.
+    """
+
+    def __init__(self, model: str, prediction_ids: list[str]):
+        self.model = model
+        self.prediction_ids = prediction_ids
+        shown = ", ".join(repr(p) for p in prediction_ids[:5])
+        more = f" and {len(prediction_ids) - 5} more" if len(prediction_ids) > 5 else ""
+        super().__init__(
+            f"model {model!r}: prediction id {shown}{more} already stored with different content"
+        )
+
+
+class UnknownModelError(FeedbackLoopError, LookupError):
+    """The named model has never been logged to."""

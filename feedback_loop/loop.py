@@ -1,0 +1,471 @@
+"""``FeedbackLoop``: the public face of feedback-loop inside a Python process.
+
+>>> import tempfile, os
+>>> db = os.path.join(tempfile.mkdtemp(), "doc.db")
+>>> loop = FeedbackLoop("churn", tracking_db=f"sqlite:///{db}")
+>>> loop.log_prediction(customer_id="c1", prediction=1, actual=1).inserted
+1
+>>> loop.get_metrics(window="7d")["accuracy"]
+1.0
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+
+from feedback_loop.clock import Clock, SystemClock
+from feedback_loop.errors import ValidationError
+from feedback_loop.ingest import (
+    OutcomeBatch,
+    PredictionBatch,
+    canonical_json,
+    new_ids,
+    outcome_batch,
+    prediction_batch,
+    resolve_task,
+    to_frame,
+)
+from feedback_loop.monitoring import default_primary_metric, window_metrics
+from feedback_loop.recording import (
+    LogResult,
+    ModelState,
+    merge_spec,
+    store_outcomes,
+    store_predictions,
+)
+from feedback_loop.retraining import RetrainDecision, Trainer, decide
+from feedback_loop.store import models as model_store
+from feedback_loop.store.engine import make_engine, read_transaction, write_transaction
+from feedback_loop.store.events import Event, read_events, write_event
+from feedback_loop.store.migrate import ensure_schema
+from feedback_loop.store.outcomes import OutcomeResult, unmatched_count
+from feedback_loop.store.reader import WindowFilter
+from feedback_loop.tasks import TASKS, TaskSpec, parse_actual, parse_prediction
+from feedback_loop.timeutil import Window, parse_duration, resolve_window, to_us
+
+_ENGINES: dict[str, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _engine_for(url: str | None) -> Engine:
+    """One engine (and one schema check) per database URL and process."""
+    key = url or ""
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = make_engine(url)
+            ensure_schema(engine)
+            _ENGINES[key] = engine
+        return engine
+
+
+class FeedbackLoop:
+    """Log predictions and outcomes for one model, watch its quality, decide when to retrain.
+
+    Parameters
+    ----------
+    model_name:
+        The model this loop logs for; created on first use.
+    tracking_db:
+        Database URL: ``sqlite:///path.db`` or ``postgresql://host/db``. Defaults to the
+        ``FEEDBACK_LOOP_DB`` environment variable, else ``sqlite:///feedback_loop.db``.
+    retrain_threshold:
+        ``should_retrain()`` is true when the primary metric breaches it (falls below it, or rises
+        above it for error metrics such as ``mae``).
+    task:
+        ``'binary'``, ``'multiclass'`` or ``'regression'``; inferred from the first prediction
+        when omitted.
+    label_key, score_key:
+        For dict predictions such as ``{'winner': 'LAL', 'confidence': 0.78}``, the keys holding
+        the label and its confidence (inferred when the dict makes them plain).
+    positive_label, negative_label:
+        The classes of a binary model (default 1 and 0).
+    primary_metric:
+        The metric ``should_retrain`` watches: ``accuracy`` (classification) or ``r2``
+        (regression) by default.
+    window:
+        The default window of ``should_retrain`` (``'7d'``).
+    min_labeled:
+        ``should_retrain`` never fires on fewer labeled predictions than this (100).
+    clock:
+        Where "now" comes from; replace it to replay history in simulated time.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        tracking_db: str | None = None,
+        retrain_threshold: float | None = None,
+        *,
+        task: str | None = None,
+        label_key: str | None = None,
+        score_key: str | None = None,
+        positive_label: Any = None,
+        negative_label: Any = None,
+        primary_metric: str | None = None,
+        window: str | timedelta = "7d",
+        min_labeled: int = 100,
+        clock: Clock | None = None,
+    ):
+        if not isinstance(model_name, str) or not model_name.strip() or len(model_name) > 200:
+            raise ValidationError(
+                "must be a non-empty string of at most 200 characters", field="model_name"
+            )
+        if task is not None and task not in TASKS:
+            raise ValidationError(f"must be one of {', '.join(TASKS)}", field="task")
+        if retrain_threshold is not None and not isinstance(retrain_threshold, int | float):
+            raise ValidationError("must be a number", field="retrain_threshold")
+        if min_labeled < 1:
+            raise ValidationError("must be at least 1", field="min_labeled")
+        parse_duration(window)
+        self.model_name = model_name
+        self.retrain_threshold = retrain_threshold
+        self.window = window
+        self.min_labeled = min_labeled
+        self.clock: Clock = clock or SystemClock()
+        self._declared = TaskSpec(
+            task=task,  # type: ignore[arg-type]
+            label_key=label_key,
+            score_key=score_key,
+            positive_label=positive_label,
+            primary_metric=primary_metric,
+            extra={"negative_label": negative_label} if negative_label is not None else {},
+        )
+        self.engine = _engine_for(tracking_db)
+        self._state: ModelState | None = None
+        self._trainer: Trainer | None = None
+        self._lock = threading.Lock()
+
+    # -- model state -------------------------------------------------------------------------
+
+    def _now_us(self) -> int:
+        return to_us(self.clock.now())
+
+    def _model_state(self, first_prediction: Any = None) -> ModelState:
+        """The model's id, task and label codes; the task is settled on the first prediction."""
+        with self._lock:
+            if self._state is not None and self._state.spec.task is not None:
+                return self._state
+            with write_transaction(self.engine) as conn:
+                record = model_store.ensure_model(conn, self.model_name, self._now_us())
+                spec = merge_spec(record.spec, self._declared, self.model_name)
+                if spec.task is None and first_prediction is not None:
+                    spec = resolve_task(spec, first_prediction)
+                    if isinstance(first_prediction, dict) and spec.task != "regression":
+                        from feedback_loop.tasks import dict_label_key, dict_score_key
+
+                        spec.label_key = spec.label_key or dict_label_key(first_prediction)
+                        spec.score_key = spec.score_key or dict_score_key(first_prediction)
+                model_store.save_spec(conn, record.id, spec)
+                codes = model_store.label_codes(conn, record.id)
+            self._state = ModelState(record.id, self.model_name, spec, codes)
+            return self._state
+
+    @property
+    def task(self) -> str | None:
+        """The model's task, once declared or inferred."""
+        return self._model_state().spec.task
+
+    # -- logging -----------------------------------------------------------------------------
+
+    def log_prediction(
+        self,
+        prediction_id: str | None = None,
+        *,
+        prediction: Any,
+        features: dict[str, Any] | None = None,
+        actual: Any = None,
+        timestamp: Any = None,
+        version: str | int | None = None,
+        tags: dict[str, Any] | None = None,
+        latency_ms: float | None = None,
+        **id_keyword: Any,
+    ) -> LogResult:
+        """Log one prediction (and, optionally, its actual).
+
+        The id is ``prediction_id``, or any single ``*_id`` keyword (``game_id='...'``); one is
+        generated when none is given. Re-logging an identical prediction is a safe retry.
+        """
+        pid = _single_id(prediction_id, id_keyword)
+        state = self._model_state(prediction)
+        now = self._now_us()
+        ts = now if timestamp is None else to_us(timestamp)
+        parsed = parse_prediction(prediction, state.spec)
+        if features is not None and not isinstance(features, dict):
+            raise ValidationError("must be a dict", field="features")
+        if tags is not None and not isinstance(tags, dict):
+            raise ValidationError("must be a dict", field="tags")
+        if latency_ms is not None and (
+            isinstance(latency_ms, bool)
+            or not isinstance(latency_ms, int | float)
+            or not np.isfinite(latency_ms)
+            or latency_ms < 0
+        ):
+            raise ValidationError("must be a non-negative number", field="latency_ms")
+        if version is not None and (
+            isinstance(version, bool) or not isinstance(version, str | int)
+        ):
+            raise ValidationError("must be a string", field="version")
+        batch = PredictionBatch(
+            prediction_id=[pid or new_ids(1)[0]],
+            ts=np.array([ts], dtype=np.int64),
+            version=[None if version is None else str(version)],
+            tags=[None if tags is None else canonical_json(tags, field="tags", row=None)],
+            features=[
+                None if features is None else canonical_json(features, field="features", row=None)
+            ],
+            prediction=[canonical_json(prediction, field="prediction", row=None)],
+            label=[parsed.label],
+            score=np.array([np.nan if parsed.score is None else parsed.score]),
+            proba=[parsed.proba],
+            value=np.array([np.nan if parsed.value is None else parsed.value]),
+            latency_ms=np.array([np.nan if latency_ms is None else float(latency_ms)]),
+            actual=[None if actual is None else parse_actual(actual, state.spec)],
+            ts_given=np.array([timestamp is not None]),
+        )
+        return store_predictions(self.engine, state, batch, now)
+
+    def log_predictions(self, rows: Any) -> LogResult:
+        """Log many predictions at once: a list of dicts, a DataFrame or an Arrow table.
+
+        All rows are stored, or none (the error names the first bad row and field).
+        """
+        frame = to_frame(rows)
+        if len(frame) == 0:
+            return LogResult(0, 0, 0, 0, [])
+        if "prediction" not in frame:
+            raise ValidationError("is required", field="prediction", row=0)
+        state = self._model_state(frame["prediction"].iloc[0])
+        now = self._now_us()
+        batch = prediction_batch(frame, state.spec, now)
+        return store_predictions(self.engine, state, batch, now)
+
+    def log_outcome(
+        self,
+        prediction_id: str | None = None,
+        actual: Any = None,
+        *,
+        source: str = "natural",
+        timestamp: Any = None,
+        feedback: Any = None,
+        **id_keyword: Any,
+    ) -> OutcomeResult:
+        """Log the ground truth of one prediction.
+
+        ``source`` is ``natural`` (the label as it happened), ``feedback`` (explicit user feedback:
+        ``feedback='up'|'down'`` says the prediction was right or wrong), ``review`` (a human
+        reviewer) or ``business`` (a delayed business outcome). A later outcome supersedes an
+        earlier one; all are kept. An outcome may arrive before its prediction.
+        """
+        pid = _single_id(prediction_id, id_keyword)
+        if pid is None:
+            raise ValidationError("is required", field="prediction_id")
+        row = {"prediction_id": pid, "actual": actual, "source": source, "feedback": feedback}
+        if timestamp is not None:
+            row["timestamp"] = timestamp
+        return self.log_outcomes([row])
+
+    def log_outcomes(self, rows: Any) -> OutcomeResult:
+        """Log many outcomes at once (all or none): ``prediction_id``, ``actual`` and/or
+        ``feedback``, optional ``source`` and ``timestamp``."""
+        frame = to_frame(rows)
+        if len(frame) == 0:
+            return OutcomeResult(0, 0, 0)
+        state = self._model_state()
+        if state.spec.task is None:
+            if "actual" not in frame or frame["actual"].isna().all():
+                raise ValidationError(
+                    "the model's task is not known yet: log a prediction first, declare task=, "
+                    "or give an actual",
+                    field="actual",
+                )
+            state = self._settle_task_from_actual(frame["actual"].dropna().iloc[0])
+        now = self._now_us()
+        batch: OutcomeBatch = outcome_batch(frame, state.spec, now)
+        return store_outcomes(self.engine, state, batch, now)
+
+    def _settle_task_from_actual(self, actual: Any) -> ModelState:
+        value = (
+            actual[next(iter(actual))]
+            if isinstance(actual, dict) and len(actual) == 1
+            else (actual)
+        )
+        return self._model_state(value)
+
+    def unmatched_outcomes(self) -> int:
+        """Outcomes whose prediction has not arrived (yet)."""
+        state = self._model_state()
+        with read_transaction(self.engine) as conn:
+            return unmatched_count(conn, state.id)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def get_metrics(
+        self,
+        window: Window = "7d",
+        version: str | int | None = None,
+        segment: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Quality over a window of prediction times, as a plain dict.
+
+        ``window`` is a duration (``'7d'``, ``'12h'``, a timedelta) ending now, a
+        ``(start, end)`` pair, or ``'all'``. Counts: ``predictions``, ``labeled``,
+        ``label_coverage``, ``label_delay_p50_s`` and ``label_delay_p95_s``. Classification:
+        ``accuracy``, ``precision``, ``recall``, ``f1`` (macro for multiclass), ``roc_auc``,
+        ``log_loss`` and ``brier`` where scores exist. Regression: ``mae``, ``rmse``, ``mape``,
+        ``r2``. A metric that is undefined on the window is ``None``.
+        """
+        state = self._model_state()
+        start, end = resolve_window(window, self.clock.now())
+        if segment is not None and not isinstance(segment, dict):
+            raise ValidationError("must be a dict of tag values", field="segment")
+        flt = WindowFilter(
+            model_id=state.id,
+            start_us=start,
+            end_us=end,
+            version=None if version is None else str(version),
+            segment=segment,
+        )
+        spec = state.spec if state.spec.task else TaskSpec(task="binary")
+        return window_metrics(self.engine, self.model_name, spec, state.codes, flt)
+
+    @property
+    def primary_metric(self) -> str:
+        spec = self._model_state().spec
+        return spec.primary_metric or default_primary_metric(spec)
+
+    def should_retrain(self, window: Window = None) -> RetrainDecision:
+        """Whether the primary metric over ``window`` (default: the loop's) breaches
+        ``retrain_threshold`` on at least ``min_labeled`` labeled predictions.
+
+        The result is truthy when retraining is due and carries its numbers; a decision to retrain
+        is recorded as an event.
+        """
+        chosen = self.window if window is None else window
+        metrics = self.get_metrics(window=chosen)
+        decision = decide(
+            metrics,
+            metric=self.primary_metric,
+            threshold=self.retrain_threshold,
+            min_labeled=self.min_labeled,
+            window=str(chosen),
+        )
+        if decision:
+            self.record_event("retrain_due", reason=decision.reason, evidence=decision.to_dict())
+        return decision
+
+    def set_trainer(self, trainer: Trainer | None) -> None:
+        """The callable ``trigger_retraining`` runs: it receives the request (a dict)."""
+        if trainer is not None and not callable(trainer):
+            raise ValidationError("must be callable", field="trainer")
+        self._trainer = trainer
+
+    def trigger_retraining(self, reason: str | None = None, *, actor: str = "user") -> Event:
+        """Record a retraining request, and run the registered trainer if there is one."""
+        evidence: dict[str, Any] = {"threshold": self.retrain_threshold}
+        request_reason = reason or "retraining requested"
+        event_id = self.record_event(
+            "retrain_requested", reason=request_reason, evidence=evidence, actor=actor
+        )
+        if self._trainer is not None:
+            request = {"model": self.model_name, "reason": request_reason, "event_id": event_id}
+            try:
+                self._trainer(request)
+            except Exception as exc:
+                self.record_event(
+                    "retrain_failed",
+                    reason=f"{type(exc).__name__}: {exc}",
+                    actor=actor,
+                    evidence={"request_event": event_id},
+                )
+                raise
+            self.record_event(
+                "retrain_completed",
+                reason="trainer finished",
+                actor=actor,
+                evidence={"request_event": event_id},
+            )
+        return self.events(limit=1, kinds=["retrain_requested"])[0]
+
+    # -- events ------------------------------------------------------------------------------
+
+    def record_event(
+        self,
+        kind: str,
+        *,
+        reason: str,
+        evidence: dict[str, Any] | None = None,
+        version: str | None = None,
+        actor: str = "feedback-loop",
+    ) -> int:
+        """Append an event to the audit trail; returns its id."""
+        state = self._model_state()
+        with write_transaction(self.engine) as conn:
+            return write_event(
+                conn,
+                ts_us=self._now_us(),
+                kind=kind,
+                model_id=state.id,
+                version=version,
+                actor=actor,
+                reason=reason,
+                evidence=evidence or {},
+            )
+
+    def events(
+        self,
+        *,
+        kinds: Sequence[str] | None = None,
+        since: Any = None,
+        until: Any = None,
+        limit: int | None = 100,
+    ) -> list[Event]:
+        """This model's events, newest first."""
+        state = self._model_state()
+        with read_transaction(self.engine) as conn:
+            return read_events(
+                conn,
+                model_id=state.id,
+                kinds=kinds,
+                since_us=None if since is None else to_us(since, field="since"),
+                until_us=None if until is None else to_us(until, field="until"),
+                limit=limit,
+            )
+
+    def __repr__(self) -> str:
+        return f"FeedbackLoop({self.model_name!r}, tracking_db={self.engine.url!r})"
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection this process opened (tests and short scripts)."""
+    with _ENGINES_LOCK:
+        for engine in _ENGINES.values():
+            engine.dispose()
+        _ENGINES.clear()
+
+
+def _single_id(prediction_id: str | None, id_keyword: dict[str, Any]) -> str | None:
+    """The prediction id from ``prediction_id=`` or the one ``*_id=`` keyword."""
+    unknown = [k for k in id_keyword if not k.endswith("_id")]
+    if unknown:
+        raise TypeError(f"unexpected keyword argument {unknown[0]!r}")
+    if len(id_keyword) > 1 or (id_keyword and prediction_id is not None):
+        raise ValidationError(
+            "give the prediction id once (prediction_id= or one *_id= keyword)",
+            field="prediction_id",
+        )
+    value = prediction_id if prediction_id is not None else next(iter(id_keyword.values()), None)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValidationError("must be a string or an integer", field="prediction_id")
+    text = str(value)
+    if not text or len(text) > 200:
+        raise ValidationError("must be 1 to 200 characters", field="prediction_id")
+    return text

@@ -1,0 +1,72 @@
+"""Windowed quality metrics read from the prediction log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+
+from feedback_loop.metrics import classification_metrics, delay_percentiles, regression_metrics
+from feedback_loop.store.reader import WindowFilter, read_labeled
+from feedback_loop.tasks import TaskSpec, label_key
+from feedback_loop.timeutil import from_us
+
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "brier")
+REGRESSION_METRICS = ("mae", "rmse", "mape", "r2")
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "mae", "rmse", "mape"})
+
+
+def default_primary_metric(spec: TaskSpec) -> str:
+    return "r2" if spec.task == "regression" else "accuracy"
+
+
+def window_metrics(
+    engine: Engine, model: str, spec: TaskSpec, codes: dict[str, int], window: WindowFilter
+) -> dict[str, Any]:
+    """The metrics dict of ``get_metrics``: counts, label delay and quality metrics."""
+    regression = spec.task == "regression"
+    data = read_labeled(engine, window, regression=regression)
+    out: dict[str, Any] = {
+        "model": model,
+        "task": spec.task,
+        "window_start": from_us(max(window.start_us, 0)).isoformat(),
+        "window_end": from_us(window.end_us).isoformat(),
+        "version": window.version,
+        "segment": window.segment,
+        "predictions": data.predictions,
+        "labeled": data.labeled,
+        "label_coverage": data.labeled / data.predictions if data.predictions else None,
+    }
+    out.update(delay_percentiles(np.maximum(data.delay_s, 0.0)))
+    if regression:
+        out.update(regression_metrics(data.actual_value, data.pred_value))
+        return out
+    out.update(_classification(spec, codes, data.actual_code, data.pred_code, data.score))
+    return out
+
+
+def _classification(
+    spec: TaskSpec,
+    codes: dict[str, int],
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    score: np.ndarray,
+) -> dict[str, Any]:
+    if spec.task == "binary":
+        positive_code = codes.get(label_key(spec.positive))
+        pred_pos = y_pred == positive_code
+        # thumbs-down (-1) on a binary prediction means the other class
+        true_pos = np.where(y_true == -1, ~pred_pos, y_true == positive_code)
+        return classification_metrics(
+            true_pos.astype(np.int64),
+            pred_pos.astype(np.int64),
+            2,
+            positive=1,
+            score=score,
+        )
+    n_classes = max(codes.values(), default=-1) + 1
+    if (y_true == -1).any():
+        y_true = np.where(y_true == -1, n_classes, y_true)
+        n_classes += 1
+    return classification_metrics(y_true, y_pred, max(n_classes, 1), positive=None)

@@ -1,0 +1,183 @@
+"""Writing predictions and outcomes: validated batches in, one transaction each.
+
+This is the service behind ``log_prediction(s)`` and ``log_outcome(s)``: it resolves the model's
+task, turns labels into codes, and calls the store; the caller gets a result only once the
+transaction has committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, Engine
+
+from feedback_loop.errors import ValidationError
+from feedback_loop.ingest import OutcomeBatch, PredictionBatch
+from feedback_loop.store import models as model_store
+from feedback_loop.store.engine import write_transaction
+from feedback_loop.store.outcomes import (
+    OutcomeResult,
+    OutcomeRows,
+    insert_outcomes,
+    join_pending,
+)
+from feedback_loop.store.predictions import STAGE, PredictionRows, insert_predictions
+from feedback_loop.tasks import TaskSpec, label_key
+
+
+@dataclass(frozen=True)
+class LogResult:
+    """What a logging call stored (returned only after the commit)."""
+
+    inserted: int
+    retried: int
+    outcomes: int
+    joined: int  # earlier outcomes joined onto these predictions
+    prediction_ids: list[str] = field(repr=False)
+
+
+@dataclass
+class ModelState:
+    """What a writer knows of a model: its id, task and label codes (append-only, so cacheable)."""
+
+    id: int
+    name: str
+    spec: TaskSpec
+    codes: dict[str, int]
+
+
+def merge_spec(stored: TaskSpec, declared: TaskSpec, model: str) -> TaskSpec:
+    """Stored facts win; a declaration may fill gaps but not contradict them."""
+    for name in ("task", "label_key", "score_key", "positive_label"):
+        mine, theirs = getattr(declared, name), getattr(stored, name)
+        if mine is not None and theirs is not None and mine != theirs:
+            raise ValidationError(
+                f"model {model!r} is stored with {name}={theirs!r}, declared {mine!r}", field=name
+            )
+    return TaskSpec(
+        task=stored.task or declared.task,
+        label_key=stored.label_key or declared.label_key,
+        score_key=stored.score_key or declared.score_key,
+        positive_label=(
+            stored.positive_label if stored.positive_label is not None else declared.positive_label
+        ),
+        primary_metric=stored.primary_metric or declared.primary_metric,
+        extra=dict(declared.extra),
+    )
+
+
+def _codes_for(
+    conn: Connection, state: ModelState, labels: list[Any], field_name: str
+) -> list[int | None]:
+    """Integer codes for labels; the JSON key is computed once per distinct label."""
+    factor, uniques = pd.factorize(pd.Series(labels, dtype=object), use_na_sentinel=True)
+    keys = [label_key(v) for v in uniques.tolist()]
+    if not set(keys) <= state.codes.keys():
+        state.codes = model_store.ensure_labels(conn, state.id, keys)
+        if state.spec.task == "binary" and len(state.codes) > 2:
+            raise ValidationError(
+                f"a binary model has two labels; now seen {sorted(state.codes)}", field=field_name
+            )
+    lookup = np.array([state.codes[k] for k in keys] + [-1], dtype=np.int64)
+    codes: list[int | None] = lookup[factor].tolist()
+    if (factor < 0).any():
+        for i in np.flatnonzero(factor < 0).tolist():
+            codes[i] = None
+    return codes
+
+
+def _proba_blobs(
+    conn: Connection, state: ModelState, proba: list[dict[Any, float] | None]
+) -> list[bytes | None]:
+    if all(p is None for p in proba):
+        return [None] * len(proba)
+    every = [label for p in proba if p for label in p]
+    _codes_for(conn, state, every, "prediction")
+    width = max(state.codes.values()) + 1
+    out: list[bytes | None] = []
+    for p in proba:
+        if p is None:
+            out.append(None)
+            continue
+        row = np.zeros(width)
+        for label, value in p.items():
+            row[state.codes[label_key(label)]] = value
+        out.append(row.tobytes())
+    return out
+
+
+def store_predictions(
+    engine: Engine, state: ModelState, batch: PredictionBatch, now_us: int
+) -> LogResult:
+    with write_transaction(engine) as conn:
+        rows = PredictionRows(
+            prediction_id=batch.prediction_id,
+            ts=batch.ts,
+            version=batch.version,
+            tags=batch.tags,
+            pred_code=_codes_for(conn, state, batch.label, "prediction"),
+            score=batch.score,
+            pred_value=batch.value,
+            latency_ms=batch.latency_ms,
+            features=batch.features,
+            prediction=batch.prediction,
+            proba=_proba_blobs(conn, state, batch.proba),
+            ts_given=batch.ts_given,
+        )
+        result = insert_predictions(conn, state.name, state.id, rows, now_us)
+        joined = 0
+        if result.inserted:
+            joined = join_pending(conn, state.id, f"SELECT prediction_id FROM {STAGE}")
+        with_actual = [i for i in result.new_index.tolist() if batch.actual[i] is not None]
+        stored_outcomes = 0
+        if with_actual:
+            pick = np.array(with_actual, dtype=np.int64)
+            inline = OutcomeBatch(
+                prediction_id=[batch.prediction_id[i] for i in with_actual],
+                ts=batch.ts[pick],
+                source=["natural"] * len(with_actual),
+                actual=[batch.actual[i] for i in with_actual],
+                actual_json=[_json(batch.actual[i]) for i in with_actual],
+                correct=[None] * len(with_actual),
+            )
+            stored_outcomes = _insert_outcome_batch(conn, state, inline, now_us).stored
+    return LogResult(
+        inserted=result.inserted,
+        retried=result.retried,
+        outcomes=stored_outcomes,
+        joined=joined,
+        prediction_ids=batch.prediction_id,
+    )
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def _insert_outcome_batch(
+    conn: Connection, state: ModelState, batch: OutcomeBatch, now_us: int
+) -> OutcomeResult:
+    regression = state.spec.task == "regression"
+    n = len(batch)
+    rows = OutcomeRows(
+        prediction_id=batch.prediction_id,
+        ts=batch.ts,
+        source=batch.source,
+        actual_json=batch.actual_json,
+        actual_code=[None] * n if regression else _codes_for(conn, state, batch.actual, "actual"),
+        actual_value=list(batch.actual) if regression else [None] * n,
+        correct=batch.correct,
+    )
+    return insert_outcomes(conn, state.id, rows, now_us)
+
+
+def store_outcomes(
+    engine: Engine, state: ModelState, batch: OutcomeBatch, now_us: int
+) -> OutcomeResult:
+    with write_transaction(engine) as conn:
+        return _insert_outcome_batch(conn, state, batch, now_us)

@@ -1,0 +1,56 @@
+"""Apply the Alembic migrations shipped inside the package.
+
+``ensure_schema`` runs on first use of a database and costs one small query once the schema is
+current. Concurrent first uses are serialised (an advisory lock on PostgreSQL, the write lock on
+SQLite), so two processes starting together do not both create tables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, text
+
+from feedback_loop.store.engine import write_transaction
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_LOCK_ID = 0x6662_6C6F  # arbitrary, fixed: the advisory lock for schema changes
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+def current_revision(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def is_current(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        return current_revision(conn) == head_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> str | None:
+    """Bring the schema to ``revision``; returns the revision now in place."""
+    with write_transaction(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": _LOCK_ID})
+        config = _config()
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+        return current_revision(conn)
+
+
+def ensure_schema(engine: Engine) -> None:
+    if not is_current(engine):
+        upgrade(engine)

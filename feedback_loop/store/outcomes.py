@@ -1,0 +1,178 @@
+"""Outcomes (ground truth) and their join onto predictions.
+
+Every outcome is kept (the history); the prediction row carries the current one, which is the
+latest by outcome time (ties: the later arrival). An outcome whose prediction has not arrived yet
+is kept unmatched and joined when the prediction comes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import Connection, text
+
+from feedback_loop.store.bulk import create_stage, fill_stage
+
+STAGE = "stage_outcomes"
+_COLUMNS = (
+    ("seq", "INTEGER"),
+    ("prediction_id", "VARCHAR(200)"),
+    ("ts", "BIGINT"),
+    ("source", "VARCHAR(20)"),
+    ("actual", "TEXT"),
+    ("actual_code", "INTEGER"),
+    ("actual_value", "DOUBLE PRECISION"),
+    ("correct", "BOOLEAN"),
+)
+
+
+@dataclass(frozen=True)
+class OutcomeResult:
+    stored: int
+    matched: int
+    unmatched: int
+
+
+@dataclass
+class OutcomeRows:
+    """Outcomes ready to store: labels already turned into codes."""
+
+    prediction_id: list[str]
+    ts: np.ndarray
+    source: list[str]
+    actual_json: list[str | None]
+    actual_code: list[int | None]
+    actual_value: list[float | None]
+    correct: list[bool | None]
+
+
+def insert_outcomes(
+    conn: Connection, model_id: int, rows: OutcomeRows, now_us: int
+) -> OutcomeResult:
+    """Store outcomes and move each touched prediction to its latest outcome."""
+    n = len(rows.prediction_id)
+    if n == 0:
+        return OutcomeResult(0, 0, 0)
+    create_stage(conn, STAGE, _COLUMNS)
+    fill_stage(
+        conn,
+        STAGE,
+        [c for c, _ in _COLUMNS],
+        zip(
+            range(n),
+            rows.prediction_id,
+            rows.ts.tolist(),
+            rows.source,
+            rows.actual_json,
+            rows.actual_code,
+            rows.actual_value,
+            rows.correct,
+            strict=True,
+        ),
+    )
+    params = {"m": model_id, "now": now_us}
+    conn.execute(
+        text(
+            f"""
+            INSERT INTO outcomes (model_id, prediction_id, ts, source, actual, actual_code,
+                                  actual_value, correct, matched, ingested_at)
+            SELECT :m, s.prediction_id, s.ts, s.source, s.actual, s.actual_code, s.actual_value,
+                   s.correct,
+                   EXISTS (SELECT 1 FROM predictions p
+                           WHERE p.model_id = :m AND p.prediction_id = s.prediction_id),
+                   :now
+            FROM {STAGE} s ORDER BY s.seq
+            """
+        ),
+        params,
+    )
+    matched = conn.execute(
+        text(
+            f"""
+            SELECT COUNT(*) FROM {STAGE} s
+            WHERE EXISTS (SELECT 1 FROM predictions p
+                          WHERE p.model_id = :m AND p.prediction_id = s.prediction_id)
+            """
+        ),
+        params,
+    ).scalar_one()
+    apply_latest(conn, model_id, f"SELECT DISTINCT prediction_id FROM {STAGE}")
+    return OutcomeResult(stored=n, matched=int(matched), unmatched=n - int(matched))
+
+
+def apply_latest(conn: Connection, model_id: int, pid_query: str, **params: object) -> None:
+    """Set each prediction named by ``pid_query`` to its latest outcome.
+
+    The actual of thumbs-up feedback is the predicted label itself; thumbs-down records code -1,
+    read as "some other class" by the metrics.
+    """
+    conn.execute(
+        text(
+            f"""
+            UPDATE predictions SET
+                actual_code = CASE WHEN o.correct IS NULL THEN o.actual_code
+                                   WHEN o.correct THEN predictions.pred_code
+                                   ELSE -1 END,
+                actual_value = o.actual_value,
+                actual_ts = o.ts,
+                label_ts = o.first_ts
+            FROM (
+                SELECT prediction_id, actual_code, actual_value, correct, ts, first_ts FROM (
+                    SELECT prediction_id, actual_code, actual_value, correct, ts,
+                           MIN(ts) OVER (PARTITION BY prediction_id) AS first_ts,
+                           ROW_NUMBER() OVER (PARTITION BY prediction_id
+                                              ORDER BY ts DESC, id DESC) AS rn
+                    FROM outcomes
+                    WHERE model_id = :m AND prediction_id IN ({pid_query})
+                ) ranked WHERE rn = 1
+            ) o
+            WHERE predictions.model_id = :m AND predictions.prediction_id = o.prediction_id
+            """
+        ),
+        {"m": model_id, **params},
+    )
+
+
+def join_pending(conn: Connection, model_id: int, new_ids_query: str, **params: object) -> int:
+    """Join outcomes that arrived before their predictions; returns how many were matched."""
+    pending = conn.execute(
+        text("SELECT COUNT(*) FROM outcomes WHERE model_id = :m AND matched = :f"),
+        {"m": model_id, "f": False},
+    ).scalar_one()
+    if not pending:
+        return 0
+    matched = conn.execute(
+        text(
+            f"""
+            UPDATE outcomes SET matched = :t
+            WHERE model_id = :m AND matched = :f AND prediction_id IN ({new_ids_query})
+            """
+        ),
+        {"m": model_id, "t": True, "f": False, **params},
+    ).rowcount
+    if matched:
+        apply_latest(conn, model_id, new_ids_query, **params)
+    return int(matched)
+
+
+def unmatched_count(conn: Connection, model_id: int) -> int:
+    return int(
+        conn.execute(
+            text("SELECT COUNT(*) FROM outcomes WHERE model_id = :m AND matched = :f"),
+            {"m": model_id, "f": False},
+        ).scalar_one()
+    )
+
+
+def outcome_history(conn: Connection, model_id: int, prediction_id: str) -> list[dict[str, object]]:
+    rows = conn.execute(
+        text(
+            """
+            SELECT ts, source, actual, correct, ingested_at FROM outcomes
+            WHERE model_id = :m AND prediction_id = :pid ORDER BY ts, id
+            """
+        ),
+        {"m": model_id, "pid": prediction_id},
+    )
+    return [dict(r._mapping) for r in rows]

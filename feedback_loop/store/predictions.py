@@ -1,0 +1,193 @@
+"""Writing the prediction log.
+
+A batch goes in whole or not at all. A prediction id already stored for the model is accepted
+only as an identical retry (then nothing is written again); different content is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, bindparam, text
+
+from feedback_loop.errors import DuplicatePredictionError
+from feedback_loop.store.bulk import create_stage, fill_stage, nullable
+
+STAGE = "stage_predictions"
+_COLUMNS = (
+    ("seq", "INTEGER"),
+    ("prediction_id", "VARCHAR(200)"),
+    ("ts", "BIGINT"),
+    ("version", "VARCHAR(100)"),
+    ("tags", "TEXT"),
+    ("pred_code", "INTEGER"),
+    ("score", "DOUBLE PRECISION"),
+    ("pred_value", "DOUBLE PRECISION"),
+    ("latency_ms", "DOUBLE PRECISION"),
+)
+_COPIED = (
+    "prediction_id",
+    "ts",
+    "version",
+    "tags",
+    "pred_code",
+    "score",
+    "pred_value",
+    "latency_ms",
+)
+
+
+@dataclass
+class PredictionRows:
+    """Predictions ready to store: labels already turned into codes."""
+
+    prediction_id: list[str]
+    ts: np.ndarray
+    version: list[str | None]
+    tags: list[str | None]
+    pred_code: list[int | None]
+    score: np.ndarray
+    pred_value: np.ndarray
+    latency_ms: np.ndarray
+    features: list[str | None]
+    prediction: list[str]
+    proba: list[bytes | None]
+    ts_given: np.ndarray  # retries that let the time default are compared without it
+
+
+@dataclass(frozen=True)
+class InsertResult:
+    inserted: int
+    retried: int  # identical re-sends, accepted and not stored twice
+    new_index: np.ndarray  # batch positions of the rows stored now
+
+
+def insert_predictions(
+    conn: Connection, model: str, model_id: int, rows: PredictionRows, now_us: int
+) -> InsertResult:
+    n = len(rows.prediction_id)
+    if n == 0:
+        return InsertResult(0, 0, np.empty(0, dtype=np.int64))
+    create_stage(conn, STAGE, _COLUMNS)
+    fill_stage(
+        conn,
+        STAGE,
+        [c for c, _ in _COLUMNS],
+        zip(
+            range(n),
+            rows.prediction_id,
+            rows.ts.tolist(),
+            rows.version,
+            rows.tags,
+            rows.pred_code,
+            nullable(rows.score),
+            nullable(rows.pred_value),
+            nullable(rows.latency_ms),
+            strict=True,
+        ),
+    )
+    copied = ", ".join(_COPIED)
+    returned = conn.execute(
+        text(
+            f"""
+            INSERT INTO predictions (model_id, {copied}, ingested_at)
+            SELECT :m, {copied}, :now FROM {STAGE} WHERE 1 = 1 ORDER BY seq
+            ON CONFLICT (model_id, prediction_id) DO NOTHING
+            RETURNING id, prediction_id
+            """
+        ),
+        {"m": model_id, "now": now_us},
+    ).all()
+    row_id = {pid: rid for rid, pid in returned}
+    if len(row_id) < n:
+        _check_retries(conn, model, model_id, rows, row_id)
+    new_index = np.array(
+        [i for i, pid in enumerate(rows.prediction_id) if pid in row_id], dtype=np.int64
+    )
+    _insert_payloads(conn, rows, new_index, [row_id[rows.prediction_id[i]] for i in new_index])
+    return InsertResult(len(new_index), n - len(new_index), new_index)
+
+
+def _insert_payloads(
+    conn: Connection, rows: PredictionRows, index: np.ndarray, ids: Sequence[int]
+) -> None:
+    if len(index) == 0:
+        return
+    pick = index.tolist()
+    if len(pick) == len(rows.prediction_id):
+        payload = zip(ids, rows.features, rows.prediction, rows.proba, strict=True)
+    else:
+        payload = zip(
+            ids,
+            [rows.features[i] for i in pick],
+            [rows.prediction[i] for i in pick],
+            [rows.proba[i] for i in pick],
+            strict=True,
+        )
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    if conn.dialect.name == "postgresql":
+        with (
+            raw.cursor() as cursor,
+            cursor.copy(
+                "COPY prediction_payloads (id, features, prediction, proba) FROM STDIN"
+            ) as copy,
+        ):
+            for row in payload:
+                copy.write_row(row)
+        return
+    cursor = raw.cursor()
+    try:
+        cursor.executemany(
+            "INSERT INTO prediction_payloads (id, features, prediction, proba) VALUES (?, ?, ?, ?)",
+            payload,
+        )
+    finally:
+        cursor.close()
+
+
+def _check_retries(
+    conn: Connection, model: str, model_id: int, rows: PredictionRows, inserted: dict[str, int]
+) -> None:
+    """Every id not inserted must be an identical copy of the stored prediction."""
+    position = {pid: i for i, pid in enumerate(rows.prediction_id) if pid not in inserted}
+    stored: dict[str, Any] = {}
+    pids = list(position)
+    query = text(
+        """
+        SELECT p.prediction_id, p.ts, p.version, p.tags, p.latency_ms, pp.features, pp.prediction
+        FROM predictions p JOIN prediction_payloads pp ON pp.id = p.id
+        WHERE p.model_id = :m AND p.prediction_id IN :pids
+        """
+    ).bindparams(bindparam("pids", expanding=True))
+    for start in range(0, len(pids), 500):
+        for r in conn.execute(query, {"m": model_id, "pids": pids[start : start + 500]}):
+            stored[r.prediction_id] = (
+                r.ts,
+                r.version,
+                r.tags,
+                r.latency_ms,
+                r.features,
+                r.prediction,
+            )
+    different = []
+    for pid, i in position.items():
+        latency = None if np.isnan(rows.latency_ms[i]) else float(rows.latency_ms[i])
+        mine = (
+            int(rows.ts[i]),
+            rows.version[i],
+            rows.tags[i],
+            latency,
+            rows.features[i],
+            rows.prediction[i],
+        )
+        found = stored.get(pid)
+        if found is not None and not rows.ts_given[i]:
+            found = (mine[0], *found[1:])
+        if found != mine:
+            different.append(pid)
+    if different:
+        raise DuplicatePredictionError(model, different)

@@ -1,0 +1,116 @@
+"""The tables, as SQLAlchemy Core metadata.
+
+Times are integer microseconds since the epoch (UTC). ``predictions`` is kept narrow (numbers
+and short strings) so that windowed metrics scan little; the bulky features and the raw prediction
+payload live beside it in ``prediction_payloads``. Class labels are stored once per model in
+``labels`` and referred to by integer code.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants a BIGINT identity.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("task", String(20)),
+    Column("label_key", String(200)),
+    Column("score_key", String(200)),
+    Column("positive_label", Text),
+    Column("primary_metric", String(40)),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+labels = Table(
+    "labels",
+    metadata,
+    Column("model_id", Integer, ForeignKey("models.id"), primary_key=True),
+    Column("code", Integer, primary_key=True, autoincrement=False),
+    Column("value", Text, nullable=False),
+    UniqueConstraint("model_id", "value", name="uq_labels_model_value"),
+)
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    Column("prediction_id", String(200), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("version", String(100)),
+    Column("tags", Text),
+    Column("pred_code", Integer),
+    Column("score", Float),
+    Column("pred_value", Float),
+    Column("latency_ms", Float),
+    Column("actual_code", Integer),
+    Column("actual_value", Float),
+    Column("label_ts", BigInteger),
+    Column("actual_ts", BigInteger),
+    Column("ingested_at", BigInteger, nullable=False),
+    UniqueConstraint("model_id", "prediction_id", name="uq_predictions_model_pid"),
+    Index("ix_predictions_model_ts", "model_id", "ts"),
+)
+
+prediction_payloads = Table(
+    "prediction_payloads",
+    metadata,
+    Column("id", RowId, ForeignKey("predictions.id"), primary_key=True, autoincrement=False),
+    Column("features", Text),
+    Column("prediction", Text, nullable=False),
+    Column("proba", LargeBinary),
+)
+
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    Column("prediction_id", String(200), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("source", String(20), nullable=False),
+    Column("actual", Text),
+    Column("actual_code", Integer),
+    Column("actual_value", Float),
+    Column("correct", Boolean),
+    Column("matched", Boolean, nullable=False),
+    Column("ingested_at", BigInteger, nullable=False),
+    Index("ix_outcomes_model_pid", "model_id", "prediction_id"),
+    Index("ix_outcomes_model_matched", "model_id", "matched"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("ts", BigInteger, nullable=False),
+    Column("kind", String(60), nullable=False),
+    Column("model_id", Integer, ForeignKey("models.id")),
+    Column("version", String(100)),
+    Column("actor", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("evidence", Text, nullable=False),
+    Index("ix_events_model_ts", "model_id", "ts"),
+    Index("ix_events_kind_ts", "kind", "ts"),
+)

@@ -1,0 +1,56 @@
+"""Shared fixtures: every storage test runs on SQLite and on a real PostgreSQL.
+
+PostgreSQL is found at ``FEEDBACK_LOOP_TEST_PG`` (default ``postgresql://127.0.0.1/test``);
+each test gets a schema of its own. In CI (``CI`` set) a missing PostgreSQL fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from feedback_loop import ManualClock
+from feedback_loop.loop import dispose_engines
+
+PG_URL = os.environ.get("FEEDBACK_LOOP_TEST_PG", "postgresql://127.0.0.1/test")
+
+
+def _pg_available() -> str | None:
+    try:
+        with psycopg.connect(PG_URL, connect_timeout=3):
+            return None
+    except psycopg.Error as exc:
+        return str(exc)
+
+
+_PG_ERROR = _pg_available()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    """A fresh, empty database URL (a SQLite file, or a PostgreSQL schema)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        dispose_engines()
+        return
+    if _PG_ERROR is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI: {_PG_ERROR}")
+        pytest.skip(f"PostgreSQL not reachable: {_PG_ERROR}")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    dispose_engines()
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(datetime(2024, 10, 18, 12, 0, tzinfo=UTC))
