@@ -8,7 +8,8 @@ import numpy as np
 from sqlalchemy import Engine
 
 from feedback_loop.metrics import classification_metrics, delay_percentiles, regression_metrics
-from feedback_loop.store.reader import WindowFilter, read_labeled
+from feedback_loop.store.blocks import read_window
+from feedback_loop.store.reader import WindowFilter
 from feedback_loop.tasks import TaskSpec, label_key
 from feedback_loop.timeutil import from_us
 
@@ -26,7 +27,7 @@ def window_metrics(
 ) -> dict[str, Any]:
     """The metrics dict of ``get_metrics``: counts, label delay and quality metrics."""
     regression = spec.task == "regression"
-    data = read_labeled(engine, window, regression=regression)
+    total, rows = read_window(engine, window, regression=regression)
     out: dict[str, Any] = {
         "model": model,
         "task": spec.task,
@@ -34,15 +35,15 @@ def window_metrics(
         "window_end": from_us(window.end_us).isoformat(),
         "version": window.version,
         "segment": window.segment,
-        "predictions": data.predictions,
-        "labeled": data.labeled,
-        "label_coverage": data.labeled / data.predictions if data.predictions else None,
+        "predictions": total,
+        "labeled": len(rows),
+        "label_coverage": len(rows) / total if total else None,
     }
-    out.update(delay_percentiles(np.maximum(data.delay_s, 0.0)))
+    out.update(delay_percentiles(np.maximum(rows.delay_us, 0) / 1e6))
     if regression:
-        out.update(regression_metrics(data.actual_value, data.pred_value))
+        out.update(regression_metrics(rows.b, rows.a))
         return out
-    out.update(_classification(spec, codes, data.actual_code, data.pred_code, data.score))
+    out.update(_classification(spec, codes, rows.b, rows.a, rows.score))
     return out
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine
 from feedback_loop.errors import ValidationError
 from feedback_loop.ingest import OutcomeBatch, PredictionBatch
 from feedback_loop.store import models as model_store
+from feedback_loop.store.blocks import lock_shared, mark_dirty, period_of
 from feedback_loop.store.engine import write_transaction
 from feedback_loop.store.outcomes import (
     OutcomeResult,
@@ -26,6 +27,7 @@ from feedback_loop.store.outcomes import (
 )
 from feedback_loop.store.predictions import STAGE, PredictionRows, insert_predictions
 from feedback_loop.tasks import TaskSpec, label_key
+from feedback_loop.timeutil import check_not_before_epoch
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,12 @@ def _proba_blobs(
 def store_predictions(
     engine: Engine, state: ModelState, batch: PredictionBatch, now_us: int
 ) -> LogResult:
+    check_not_before_epoch(batch.ts)
+    bad_version = [i for i, v in enumerate(batch.version) if v is not None and not v.isprintable()]
+    if bad_version:
+        raise ValidationError("must be printable text", field="version", row=bad_version[0])
     with write_transaction(engine) as conn:
+        lock_shared(conn, state.id)
         rows = PredictionRows(
             prediction_id=batch.prediction_id,
             ts=batch.ts,
@@ -128,6 +135,9 @@ def store_predictions(
             ts_given=batch.ts_given,
         )
         result = insert_predictions(conn, state.name, state.id, rows, now_us)
+        new = result.new_index
+        versions = [batch.version[i] or "" for i in new.tolist()]
+        mark_dirty(conn, state.id, zip(period_of(batch.ts[new]).tolist(), versions, strict=True))
         joined = 0
         if result.inserted:
             joined = join_pending(conn, state.id, f"SELECT prediction_id FROM {STAGE}")
@@ -180,4 +190,5 @@ def store_outcomes(
     engine: Engine, state: ModelState, batch: OutcomeBatch, now_us: int
 ) -> OutcomeResult:
     with write_transaction(engine) as conn:
+        lock_shared(conn, state.id)
         return _insert_outcome_batch(conn, state, batch, now_us)

@@ -102,6 +102,13 @@ def _safe_stamp(value: Any) -> pd.Timestamp:
         return pd.NaT  # type: ignore[return-value]
 
 
+def check_not_before_epoch(ts: np.ndarray, *, field: str = "timestamp") -> None:
+    """Prediction times before 1970 are refused: hourly blocks assume non-negative times."""
+    if len(ts) and ts.min() < 0:
+        row = int(np.argmax(ts < 0))
+        raise ValidationError("must not be before 1970-01-01", field=field, row=row)
+
+
 def from_us(us: int) -> datetime:
     """Epoch microseconds back to an aware UTC datetime."""
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(us))

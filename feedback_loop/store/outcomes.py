@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import Connection, text
 
+from feedback_loop.store.blocks import mark_dirty_for
 from feedback_loop.store.bulk import create_stage, fill_stage
 
 STAGE = "stage_outcomes"
@@ -97,7 +98,9 @@ def insert_outcomes(
         ),
         params,
     ).scalar_one()
-    apply_latest(conn, model_id, f"SELECT DISTINCT prediction_id FROM {STAGE}")
+    touched = f"SELECT DISTINCT prediction_id FROM {STAGE}"
+    apply_latest(conn, model_id, touched)
+    mark_dirty_for(conn, model_id, touched)
     return OutcomeResult(stored=n, matched=int(matched), unmatched=n - int(matched))
 
 
@@ -153,6 +156,7 @@ def join_pending(conn: Connection, model_id: int, new_ids_query: str, **params: 
     ).rowcount
     if matched:
         apply_latest(conn, model_id, new_ids_query, **params)
+        mark_dirty_for(conn, model_id, new_ids_query)
     return int(matched)
 
 

@@ -1,9 +1,11 @@
 """Columnar reads of the prediction log.
 
-Monitoring reads whole windows, up to millions of rows. Row-by-row fetching through a Python
-driver costs more than the metrics themselves, so PostgreSQL windows are read through ADBC (Arrow
-Database Connectivity, binary COPY) straight into Arrow columns, and SQLite windows as one text per
-column (see ``_read_labeled_sqlite``).
+Monitoring reads whole windows, up to millions of rows, and row-by-row fetching through a Python
+driver costs more than the metrics themselves. PostgreSQL windows are read through ADBC (Arrow
+Database Connectivity, binary COPY) straight into Arrow columns. SQLite windows come back as one
+text per column, built by SQLite in C and parsed by Arrow's CSV reader: a handful of Python objects
+instead of millions. (ADBC's SQLite driver is not an option: it carries its own SQLite library,
+and two SQLite libraries in one process release each other's file locks.)
 """
 
 from __future__ import annotations
@@ -17,20 +19,19 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from feedback_loop.errors import ValidationError
-from feedback_loop.store.engine import is_sqlite
 
 _TAG = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+_SEP = "\x1f"  # never inside a version string (validated at ingest)
 
 
 @contextmanager
 def arrow_connection(engine: Engine) -> Iterator[Any]:
     """An ADBC connection to a PostgreSQL engine's database."""
-    if is_sqlite(engine):
-        raise ValueError("ADBC is used for PostgreSQL only (see _read_labeled_sqlite)")
     import adbc_driver_postgresql.dbapi as pg_driver
 
     url = engine.url.set(drivername="postgresql")
@@ -42,7 +43,7 @@ def arrow_connection(engine: Engine) -> Iterator[Any]:
 
 
 def fetch_arrow(engine: Engine, sql: str, params: list[Any]) -> pa.Table:
-    """Run ``sql`` (PostgreSQL) with positional ``?`` parameters; the result as Arrow."""
+    """Run ``sql`` on PostgreSQL with positional ``?`` parameters; the result as Arrow."""
     counter = iter(range(1, len(params) + 1))
     sql = re.sub(r"\?", lambda _m: f"${next(counter)}", sql)
     with arrow_connection(engine) as conn:
@@ -57,6 +58,8 @@ def fetch_arrow(engine: Engine, sql: str, params: list[Any]) -> pa.Table:
 
 @dataclass
 class WindowFilter:
+    """Which predictions: one model, a half-open range of event times, optional filters."""
+
     model_id: int
     start_us: int
     end_us: int
@@ -80,132 +83,117 @@ class WindowFilter:
                 params.extend([key, str(value)])
         return " AND ".join(clauses), params
 
+    def between(self, start_us: int, end_us: int) -> WindowFilter:
+        return WindowFilter(self.model_id, start_us, end_us, self.version, self.segment)
+
 
 @dataclass
-class LabeledWindow:
-    """The labeled predictions of a window, as arrays, plus the window's counts."""
+class Rows:
+    """Predictions of a window, column by column (unlabeled rows included)."""
 
-    predictions: int
-    labeled: int
-    pred_code: np.ndarray
-    actual_code: np.ndarray
-    score: np.ndarray  # NaN where no score was logged
-    pred_value: np.ndarray
-    actual_value: np.ndarray
-    delay_s: np.ndarray
+    ts: np.ndarray  # int64 µs
+    version: np.ndarray  # str, '' when none
+    labeled: np.ndarray  # bool
+    a: np.ndarray  # predicted code (int64) or value (float64)
+    b: np.ndarray  # actual code or value (sentinel where unlabeled)
+    score: np.ndarray  # float64, NaN where none
+    delay_us: np.ndarray  # int64, first label time minus prediction time
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def take(self, mask: np.ndarray) -> Rows:
+        return Rows(*(getattr(self, f)[mask] for f in _FIELDS))
+
+    @staticmethod
+    def concat(parts: list[Rows], regression: bool) -> Rows:
+        if not parts:
+            return empty_rows(regression)
+        return Rows(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
 
 
-def read_labeled(engine: Engine, window: WindowFilter, *, regression: bool) -> LabeledWindow:
-    """The labeled rows of a window as arrays (order is irrelevant to every metric)."""
-    if is_sqlite(engine):
-        return _read_labeled_sqlite(engine, window, regression=regression)
-    where, params = window.where(sqlite=False)
-    counts = fetch_arrow(
-        engine,
-        f"SELECT COUNT(*) AS n, COUNT(actual_ts) AS labeled FROM predictions WHERE {where}",
-        params,
+_FIELDS = ("ts", "version", "labeled", "a", "b", "score", "delay_us")
+
+
+def empty_rows(regression: bool) -> Rows:
+    kind = np.float64 if regression else np.int64
+    return Rows(
+        np.empty(0, np.int64),
+        np.empty(0, object),
+        np.empty(0, bool),
+        np.empty(0, kind),
+        np.empty(0, kind),
+        np.empty(0),
+        np.empty(0, np.int64),
     )
-    n = int(counts.column("n")[0].as_py())
-    labeled = int(counts.column("labeled")[0].as_py())
+
+
+def _columns(regression: bool, sqlite: bool) -> list[str]:
     if regression:
-        columns = "COALESCE(pred_value, 0.0) AS a, COALESCE(actual_value, 0.0) AS b, "
+        pair = ["COALESCE(pred_value, 0.0)", "COALESCE(actual_value, 0.0)"]
     else:
-        columns = "COALESCE(pred_code, -2) AS a, COALESCE(actual_code, -2) AS b, "
-    table = fetch_arrow(
-        engine,
-        f"""
-        SELECT {columns}
-               COALESCE(score, -1.0) AS score,
-               (label_ts - ts) AS delay
-        FROM predictions WHERE {where} AND actual_ts IS NOT NULL
-        """,
-        params,
-    )
-    return _window(
-        n,
-        labeled,
-        _numpy(table, "a", np.float64 if regression else np.int64),
-        _numpy(table, "b", np.float64 if regression else np.int64),
-        _numpy(table, "score", np.float64),
-        _numpy(table, "delay", np.float64),
-        regression=regression,
-    )
+        pair = ["COALESCE(pred_code, -2)", "COALESCE(actual_code, -2)"]
+    exact = (lambda e: f"printf('%.17g', {e})") if sqlite else (lambda e: e)
+    floats = [exact(e) for e in pair] if regression else pair
+    return [
+        "ts",
+        "'v' || COALESCE(version, '')",  # never an empty line
+        "CASE WHEN actual_ts IS NULL THEN 0 ELSE 1 END",
+        *floats,
+        exact("COALESCE(score, -1.0)"),
+        "COALESCE(label_ts - ts, 0)",
+    ]
 
 
-def _window(
-    n: int,
-    labeled: int,
-    a: np.ndarray,
-    b: np.ndarray,
-    score: np.ndarray,
-    delay_us: np.ndarray,
-    *,
-    regression: bool,
-) -> LabeledWindow:
-    score[score < 0] = np.nan
-    empty = np.empty(0)
-    return LabeledWindow(
-        predictions=n,
-        labeled=labeled,
-        pred_code=empty if regression else a,
-        actual_code=empty if regression else b,
-        score=score,
-        pred_value=a if regression else empty,
-        actual_value=b if regression else empty,
-        delay_s=delay_us / 1e6,
-    )
-
-
-def _read_labeled_sqlite(
-    engine: Engine, window: WindowFilter, *, regression: bool
-) -> LabeledWindow:
-    """SQLite has no columnar interface in this process's SQLite library, and a second SQLite
-    library in one process breaks SQLite's file locks. So each column comes back as one
-    newline-joined text built by SQLite in C and parsed by Arrow's multithreaded CSV reader:
-    four Python objects instead of millions."""
-    where, params = window.where(sqlite=True)
-    if regression:
-        first, second = "printf('%.17g', pred_value)", "printf('%.17g', actual_value)"
-    else:
-        first, second = "COALESCE(pred_code, -2)", "COALESCE(actual_code, -2)"
-    sql = f"""
-        SELECT COUNT(*),
-               group_concat({first}, char(10)),
-               group_concat({second}, char(10)),
-               group_concat(printf('%.17g', COALESCE(score, -1.0)), char(10)),
-               group_concat(label_ts - ts, char(10))
-        FROM predictions WHERE {where} AND actual_ts IS NOT NULL
-    """
-    with engine.connect() as conn:
+def read_rows(conn: Connection, window: WindowFilter, *, regression: bool) -> Rows:
+    """Every prediction of ``window`` (SQLite: on ``conn``, inside its transaction)."""
+    sqlite = conn.dialect.name == "sqlite"
+    where, params = window.where(sqlite)
+    columns = _columns(regression, sqlite)
+    pair = pa.float64() if regression else pa.int64()
+    kinds = [pa.int64(), pa.string(), pa.int64(), pair, pair, pa.float64(), pa.int64()]
+    if sqlite:
+        select = ", ".join(f"group_concat({c}, char(10))" for c in columns)
         raw = conn.connection.driver_connection
         assert raw is not None
         cursor = raw.cursor()
         try:
-            total = cursor.execute(
-                f"SELECT COUNT(*) FROM predictions WHERE {where}", params
-            ).fetchone()[0]
-            labeled, *texts = cursor.execute(sql, params).fetchone()
+            texts = cursor.execute(
+                f"SELECT {select} FROM predictions WHERE {where}", params
+            ).fetchone()
         finally:
             cursor.close()
-    pair_kind = pa.float64() if regression else pa.int64()
-    kinds = (pair_kind, pair_kind, pa.float64(), pa.float64())
-    a, b, score, delay = (_parse_lines(text, kind) for text, kind in zip(texts, kinds, strict=True))
-    return _window(int(total), int(labeled), a, b, score, delay, regression=regression)
+        arrays = [_parse_lines(t, k) for t, k in zip(texts, kinds, strict=True)]
+    else:
+        names = [f"c{i}" for i in range(len(columns))]
+        select = ", ".join(f"{c} AS {n}" for c, n in zip(columns, names, strict=True))
+        table = fetch_arrow(conn.engine, f"SELECT {select} FROM predictions WHERE {where}", params)
+        arrays = [_numpy(table.column(n), k) for n, k in zip(names, kinds, strict=True)]
+    ts, version, labeled, a, b, score, delay = arrays
+    score = score.astype(np.float64)
+    score[score < 0] = np.nan
+    return Rows(ts, version, labeled.astype(bool), a, b, score, delay)
 
 
 def _parse_lines(text: str | None, kind: pa.DataType) -> np.ndarray:
-    if not text:
-        return np.empty(0, dtype=kind.to_pandas_dtype())
+    if text is None:
+        return np.empty(0, dtype=object if kind == pa.string() else kind.to_pandas_dtype())
     table = pa_csv.read_csv(
         io.BytesIO(text.encode()),
         read_options=pa_csv.ReadOptions(column_names=["v"]),
-        convert_options=pa_csv.ConvertOptions(column_types={"v": kind}),
+        parse_options=pa_csv.ParseOptions(delimiter=_SEP, quote_char=False),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={"v": kind}, strings_can_be_null=False, quoted_strings_can_be_null=False
+        ),
     )
-    return np.asarray(table.column("v").to_numpy(), dtype=kind.to_pandas_dtype()).copy()
+    return _numpy(table.column("v"), kind)
 
 
-def _numpy(table: pa.Table, column: str, dtype: Any) -> np.ndarray:
-    if table.num_rows == 0:
+def _numpy(column: pa.ChunkedArray, kind: pa.DataType) -> np.ndarray:
+    if kind == pa.string():
+        stripped = pc.utf8_slice_codeunits(column, 1)  # drop the 'v' prefix
+        return np.asarray(stripped.to_numpy(zero_copy_only=False), dtype=object)
+    dtype = kind.to_pandas_dtype()
+    if len(column) == 0:
         return np.empty(0, dtype=dtype)
-    chunked = table.column(column)
-    return np.asarray(chunked.to_numpy(), dtype=dtype).copy()
+    return np.asarray(column.to_numpy(), dtype=dtype).copy()

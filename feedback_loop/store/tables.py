@@ -114,3 +114,17 @@ events = Table(
     Index("ix_events_model_ts", "model_id", "ts"),
     Index("ix_events_kind_ts", "kind", "ts"),
 )
+
+# A cache of the prediction log, one row per (model, hour of prediction time, version): the
+# labeled rows of that hour as packed arrays. Writers mark a block dirty (data NULL) when they add
+# or relabel a prediction in it; readers rebuild dirty blocks. A window then costs a read of a few
+# hundred blobs instead of a scan of millions of rows.
+metric_blocks = Table(
+    "metric_blocks",
+    metadata,
+    Column("model_id", Integer, ForeignKey("models.id"), primary_key=True),
+    Column("period", BigInteger, primary_key=True, autoincrement=False),
+    Column("version", String(100), primary_key=True),
+    Column("n_predictions", Integer, nullable=False),
+    Column("data", LargeBinary),
+)
