@@ -3,7 +3,9 @@
 A model's task is ``binary``, ``multiclass`` or ``regression``: declared, or inferred from the
 first rows logged (floats that are not whole numbers: regression; only 0/1 or booleans: binary;
 other labels: multiclass). A prediction is a label, a number, a dict naming its label and
-confidence (``{'winner': 'LAL', 'confidence': 0.78}``) or class probabilities
+confidence (``{'winner': 'LAL', 'confidence': 0.78}``; ``confidence`` is the probability of the predicted
+label, while ``score`` or ``probability`` in a binary model is the probability of the positive
+class) or class probabilities
 (``{'probabilities': {'cat': 0.7, 'dog': 0.3}}``).
 """
 
@@ -21,6 +23,9 @@ from feedback_loop.errors import ValidationError
 Task = Literal["binary", "multiclass", "regression"]
 TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")
 SCORE_KEYS = ("confidence", "score", "probability", "prob", "p")
+# 'confidence' is the probability of the predicted label; in a binary model the other score keys
+# are the probability of the positive class (what predict_proba(X)[:, 1] gives).
+CONFIDENCE_KEYS = ("confidence",)
 PROBA_KEYS = ("probabilities", "proba", "probs")
 LABEL_KEYS = ("label", "prediction", "class", "value", "y")
 
@@ -237,7 +242,7 @@ def _parse_dict(payload: dict[str, Any], spec: TaskSpec, row: int | None) -> Par
         positive = spec.positive
         if proba is not None and positive in proba:
             score = proba[positive]
-        elif confidence is not None:
+        elif confidence is not None and score_key in CONFIDENCE_KEYS:
             score = confidence if label == positive else 1.0 - confidence
     return ParsedPrediction(label=label, score=score, proba=proba)
 
