@@ -376,7 +376,7 @@ def dedupe_predictions(batch: PredictionBatch) -> PredictionBatch:
     if not repeated.any():
         return batch
     first = {pid: i for i, pid in reversed(list(enumerate(batch.prediction_id)))}
-    for i in np.flatnonzero(repeated):
+    for i in np.flatnonzero(repeated).tolist():
         j = first[batch.prediction_id[i]]
         if _row_key(batch, i) != _row_key(batch, j):
             raise ValidationError(
@@ -476,12 +476,12 @@ def outcome_batch(rows: Any, spec: TaskSpec, now_us: int) -> OutcomeBatch:
     actual_json: list[str | None] = []
     correct: list[bool | None] = []
     for i in range(n):
-        value = raw_actual[i]
+        raw = raw_actual[i]
         thumbs = _feedback(raw_feedback[i], i)
-        present = value is not None and not (isinstance(value, float) and np.isnan(value))
+        present = raw is not None and not (isinstance(raw, float) and np.isnan(raw))
         if not present and thumbs is None:
             raise ValidationError("give an actual or a feedback", field="actual", row=i)
-        actual.append(parse_actual(value, spec, row=i) if present else None)
-        actual_json.append(canonical_json(value, field="actual", row=i) if present else None)
+        actual.append(parse_actual(raw, spec, row=i) if present else None)
+        actual_json.append(canonical_json(raw, field="actual", row=i) if present else None)
         correct.append(thumbs)
     return OutcomeBatch(ids, ts, source, actual, actual_json, correct)

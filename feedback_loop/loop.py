@@ -130,7 +130,7 @@ class FeedbackLoop:
         self.min_labeled = min_labeled
         self.clock: Clock = clock or SystemClock()
         self._declared = TaskSpec(
-            task=task,  # type: ignore[arg-type]
+            task=task,
             label_key=label_key,
             score_key=score_key,
             positive_label=positive_label,

@@ -3,9 +3,9 @@
 A model's task is ``binary``, ``multiclass`` or ``regression``: declared, or inferred from the
 first rows logged (floats that are not whole numbers: regression; only 0/1 or booleans: binary;
 other labels: multiclass). A prediction is a label, a number, a dict naming its label and
-confidence (``{'winner': 'LAL', 'confidence': 0.78}``; ``confidence`` is the probability of the predicted
-label, while ``score`` or ``probability`` in a binary model is the probability of the positive
-class) or class probabilities
+confidence (``{'winner': 'LAL', 'confidence': 0.78}``: ``confidence`` is the probability of the
+predicted label, while ``score`` or ``probability`` in a binary model is the probability of the
+positive class) or class probabilities
 (``{'probabilities': {'cat': 0.7, 'dog': 0.3}}``).
 """
 
