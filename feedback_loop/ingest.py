@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,7 +36,7 @@ class PredictionBatch:
     ts: np.ndarray  # int64 epoch microseconds
     version: list[str | None]
     tags: list[str | None]  # canonical JSON
-    features: list[str | None]  # canonical JSON
+    features: list[str | None]  # canonical JSON of the features not in ``numeric``
     prediction: list[str]  # canonical JSON of the prediction as logged
     label: list[Any]  # classification: normalised label (None for regression)
     score: np.ndarray  # float64, NaN when absent
@@ -45,6 +45,12 @@ class PredictionBatch:
     latency_ms: np.ndarray  # float64, NaN when absent
     actual: list[Any]  # parsed actual or None
     ts_given: np.ndarray  # bool: False where the time was filled in with "now"
+    numeric: list[bytes | None] = field(default_factory=list)  # packed float64 per row
+    numeric_names: tuple[str, ...] = ()  # the columns packed in ``numeric``
+
+    def __post_init__(self) -> None:
+        if not self.numeric:
+            self.numeric = [None] * len(self.prediction_id)
 
     def __len__(self) -> int:
         return len(self.prediction_id)
@@ -231,6 +237,29 @@ def _flat_features_json(frame: pd.DataFrame, columns: list[str]) -> list[str | N
     return [template % values for values in zip(*texts, strict=True)]
 
 
+def pack_numeric(frame: pd.DataFrame, columns: list[str]) -> list[bytes | None]:
+    """Numeric feature columns as one packed float64 row per prediction (NaN for missing)."""
+    if not columns:
+        return [None] * len(frame)
+    matrix = np.ascontiguousarray(frame[columns].to_numpy(dtype=np.float64, na_value=np.nan))
+    infinite = np.isinf(matrix)
+    if infinite.any():
+        row, col = np.argwhere(infinite)[0]
+        raise ValidationError("infinite values cannot be stored", field=columns[col], row=int(row))
+    width = matrix.shape[1] * 8
+    buffer = matrix.tobytes()
+    return [buffer[i : i + width] for i in range(0, len(buffer), width)]
+
+
+def _split_features(
+    frame: pd.DataFrame, columns: list[str]
+) -> tuple[list[str | None], list[bytes | None], tuple[str, ...]]:
+    """Numeric columns packed, the rest as JSON."""
+    numeric = sorted(c for c in columns if isinstance(c, str) and frame[c].dtype.kind in "iuf")
+    others = [c for c in columns if c not in numeric]
+    return _flat_features_json(frame, others), pack_numeric(frame, numeric), tuple(numeric)
+
+
 def _numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
     if column not in frame:
         return np.full(len(frame), np.nan)
@@ -276,6 +305,8 @@ def prediction_batch(rows: Any, spec: TaskSpec, now_us: int) -> PredictionBatch:
         if "timestamp" in frame
         else np.full(n, now_us, dtype=np.int64)
     )
+    numeric: list[bytes | None] = []
+    numeric_names: tuple[str, ...] = ()
     if "features" in frame:
         features = _dict_json(frame, "features")
         extra = [c for c in columns if c not in RESERVED and c not in ("features", id_col)]
@@ -285,7 +316,7 @@ def prediction_batch(rows: Any, spec: TaskSpec, now_us: int) -> PredictionBatch:
             )
     else:
         feature_cols = [c for c in columns if c not in RESERVED and c != id_col]
-        features = _flat_features_json(frame, feature_cols)
+        features, numeric, numeric_names = _split_features(frame, feature_cols)
     parsed = parse_prediction_column(frame["prediction"], spec) if n else _empty_parsed()
     actual: list[Any] = [None] * n
     if "actual" in frame:
@@ -309,6 +340,8 @@ def prediction_batch(rows: Any, spec: TaskSpec, now_us: int) -> PredictionBatch:
         latency_ms=_numbers(frame, "latency_ms"),
         actual=actual,
         ts_given=ts_given,
+        numeric=numeric,
+        numeric_names=numeric_names,
     )
     return dedupe_predictions(batch)
 
@@ -395,6 +428,7 @@ def _row_key(batch: PredictionBatch, i: int) -> tuple[Any, ...]:
         batch.version[i],
         batch.tags[i],
         batch.features[i],
+        batch.numeric[i],
         batch.prediction[i],
         None if np.isnan(batch.latency_ms[i]) else float(batch.latency_ms[i]),
         json.dumps(batch.actual[i]),
@@ -418,6 +452,8 @@ def take(batch: PredictionBatch, index: np.ndarray) -> PredictionBatch:
         latency_ms=batch.latency_ms[index],
         actual=[batch.actual[i] for i in pick],
         ts_given=batch.ts_given[index],
+        numeric=[batch.numeric[i] for i in pick],
+        numeric_names=batch.numeric_names,
     )
 
 

@@ -45,9 +45,10 @@ from feedback_loop.store.engine import make_engine, read_transaction, write_tran
 from feedback_loop.store.events import Event, read_events, write_event
 from feedback_loop.store.migrate import ensure_schema
 from feedback_loop.store.outcomes import OutcomeResult, unmatched_count
+from feedback_loop.store.predictions import fetch_prediction
 from feedback_loop.store.reader import WindowFilter
 from feedback_loop.tasks import TASKS, TaskSpec, parse_actual, parse_prediction
-from feedback_loop.timeutil import Window, parse_duration, resolve_window, to_us
+from feedback_loop.timeutil import Window, from_us, parse_duration, resolve_window, to_us
 
 _ENGINES: dict[str, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
@@ -305,6 +306,28 @@ class FeedbackLoop:
             return unmatched_count(conn, state.id)
 
     # -- reading -----------------------------------------------------------------------------
+
+    def get_prediction(self, prediction_id: str) -> dict[str, Any] | None:
+        """A stored prediction as logged (features, prediction, tags, ...) and its current
+        actual, or None if the id is unknown."""
+        state = self._model_state()
+        with read_transaction(self.engine) as conn:
+            found = fetch_prediction(conn, state.id, str(prediction_id))
+            values = model_store.label_values(conn, state.id)
+        if found is None:
+            return None
+        code = found.pop("actual_code")
+        value = found.pop("actual_value")
+        found["timestamp"] = from_us(found.pop("ts"))
+        label_ts = found.pop("label_ts")
+        found["labeled_at"] = None if label_ts is None else from_us(label_ts)
+        if state.spec.task == "regression":
+            found["actual"] = value
+        elif code == -1:
+            found["actual"] = {"correct": False}
+        else:
+            found["actual"] = None if code is None else values.get(code)
+        return found
 
     def get_metrics(
         self,

@@ -133,6 +133,12 @@ def store_predictions(
             prediction=batch.prediction,
             proba=_proba_blobs(conn, state, batch.proba),
             ts_given=batch.ts_given,
+            numeric=batch.numeric,
+            schema_id=(
+                model_store.feature_schema_id(conn, state.id, batch.numeric_names)
+                if batch.numeric_names
+                else None
+            ),
         )
         result = insert_predictions(conn, state.name, state.id, rows, now_us)
         new = result.new_index

@@ -74,4 +74,6 @@ def test_parquet_and_bad_rows(db_url, tmp_path) -> None:
 def test_db_upgrade(db_url) -> None:
     result = runner.invoke(app, ["db", "upgrade", "--db", db_url])
     assert result.exit_code == 0, result.output
-    assert "0002" in result.output
+    from feedback_loop.store.migrate import head_revision
+
+    assert f"revision {head_revision()}" in result.output

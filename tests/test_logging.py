@@ -211,3 +211,30 @@ def test_events_record_the_trail(db_url, clock) -> None:
     assert events[1].evidence == {"n": 3}
     assert loop.events(kinds=["note"])[0].reason == "hello"
     assert events[0].time == datetime(2024, 10, 18, 12, 1, tzinfo=UTC)
+
+
+def test_features_round_trip_exactly(db_url, clock) -> None:
+    loop = make_loop(db_url, clock)
+    frame = pd.DataFrame(
+        {
+            "prediction_id": ["a", "b"],
+            "prediction": [1, 0],
+            "x": [0.1 + 0.2, np.nan],
+            "n": [3, 4],
+            "city": ["Zürich", None],
+            "flag": [True, False],
+        }
+    )
+    loop.log_predictions(frame)
+    stored = loop.get_prediction("a")
+    assert stored is not None
+    assert stored["features"] == {"city": "Zürich", "flag": True, "n": 3.0, "x": 0.1 + 0.2}
+    assert loop.get_prediction("b")["features"]["x"] is None
+    loop.log_prediction("c", prediction=1, features={"deep": {"k": [1, 2]}}, tags={"r": "eu"})
+    stored = loop.get_prediction("c")
+    assert stored["features"] == {"deep": {"k": [1, 2]}}
+    assert stored["tags"] == {"r": "eu"}
+    assert stored["actual"] is None
+    loop.log_outcome("c", 1)
+    assert loop.get_prediction("c")["actual"] == 1
+    assert loop.get_prediction("missing") is None

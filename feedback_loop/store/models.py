@@ -11,7 +11,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from feedback_loop.errors import UnknownModelError
-from feedback_loop.store.tables import labels, models
+from feedback_loop.store.tables import feature_schemas, labels, models
 from feedback_loop.tasks import TaskSpec
 
 
@@ -116,3 +116,24 @@ def ensure_labels(conn: Connection, model_id: int, keys: Iterable[str]) -> dict[
         conn.execute(insert(labels), rows)
         codes.update({r["value"]: r["code"] for r in rows})
     return codes
+
+
+def feature_schema_id(conn: Connection, model_id: int, names: tuple[str, ...]) -> int:
+    """The id of the model's numeric feature schema ``names``, created on first use."""
+    key = json.dumps(list(names))
+    query = select(feature_schemas.c.id).where(
+        feature_schemas.c.model_id == model_id, feature_schemas.c.names == key
+    )
+    found = conn.execute(query).scalar()
+    if found is not None:
+        return int(found)
+    statement = _dialect_insert(conn, feature_schemas).values(model_id=model_id, names=key)
+    conn.execute(statement.on_conflict_do_nothing())
+    return int(conn.execute(query).scalar_one())
+
+
+def feature_schema_names(conn: Connection, schema_id: int) -> list[str]:
+    names = conn.execute(
+        select(feature_schemas.c.names).where(feature_schemas.c.id == schema_id)
+    ).scalar_one()
+    return list(json.loads(names))

@@ -6,6 +6,7 @@ only as an identical retry (then nothing is written again); different content is
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ _COLUMNS = (
     ("pred_value", "DOUBLE PRECISION"),
     ("latency_ms", "DOUBLE PRECISION"),
 )
+_PAYLOAD = "id, features, prediction, proba, schema_id, numeric"
 _COPIED = (
     "prediction_id",
     "ts",
@@ -56,6 +58,8 @@ class PredictionRows:
     prediction: list[str]
     proba: list[bytes | None]
     ts_given: np.ndarray  # retries that let the time default are compared without it
+    numeric: list[bytes | None]
+    schema_id: int | None
 
 
 @dataclass(frozen=True)
@@ -117,24 +121,28 @@ def _insert_payloads(
     if len(index) == 0:
         return
     pick = index.tolist()
-    if len(pick) == len(rows.prediction_id):
-        payload = zip(ids, rows.features, rows.prediction, rows.proba, strict=True)
-    else:
-        payload = zip(
-            ids,
-            [rows.features[i] for i in pick],
-            [rows.prediction[i] for i in pick],
-            [rows.proba[i] for i in pick],
-            strict=True,
-        )
+    every = len(pick) == len(rows.prediction_id)
+
+    def column(values: list[Any]) -> list[Any]:
+        return values if every else [values[i] for i in pick]
+
+    numeric = column(rows.numeric)
+    schema = [rows.schema_id if blob is not None else None for blob in numeric]
+    payload = zip(
+        ids,
+        column(rows.features),
+        column(rows.prediction),
+        column(rows.proba),
+        schema,
+        numeric,
+        strict=True,
+    )
     raw = conn.connection.driver_connection
     assert raw is not None
     if conn.dialect.name == "postgresql":
         with (
             raw.cursor() as cursor,
-            cursor.copy(
-                "COPY prediction_payloads (id, features, prediction, proba) FROM STDIN"
-            ) as copy,
+            cursor.copy(f"COPY prediction_payloads ({_PAYLOAD}) FROM STDIN") as copy,
         ):
             for row in payload:
                 copy.write_row(row)
@@ -142,8 +150,7 @@ def _insert_payloads(
     cursor = raw.cursor()
     try:
         cursor.executemany(
-            "INSERT INTO prediction_payloads (id, features, prediction, proba) VALUES (?, ?, ?, ?)",
-            payload,
+            f"INSERT INTO prediction_payloads ({_PAYLOAD}) VALUES (?, ?, ?, ?, ?, ?)", payload
         )
     finally:
         cursor.close()
@@ -158,7 +165,8 @@ def _check_retries(
     pids = list(position)
     query = text(
         """
-        SELECT p.prediction_id, p.ts, p.version, p.tags, p.latency_ms, pp.features, pp.prediction
+        SELECT p.prediction_id, p.ts, p.version, p.tags, p.latency_ms, pp.features, pp.prediction,
+               pp.numeric
         FROM predictions p JOIN prediction_payloads pp ON pp.id = p.id
         WHERE p.model_id = :m AND p.prediction_id IN :pids
         """
@@ -172,6 +180,7 @@ def _check_retries(
                 r.latency_ms,
                 r.features,
                 r.prediction,
+                None if r.numeric is None else bytes(r.numeric),
             )
     different = []
     for pid, i in position.items():
@@ -183,6 +192,7 @@ def _check_retries(
             latency,
             rows.features[i],
             rows.prediction[i],
+            rows.numeric[i],
         )
         found = stored.get(pid)
         if found is not None and not rows.ts_given[i]:
@@ -191,3 +201,39 @@ def _check_retries(
             different.append(pid)
     if different:
         raise DuplicatePredictionError(model, different)
+
+
+def fetch_prediction(conn: Connection, model_id: int, prediction_id: str) -> dict[str, Any] | None:
+    """One stored prediction as logged, with its current actual (label codes left to the caller)."""
+    row = conn.execute(
+        text(
+            """
+            SELECT p.prediction_id, p.ts, p.version, p.tags, p.latency_ms, p.actual_code,
+                   p.actual_value, p.label_ts, p.actual_ts, pp.features, pp.prediction,
+                   pp.numeric, fs.names
+            FROM predictions p JOIN prediction_payloads pp ON pp.id = p.id
+            LEFT JOIN feature_schemas fs ON fs.id = pp.schema_id
+            WHERE p.model_id = :m AND p.prediction_id = :pid
+            """
+        ),
+        {"m": model_id, "pid": prediction_id},
+    ).first()
+    if row is None:
+        return None
+    features: dict[str, Any] = json.loads(row.features) if row.features else {}
+    if row.numeric is not None:
+        values = np.frombuffer(bytes(row.numeric), dtype=np.float64).tolist()
+        names = json.loads(row.names)
+        features.update({n: (None if v != v else v) for n, v in zip(names, values, strict=True)})
+    return {
+        "prediction_id": row.prediction_id,
+        "ts": row.ts,
+        "prediction": json.loads(row.prediction),
+        "features": dict(sorted(features.items())) or None,
+        "version": row.version,
+        "tags": json.loads(row.tags) if row.tags else None,
+        "latency_ms": row.latency_ms,
+        "actual_code": row.actual_code,
+        "actual_value": row.actual_value,
+        "label_ts": row.label_ts,
+    }

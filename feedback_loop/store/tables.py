@@ -77,9 +77,22 @@ prediction_payloads = Table(
     "prediction_payloads",
     metadata,
     Column("id", RowId, ForeignKey("predictions.id"), primary_key=True, autoincrement=False),
-    Column("features", Text),
+    Column("features", Text),  # JSON: features that are not numeric columns
     Column("prediction", Text, nullable=False),
     Column("proba", LargeBinary),
+    Column("schema_id", Integer, ForeignKey("feature_schemas.id")),
+    Column("numeric", LargeBinary),  # float64 values of the schema's numeric features
+)
+
+# Numeric feature columns are stored as packed float64 rows; a schema names them once per model,
+# so a window's features decode into a matrix without parsing text.
+feature_schemas = Table(
+    "feature_schemas",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    Column("names", Text, nullable=False),
+    UniqueConstraint("model_id", "names", name="uq_feature_schemas_model_names"),
 )
 
 outcomes = Table(
