@@ -25,7 +25,7 @@ from feedback_loop.store.outcomes import (
     insert_outcomes,
     join_pending,
 )
-from feedback_loop.store.predictions import STAGE, PredictionRows, insert_predictions
+from feedback_loop.store.predictions import PredictionRows, insert_predictions
 from feedback_loop.tasks import TaskSpec, label_key
 from feedback_loop.timeutil import check_not_before_epoch
 
@@ -146,7 +146,7 @@ def store_predictions(
         mark_dirty(conn, state.id, zip(period_of(batch.ts[new]).tolist(), versions, strict=True))
         joined = 0
         if result.inserted:
-            joined = join_pending(conn, state.id, f"SELECT prediction_id FROM {STAGE}")
+            joined = join_pending(conn, state.id, result.new_ids_query, **result.new_ids_params)
         with_actual = [i for i in result.new_index.tolist() if batch.actual[i] is not None]
         stored_outcomes = 0
         if with_actual:

@@ -68,14 +68,14 @@ def mark_dirty(conn: Connection, model_id: int, keys: Iterable[tuple[int, str]])
     )
 
 
-def mark_dirty_for(conn: Connection, model_id: int, pid_query: str) -> None:
+def mark_dirty_for(conn: Connection, model_id: int, pid_query: str, **params: object) -> None:
     """Mark dirty the blocks of the predictions named by ``pid_query``."""
     keys = conn.execute(
         text(
             f"SELECT DISTINCT {PERIOD_SQL}, COALESCE(version, '') FROM predictions "
             f"WHERE model_id = :m AND prediction_id IN ({pid_query})"
         ),
-        {"m": model_id},
+        {"m": model_id, **params},
     ).all()
     mark_dirty(conn, model_id, [(p, v) for p, v in keys])
 

@@ -156,7 +156,7 @@ def join_pending(conn: Connection, model_id: int, new_ids_query: str, **params: 
     ).rowcount
     if matched:
         apply_latest(conn, model_id, new_ids_query, **params)
-        mark_dirty_for(conn, model_id, new_ids_query)
+        mark_dirty_for(conn, model_id, new_ids_query, **params)
     return int(matched)
 
 

@@ -7,7 +7,7 @@ only as an identical retry (then nothing is written again); different content is
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,6 @@ from feedback_loop.store.bulk import create_stage, fill_stage, nullable
 
 STAGE = "stage_predictions"
 _COLUMNS = (
-    ("seq", "INTEGER"),
     ("prediction_id", "VARCHAR(200)"),
     ("ts", "BIGINT"),
     ("version", "VARCHAR(100)"),
@@ -67,52 +66,89 @@ class InsertResult:
     inserted: int
     retried: int  # identical re-sends, accepted and not stored twice
     new_index: np.ndarray  # batch positions of the rows stored now
+    new_ids_query: str  # SQL selecting (at least) the prediction ids stored now
+    new_ids_params: dict[str, Any]
 
 
 def insert_predictions(
     conn: Connection, model: str, model_id: int, rows: PredictionRows, now_us: int
 ) -> InsertResult:
+    """Insert the rows not stored yet; the rest must be identical retries."""
     n = len(rows.prediction_id)
     if n == 0:
-        return InsertResult(0, 0, np.empty(0, dtype=np.int64))
-    create_stage(conn, STAGE, _COLUMNS)
-    fill_stage(
-        conn,
-        STAGE,
-        [c for c, _ in _COLUMNS],
-        zip(
-            range(n),
-            rows.prediction_id,
-            rows.ts.tolist(),
-            rows.version,
-            rows.tags,
-            rows.pred_code,
-            nullable(rows.score),
-            nullable(rows.pred_value),
-            nullable(rows.latency_ms),
-            strict=True,
-        ),
+        return InsertResult(0, 0, np.empty(0, dtype=np.int64), "SELECT NULL WHERE 1 = 0", {})
+    values = zip(
+        rows.prediction_id,
+        rows.ts.tolist(),
+        rows.version,
+        rows.tags,
+        rows.pred_code,
+        nullable(rows.score),
+        nullable(rows.pred_value),
+        nullable(rows.latency_ms),
+        strict=True,
     )
-    copied = ", ".join(_COPIED)
-    returned = conn.execute(
-        text(
-            f"""
-            INSERT INTO predictions (model_id, {copied}, ingested_at)
-            SELECT :m, {copied}, :now FROM {STAGE} WHERE 1 = 1 ORDER BY seq
-            ON CONFLICT (model_id, prediction_id) DO NOTHING
-            RETURNING id, prediction_id
-            """
-        ),
-        {"m": model_id, "now": now_us},
-    ).all()
-    row_id = {pid: rid for rid, pid in returned}
+    if conn.dialect.name == "postgresql":
+        returned, new_query, params = _insert_postgresql(conn, model_id, values, now_us)
+    else:
+        returned, new_query, params = _insert_sqlite(conn, model_id, values, now_us)
+    row_id = dict(returned)
     if len(row_id) < n:
         _check_retries(conn, model, model_id, rows, row_id)
     new_index = np.array(
         [i for i, pid in enumerate(rows.prediction_id) if pid in row_id], dtype=np.int64
     )
     _insert_payloads(conn, rows, new_index, [row_id[rows.prediction_id[i]] for i in new_index])
-    return InsertResult(len(new_index), n - len(new_index), new_index)
+    return InsertResult(len(new_index), n - len(new_index), new_index, new_query, params)
+
+
+def _insert_postgresql(
+    conn: Connection, model_id: int, values: Iterable[Sequence[Any]], now_us: int
+) -> tuple[list[tuple[str, int]], str, dict[str, Any]]:
+    """COPY into a staging table, then one INSERT ... ON CONFLICT DO NOTHING RETURNING."""
+    create_stage(conn, STAGE, _COLUMNS)
+    fill_stage(conn, STAGE, list(_COPIED), values)
+    copied = ", ".join(_COPIED)
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO predictions (model_id, {copied}, ingested_at)
+            SELECT %s, {copied}, %s FROM {STAGE}
+            ON CONFLICT (model_id, prediction_id) DO NOTHING
+            RETURNING prediction_id, id
+            """,
+            (model_id, now_us),
+        )
+        returned = cursor.fetchall()
+    return returned, f"SELECT prediction_id FROM {STAGE}", {}
+
+
+def _insert_sqlite(
+    conn: Connection, model_id: int, values: Iterable[Sequence[Any]], now_us: int
+) -> tuple[list[tuple[str, int]], str, dict[str, Any]]:
+    """SQLite holds the write lock (BEGIN IMMEDIATE), so the new rows are exactly the ids
+    above the largest id before the insert."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    copied = ", ".join(_COPIED)
+    marks = ", ".join("?" for _ in range(len(_COPIED) + 2))
+    cursor = raw.cursor()
+    try:
+        before = cursor.execute("SELECT COALESCE(MAX(id), 0) FROM predictions").fetchone()[0]
+        cursor.executemany(
+            f"INSERT INTO predictions (model_id, {copied}, ingested_at) VALUES ({marks}) "
+            "ON CONFLICT (model_id, prediction_id) DO NOTHING",
+            ((model_id, *row, now_us) for row in values),
+        )
+        returned = cursor.execute(
+            "SELECT prediction_id, id FROM predictions WHERE id > ?", (before,)
+        ).fetchall()
+    finally:
+        cursor.close()
+    query = "SELECT prediction_id FROM predictions WHERE model_id = :m AND id > :first"
+    return returned, query, {"m": model_id, "first": before}
 
 
 def _insert_payloads(
