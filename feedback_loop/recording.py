@@ -75,20 +75,29 @@ def _codes_for(
     conn: Connection, state: ModelState, labels: list[Any], field_name: str
 ) -> list[int | None]:
     """Integer codes for labels; the JSON key is computed once per distinct label."""
+    if len(labels) <= 64:  # one call's worth: plain dict lookups beat pandas' set-up cost
+        keys = [None if v is None else label_key(v) for v in labels]
+        _ensure_codes(conn, state, {k for k in keys if k is not None}, field_name)
+        return [None if k is None else state.codes[k] for k in keys]
     factor, uniques = pd.factorize(pd.Series(labels, dtype=object), use_na_sentinel=True)
-    keys = [label_key(v) for v in uniques.tolist()]
-    if not set(keys) <= state.codes.keys():
-        state.codes = model_store.ensure_labels(conn, state.id, keys)
-        if state.spec.task == "binary" and len(state.codes) > 2:
-            raise ValidationError(
-                f"a binary model has two labels; now seen {sorted(state.codes)}", field=field_name
-            )
-    lookup = np.array([state.codes[k] for k in keys] + [-1], dtype=np.int64)
+    unique_keys = [label_key(v) for v in uniques.tolist()]
+    _ensure_codes(conn, state, set(unique_keys), field_name)
+    lookup = np.array([state.codes[k] for k in unique_keys] + [-1], dtype=np.int64)
     codes: list[int | None] = lookup[factor].tolist()
     if (factor < 0).any():
         for i in np.flatnonzero(factor < 0).tolist():
             codes[i] = None
     return codes
+
+
+def _ensure_codes(conn: Connection, state: ModelState, keys: set[str], field_name: str) -> None:
+    if keys <= state.codes.keys():
+        return
+    state.codes = model_store.ensure_labels(conn, state.id, keys)
+    if state.spec.task == "binary" and len(state.codes) > 2:
+        raise ValidationError(
+            f"a binary model has two labels; now seen {sorted(state.codes)}", field=field_name
+        )
 
 
 def _proba_blobs(

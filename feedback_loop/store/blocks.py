@@ -50,13 +50,14 @@ def mark_dirty(conn: Connection, model_id: int, keys: Iterable[tuple[int, str]])
     rows = [{"m": model_id, "p": int(p), "v": v} for p, v in sorted(set(keys))]
     if not rows:
         return
-    conn.execute(
-        text(
-            "INSERT INTO metric_blocks (model_id, period, version, n_predictions, data) "
-            "VALUES (:m, :p, :v, 0, NULL) ON CONFLICT DO NOTHING"
-        ),
-        rows,
+    insert = (
+        "INSERT INTO metric_blocks (model_id, period, version, n_predictions, data) "
+        "VALUES (:m, :p, :v, 0, NULL) ON CONFLICT (model_id, period, version) "
     )
+    if conn.dialect.name == "sqlite":  # one writer at a time: a plain upsert
+        conn.execute(text(insert + "DO UPDATE SET data = NULL"), rows)
+        return
+    conn.execute(text(insert + "DO NOTHING"), rows)
     # Only clean blocks are updated: an already-dirty block is not locked again, so concurrent
     # writers to the current hour do not queue on its row.
     conn.execute(

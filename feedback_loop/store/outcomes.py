@@ -139,12 +139,6 @@ def apply_latest(conn: Connection, model_id: int, pid_query: str, **params: obje
 
 def join_pending(conn: Connection, model_id: int, new_ids_query: str, **params: object) -> int:
     """Join outcomes that arrived before their predictions; returns how many were matched."""
-    pending = conn.execute(
-        text("SELECT COUNT(*) FROM outcomes WHERE model_id = :m AND matched = :f"),
-        {"m": model_id, "f": False},
-    ).scalar_one()
-    if not pending:
-        return 0
     matched = conn.execute(
         text(
             f"""
