@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from feedback_loop.metrics import classification_metrics, delay_percentiles, regression_metrics
 from feedback_loop.store.blocks import read_window
-from feedback_loop.store.reader import WindowFilter
+from feedback_loop.store.reader import WindowFilter, read_proba
 from feedback_loop.tasks import TaskSpec, label_key
 from feedback_loop.timeutil import from_us
 
@@ -44,7 +44,25 @@ def window_metrics(
         out.update(regression_metrics(rows.b, rows.a))
         return out
     out.update(_classification(spec, codes, rows.b, rows.a, rows.score))
+    if spec.task == "multiclass" and rows.labeled.size:
+        out.update(_multiclass_probability_metrics(engine, window, codes))
     return out
+
+
+def _multiclass_probability_metrics(
+    engine: Engine, window: WindowFilter, codes: dict[str, int]
+) -> dict[str, Any]:
+    """ROC AUC, log loss and Brier of the rows that logged class probabilities."""
+    n_classes = max(codes.values(), default=-1) + 1
+    with engine.connect() as conn, conn.begin():
+        actual, proba = read_proba(conn, window, n_classes)
+    known = actual >= 0  # thumbs-down feedback names no true class
+    if not known.any():
+        return {}
+    scored = classification_metrics(
+        actual[known], proba[known].argmax(axis=1), n_classes, proba=proba[known]
+    )
+    return {k: scored[k] for k in ("roc_auc", "log_loss", "brier")}
 
 
 def _classification(

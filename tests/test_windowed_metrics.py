@@ -136,3 +136,25 @@ def test_label_delay_percentiles(db_url, clock) -> None:
     assert got["label_delay_p50_s"] == pytest.approx(np.percentile(delays, 50))
     assert got["label_delay_p95_s"] == pytest.approx(np.percentile(delays, 95))
     assert got["label_coverage"] == 1.0
+
+
+def test_multiclass_probability_metrics_match_sklearn(db_url, clock) -> None:
+    rng = np.random.default_rng(5)
+    classes = ["a", "b", "c"]
+    raw = rng.dirichlet([2, 2, 2], 300)
+    y = np.array([rng.choice(3, p=p) for p in raw])
+    rows = [
+        {
+            "prediction_id": f"q{i}",
+            "prediction": {"probabilities": dict(zip(classes, map(float, p), strict=True))},
+            "actual": classes[t],
+            "timestamp": clock.now() - timedelta(minutes=i),
+        }
+        for i, (p, t) in enumerate(zip(raw, y, strict=True))
+    ]
+    loop = FeedbackLoop("proba", tracking_db=db_url, clock=clock)
+    loop.log_predictions(rows)
+    got = loop.get_metrics(window="1d")
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, raw.argmax(axis=1)))
+    assert got["log_loss"] == pytest.approx(skm.log_loss(y, raw, labels=[0, 1, 2]))
+    assert got["roc_auc"] == pytest.approx(skm.roc_auc_score(y, raw, multi_class="ovr"))

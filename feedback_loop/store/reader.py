@@ -197,3 +197,35 @@ def _numpy(column: pa.ChunkedArray, kind: pa.DataType) -> np.ndarray:
     if len(column) == 0:
         return np.empty(0, dtype=dtype)
     return np.asarray(column.to_numpy(), dtype=dtype).copy()
+
+
+def read_proba(
+    conn: Connection, window: WindowFilter, n_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(actual codes, probability matrix)`` of the labeled predictions that logged class
+    probabilities (multiclass). Rows are decoded one by one: a slower path than the blocks."""
+    where, params = window.where(conn.dialect.name == "sqlite")
+    marks = where if conn.dialect.name == "sqlite" else _pyformat(where)
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    try:
+        cursor.execute(
+            "SELECT p.actual_code, pp.proba FROM predictions p "
+            "JOIN prediction_payloads pp ON pp.id = p.id "
+            f"WHERE {marks} AND p.actual_ts IS NOT NULL AND pp.proba IS NOT NULL",
+            params,
+        )
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    actual = np.array([r[0] for r in rows], dtype=np.int64)
+    proba = np.zeros((len(rows), n_classes))
+    for i, (_, blob) in enumerate(rows):
+        values = np.frombuffer(bytes(blob), dtype=np.float64)
+        proba[i, : len(values)] = values[:n_classes]
+    return actual, proba
+
+
+def _pyformat(where: str) -> str:
+    return where.replace("?", "%s")
