@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine
 
+from feedback_loop import watch
 from feedback_loop.clock import Clock, SystemClock
+from feedback_loop.drift_report import DriftReport
 from feedback_loop.errors import ValidationError
 from feedback_loop.ingest import (
     OutcomeBatch,
@@ -31,7 +33,7 @@ from feedback_loop.ingest import (
     resolve_task,
     to_frame,
 )
-from feedback_loop.monitoring import default_primary_metric, window_metrics
+from feedback_loop.monitoring import LOWER_IS_BETTER, default_primary_metric, window_metrics
 from feedback_loop.recording import (
     LogResult,
     ModelState,
@@ -47,6 +49,7 @@ from feedback_loop.store.migrate import ensure_schema
 from feedback_loop.store.outcomes import OutcomeResult, unmatched_count
 from feedback_loop.store.predictions import fetch_prediction
 from feedback_loop.store.reader import WindowFilter
+from feedback_loop.store.references import load_reference, save_reference
 from feedback_loop.tasks import TASKS, TaskSpec, parse_actual, parse_prediction
 from feedback_loop.timeutil import Window, from_us, parse_duration, resolve_window, to_us
 
@@ -357,6 +360,184 @@ class FeedbackLoop:
         )
         spec = state.spec if state.spec.task else TaskSpec(task="binary")
         return window_metrics(self.engine, self.model_name, spec, state.codes, flt)
+
+    # -- monitoring --------------------------------------------------------------------------
+
+    def _window(self, window: Window, version: str | int | None = None) -> WindowFilter:
+        state = self._model_state()
+        start, end = resolve_window(window, self.clock.now())
+        return WindowFilter(state.id, start, end, None if version is None else str(version))
+
+    def set_reference(
+        self,
+        features: Any = None,
+        *,
+        predictions: Any = None,
+        actuals: Any = None,
+        window: Window = None,
+        version: str | int | None = None,
+        name: str = "default",
+    ) -> dict[str, Any]:
+        """Store the reference that drift checks and label-free estimates compare against.
+
+        Either the data the model was trained or validated on (``features`` as a DataFrame or
+        Arrow table, with optional ``predictions`` — positive-class scores for a binary model —
+        and ``actuals``), or a window of logged predictions (``window=``). It is summarised
+        once into compact profiles; monitoring never reads the reference rows again.
+        """
+        state = self._model_state()
+        if state.spec.task is None:
+            raise ValidationError("log a prediction or declare task= first", field="task")
+        if (features is None) == (window is None):
+            raise ValidationError("give either features or window", field="features")
+        if window is not None:
+            data = watch.window_features(self.engine, self._window(window, version))
+            if len(data.features) == 0:
+                raise ValidationError("the window holds no predictions", field="window")
+            stored, n_rows, source = (
+                watch.reference_from_window(state, data),
+                len(data.features),
+                (f"window {window}"),
+            )
+        else:
+            frame = to_frame(features)
+            stored = watch.reference_from_frame(state, frame, predictions, actuals)
+            n_rows, source = len(frame), "data"
+        version_key = "" if version is None else str(version)
+        with write_transaction(self.engine) as conn:
+            save_reference(
+                conn,
+                model_id=state.id,
+                name=name,
+                version=version_key,
+                created_at=self._now_us(),
+                n_rows=n_rows,
+                source=source,
+                data=stored,
+            )
+        self.record_event(
+            "reference_set",
+            reason=f"reference {name!r} from {source} ({n_rows:,} rows)",
+            version=version_key or None,
+            evidence={"name": name, "rows": n_rows, "columns": sorted(stored["features"])},
+        )
+        return {"name": name, "version": version_key, "rows": n_rows, "source": source}
+
+    def _reference(self, name: str, version: str | int | None) -> dict[str, Any]:
+        state = self._model_state()
+        with read_transaction(self.engine) as conn:
+            found = load_reference(conn, state.id, name, None if version is None else str(version))
+        if found is None:
+            raise ValidationError(
+                f"model {self.model_name!r} has no reference {name!r}: call set_reference first",
+                field="reference",
+            )
+        return found
+
+    def check_drift(
+        self,
+        window: Window = "7d",
+        reference: str = "default",
+        *,
+        version: str | int | None = None,
+        methods: dict[str, str] | None = None,
+        share_threshold: float = 0.5,
+        correction: str = "none",
+    ) -> DriftReport:
+        """Drift of every feature, the prediction and the label over ``window`` against the
+        stored reference; writes a ``drift_detected`` event when any column drifted."""
+        state = self._model_state()
+        stored = self._reference(reference, version)
+        flt = self._window(window, version)
+        data = watch.window_features(self.engine, flt)
+        report = watch.check_drift(
+            state,
+            stored,
+            data,
+            flt,
+            methods=methods,
+            share_threshold=share_threshold,
+            correction=correction,
+        )
+        if report.drifted_columns:
+            drifted = {c: report.columns[c].to_dict() for c in report.drifted_columns}
+            self.record_event(
+                "drift_detected",
+                reason=f"{len(drifted)} column(s) drifted over {window}: "
+                + ", ".join(report.drifted_columns[:10]),
+                evidence={
+                    "window": [report.window_start, report.window_end],
+                    "dataset_drift": report.drifted,
+                    "columns": drifted,
+                },
+            )
+        return report
+
+    def estimate_performance(
+        self, window: Window = "7d", reference: str = "default"
+    ) -> dict[str, Any]:
+        """Label-free estimate (binary classifiers): expected accuracy, precision, recall, F1 and
+        ROC AUC over all predictions of the window, from scores calibrated on the reference.
+        Writes an ``estimate_breach`` event when the estimate breaches ``retrain_threshold``."""
+        state = self._model_state()
+        try:
+            stored: dict[str, Any] | None = self._reference(reference, None)
+        except ValidationError:
+            stored = None
+        data = watch.window_features(self.engine, self._window(window))
+        result = watch.estimate(state, stored, data)
+        metric = self.primary_metric
+        value = result.get(metric)
+        if self.retrain_threshold is not None and value is not None:
+            breached = (
+                value > self.retrain_threshold
+                if metric in LOWER_IS_BETTER
+                else value < self.retrain_threshold
+            )
+            if breached:
+                self.record_event(
+                    "estimate_breach",
+                    reason=f"estimated {metric} {value:.4g} breaches {self.retrain_threshold}",
+                    evidence={"window": str(window), **result},
+                )
+        return result
+
+    def segments(
+        self,
+        window: Window = "7d",
+        by: Sequence[str] = (),
+        *,
+        metric: str | None = None,
+        min_support: int = 30,
+    ) -> list[dict[str, Any]]:
+        """Metrics per slice of the window's labeled predictions, worst first. ``by`` names tags
+        (``region``) or features; slices with fewer than ``min_support`` rows are left out.
+        Writes a ``weak_segments`` event when slices breach ``retrain_threshold``."""
+        if not by:
+            raise ValidationError("name at least one tag or feature", field="by")
+        state = self._model_state()
+        chosen = metric or self.primary_metric
+        data = watch.window_features(self.engine, self._window(window))
+        rows = watch.segments(state, data, list(by), metric=chosen, min_support=min_support)
+        if self.retrain_threshold is not None:
+            threshold = self.retrain_threshold
+            weak = [
+                r
+                for r in rows
+                if r.get(chosen) is not None
+                and (
+                    (r[chosen] > threshold)
+                    if chosen in LOWER_IS_BETTER
+                    else (r[chosen] < threshold)
+                )
+            ]
+            if weak:
+                self.record_event(
+                    "weak_segments",
+                    reason=f"{len(weak)} segment(s) breach {chosen} {threshold} over {window}",
+                    evidence={"metric": chosen, "segments": weak[:20]},
+                )
+        return rows
 
     @property
     def primary_metric(self) -> str:

@@ -141,3 +141,19 @@ metric_blocks = Table(
     Column("n_predictions", Integer, nullable=False),
     Column("data", LargeBinary),
 )
+
+# A model's reference for monitoring, summarised once: per-column profiles (quantile bins,
+# category counts, a bounded sample) and a score calibrator, as JSON.
+reference_profiles = Table(
+    "reference_profiles",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("version", String(100), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("n_rows", Integer, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("data", Text, nullable=False),
+    UniqueConstraint("model_id", "name", "version", name="uq_reference_profiles"),
+)
