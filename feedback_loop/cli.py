@@ -187,6 +187,115 @@ def events(
     console.print(table)
 
 
+@app.command()
+def reference(
+    model: Model,
+    path: Annotated[
+        Path | None, typer.Argument(help="Reference data (.csv/.jsonl/.parquet).")
+    ] = None,
+    db: Db = None,
+    window: Annotated[
+        str | None, typer.Option(help="Use a logged window instead of a file.")
+    ] = None,
+    prediction_column: Annotated[str | None, typer.Option(help="Column of predictions.")] = None,
+    actual_column: Annotated[str | None, typer.Option(help="Column of actual labels.")] = None,
+    version: Annotated[str | None, typer.Option()] = None,
+    name: Annotated[str, typer.Option(help="Reference name.")] = "default",
+) -> None:
+    """Store the reference that drift checks and estimates compare against."""
+    try:
+        loop = FeedbackLoop(model, tracking_db=db)
+        if path is not None:
+            frame = read_table(path)
+            predictions = frame.pop(prediction_column) if prediction_column else None
+            actuals = frame.pop(actual_column) if actual_column else None
+            info = loop.set_reference(
+                frame, predictions=predictions, actuals=actuals, version=version, name=name
+            )
+        else:
+            info = loop.set_reference(window=window, version=version, name=name)
+    except FeedbackLoopError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(
+        f"reference [bold]{info['name']}[/] stored from {info['source']}: {info['rows']:,} rows"
+    )
+
+
+@app.command()
+def drift(
+    model: Model,
+    db: Db = None,
+    window: Annotated[str, typer.Option(help="e.g. 7d, 24h.")] = "7d",
+    reference_name: Annotated[str, typer.Option("--reference", help="Reference name.")] = "default",
+    correction: Annotated[str, typer.Option(help="none, bonferroni or fdr_bh.")] = "none",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Drift of every feature, the prediction and the label against the reference."""
+    try:
+        report = FeedbackLoop(model, tracking_db=db).check_drift(
+            window=window, reference=reference_name, correction=correction
+        )
+    except FeedbackLoopError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+        return
+    console.print(report)
+    if report.missing:
+        console.print(f"not in the window: {', '.join(report.missing)}")
+
+
+@app.command()
+def estimate(
+    model: Model,
+    db: Db = None,
+    window: Annotated[str, typer.Option(help="e.g. 7d, 24h.")] = "7d",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Label-free performance estimate of a binary classifier over a window."""
+    try:
+        result = FeedbackLoop(model, tracking_db=db).estimate_performance(window=window)
+    except FeedbackLoopError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    table = Table(title=f"{model}: estimated quality over {window} (no labels needed)")
+    table.add_column("metric")
+    table.add_column("estimate", justify="right")
+    for key, value in result.items():
+        table.add_row(key, _fmt(value))
+    console.print(table)
+
+
+@app.command()
+def segments(
+    model: Model,
+    by: Annotated[list[str], typer.Option(help="Tag or feature to slice by (repeatable).")],
+    db: Db = None,
+    window: Annotated[str, typer.Option(help="e.g. 7d, 24h.")] = "7d",
+    metric: Annotated[str | None, typer.Option(help="Metric to rank by.")] = None,
+    min_support: Annotated[int, typer.Option(help="Smallest slice shown.")] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Metrics per slice, worst first."""
+    try:
+        loop = FeedbackLoop(model, tracking_db=db)
+        rows = loop.segments(window=window, by=by, metric=metric, min_support=min_support)
+        chosen = metric or loop.primary_metric
+    except FeedbackLoopError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    table = Table(title=f"{model}: segments by {', '.join(by)} over {window}, worst first")
+    for column in (*by, "n", chosen):
+        table.add_column(column, justify="right" if column in ("n", chosen) else "left")
+    for row in rows:
+        table.add_row(*(str(row["segment"][k]) for k in by), _fmt(row["n"]), _fmt(row.get(chosen)))
+    console.print(table)
+
+
 @db_app.command("upgrade")
 def db_upgrade(db: Db = None) -> None:
     """Create or migrate the schema to the latest version."""

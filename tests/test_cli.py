@@ -77,3 +77,61 @@ def test_db_upgrade(db_url) -> None:
     from feedback_loop.store.migrate import head_revision
 
     assert f"revision {head_revision()}" in result.output
+
+
+def test_reference_drift_estimate_segments(db_url, tmp_path) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    ref = pd.DataFrame({"x": rng.normal(0, 1, 500), "score": rng.random(500)})
+    ref["y"] = (rng.random(500) < ref.score).astype(int)
+    ref_path = tmp_path / "ref.csv"
+    ref.to_csv(ref_path, index=False)
+    now = datetime.now(UTC)
+    current = pd.DataFrame(
+        {
+            "prediction_id": [f"c{i}" for i in range(300)],
+            "timestamp": [(now - timedelta(minutes=i)).isoformat() for i in range(300)],
+            "prediction": [
+                json.dumps({"label": int(s >= 0.5), "score": float(s)}) for s in rng.random(300)
+            ],
+            "x": rng.normal(2, 1, 300),
+        }
+    )
+    rows = [
+        {
+            **r,
+            "prediction": json.loads(r["prediction"]),
+            "actual": i % 2,
+            "tags": {"region": "eu" if i % 3 else "us"},
+        }
+        for i, r in enumerate(current.to_dict("records"))
+    ]
+    path = tmp_path / "current.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    args = ["-m", "d", "--db", db_url]
+    assert runner.invoke(app, ["log", "predictions", str(path), *args]).exit_code == 0
+    result = runner.invoke(
+        app,
+        [
+            "reference",
+            str(ref_path),
+            *args,
+            "--prediction-column",
+            "score",
+            "--actual-column",
+            "y",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    drift = runner.invoke(app, ["drift", *args, "--window", "1d", "--json"])
+    assert drift.exit_code == 0, drift.output
+    assert "x" in json.loads(drift.output)["drifted_columns"]
+    table = runner.invoke(app, ["drift", *args, "--window", "1d"])
+    assert "DRIFT" in table.output
+    est = runner.invoke(app, ["estimate", *args, "--window", "1d", "--json"])
+    assert est.exit_code == 0, est.output
+    assert json.loads(est.output)["n"] == 300
+    seg = runner.invoke(app, ["segments", *args, "--by", "region", "--window", "1d", "--json"])
+    assert seg.exit_code == 0, seg.output
+    assert {r["segment"]["region"] for r in json.loads(seg.output)} == {"eu", "us"}
