@@ -539,6 +539,24 @@ class FeedbackLoop:
                 )
         return rows
 
+    def detect_concept_drift(
+        self, window: Window = "30d", detector: str = "adwin"
+    ) -> dict[str, Any]:
+        """Run a streaming concept-drift detector (``adwin``, ``ddm``, ``eddm``, ``hddm_a``,
+        ``page_hinkley``) over the window's errors in time order; a detected change writes a
+        ``concept_drift`` event with the change points."""
+        state = self._model_state()
+        data = watch.window_features(self.engine, self._window(window))
+        result = watch.concept_drift(state, data, detector)
+        if result["change_points"]:
+            self.record_event(
+                "concept_drift",
+                reason=f"{detector} found {len(result['change_points'])} change(s) in the error "
+                f"rate over {window}",
+                evidence=result,
+            )
+        return result
+
     @property
     def primary_metric(self) -> str:
         spec = self._model_state().spec

@@ -13,6 +13,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from feedback_loop.drift import compare, dataset_drift, profile_from_dict
+from feedback_loop.drift.detectors import ADWIN, DDM, EDDM, HDDM_A, DriftDetector, PageHinkley, run
 from feedback_loop.drift.estimation import ScoreCalibrator, estimate_binary
 from feedback_loop.drift.result import DriftResult
 from feedback_loop.drift_report import DriftReport
@@ -242,6 +243,45 @@ def segments(
         lower_is_better=metric in LOWER_IS_BETTER,
         min_support=min_support,
     )
+
+
+DETECTORS: dict[str, type[DriftDetector]] = {
+    "adwin": ADWIN,
+    "ddm": DDM,
+    "eddm": EDDM,
+    "hddm_a": HDDM_A,
+    "page_hinkley": PageHinkley,
+}
+BINARY_INPUT = frozenset({"ddm", "eddm"})
+
+
+def concept_drift(state: ModelState, data: WindowFeatures, detector: str) -> dict[str, Any]:
+    """Run a streaming detector over the window's error stream in prediction-time order.
+
+    Classification feeds 1 for a wrong prediction and 0 for a right one; regression feeds the
+    absolute error (ADWIN and Page–Hinkley only).
+    """
+    if detector not in DETECTORS:
+        raise ValidationError(f"must be one of {', '.join(DETECTORS)}", field="detector")
+    order = np.argsort(data.ts[data.labeled], kind="stable")
+    ts = data.ts[data.labeled][order]
+    if state.spec.task == "regression":
+        if detector in BINARY_INPUT or detector == "hddm_a":
+            raise ValidationError("regression errors need adwin or page_hinkley", field="detector")
+        errors = np.abs(data.pred_value - data.actual_value)[data.labeled][order]
+    else:
+        truth = data.actual_code[data.labeled][order]
+        errors = (truth != data.pred_code[data.labeled][order]).astype(np.float64)
+    hits = run(DETECTORS[detector](), errors.tolist())
+    last = hits[-1] if hits else None
+    return {
+        "detector": detector,
+        "n": int(errors.size),
+        "mean_error": float(errors.mean()) if errors.size else None,
+        "change_points": [from_us(int(ts[i])).isoformat() for i in hits],
+        "mean_error_before_last": float(errors[:last].mean()) if last else None,
+        "mean_error_after_last": float(errors[last:].mean()) if last is not None else None,
+    }
 
 
 __all__ = [

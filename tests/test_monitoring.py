@@ -131,3 +131,30 @@ def test_segments_worst_first(db_url, clock) -> None:
     assert loop.events(kinds=["weak_segments"])[0].evidence["metric"] == "accuracy"
     with pytest.raises(ValidationError, match="by"):
         loop.segments(window="1d", by=["colour"])
+
+
+@pytest.mark.parametrize("detector", ["adwin", "ddm", "hddm_a", "page_hinkley"])
+def test_concept_drift_found_after_the_change(db_url, clock, detector) -> None:
+    rng = np.random.default_rng(3)
+    n, change = 3000, 2000
+    wrong = np.concatenate([rng.random(change) < 0.1, rng.random(n - change) < 0.45])
+    start = clock.now() - timedelta(days=2)
+    loop = FeedbackLoop("c", tracking_db=db_url, clock=clock)
+    loop.log_predictions(
+        [
+            {
+                "prediction_id": f"k{i}",
+                "prediction": 1,
+                "actual": 0 if w else 1,
+                "timestamp": start + timedelta(seconds=30 * i),
+            }
+            for i, w in enumerate(wrong)
+        ]
+    )
+    result = loop.detect_concept_drift(window="7d", detector=detector)
+    changes = [pd.Timestamp(t) for t in result["change_points"]]
+    at_change = pd.Timestamp(start + timedelta(seconds=30 * change))
+    assert changes, result
+    first_after = min(c for c in changes if c >= at_change)
+    assert first_after - at_change <= pd.Timedelta(seconds=30 * 400)
+    assert loop.events(kinds=["concept_drift"])

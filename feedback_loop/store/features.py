@@ -28,6 +28,7 @@ class WindowFeatures:
     actual_value: np.ndarray
     labeled: np.ndarray  # bool
     tags: pd.DataFrame  # one column per tag key
+    ts: np.ndarray  # int64 µs, prediction time
 
 
 def read_features(conn: Connection, window: WindowFilter) -> WindowFeatures:
@@ -43,7 +44,7 @@ def read_features(conn: Connection, window: WindowFilter) -> WindowFeatures:
             "SELECT pp.schema_id, pp.numeric, pp.features, p.tags, COALESCE(p.score, -1.0), "
             "COALESCE(p.pred_code, -2), COALESCE(p.actual_code, -2), "
             "COALESCE(p.pred_value, 'NaN'), COALESCE(p.actual_value, 'NaN'), "
-            "CASE WHEN p.actual_ts IS NULL THEN 0 ELSE 1 END "
+            "CASE WHEN p.actual_ts IS NULL THEN 0 ELSE 1 END, p.ts "
             "FROM predictions p JOIN prediction_payloads pp ON pp.id = p.id "
             f"WHERE {where} ORDER BY p.id",
             params,
@@ -64,8 +65,9 @@ def read_features(conn: Connection, window: WindowFilter) -> WindowFeatures:
             empty,
             empty.astype(bool),
             pd.DataFrame(),
+            empty.astype(np.int64),
         )
-    schema_id, numeric, text, tags, score, pred, actual, pred_value, actual_value, labeled = (
+    (schema_id, numeric, text, tags, score, pred, actual, pred_value, actual_value, labeled, ts) = (
         list(column) for column in zip(*rows, strict=True)
     )
     frame = _numeric_frame(schema_id, numeric, schemas, n).join(_json_frame(text, n), how="outer")
@@ -80,6 +82,7 @@ def read_features(conn: Connection, window: WindowFilter) -> WindowFeatures:
         actual_value=np.array(actual_value, dtype=np.float64),
         labeled=np.array(labeled, dtype=bool),
         tags=_json_frame(tags, n),
+        ts=np.array(ts, dtype=np.int64),
     )
 
 
