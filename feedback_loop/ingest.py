@@ -45,12 +45,11 @@ class PredictionBatch:
     latency_ms: np.ndarray  # float64, NaN when absent
     actual: list[Any]  # parsed actual or None
     ts_given: np.ndarray  # bool: False where the time was filled in with "now"
-    numeric: list[bytes | None] = field(default_factory=list)  # packed float64 per row
-    numeric_names: tuple[str, ...] = ()  # the columns packed in ``numeric``
-
-    def __post_init__(self) -> None:
-        if not self.numeric:
-            self.numeric = [None] * len(self.prediction_id)
+    # Feature columns given as DataFrame columns of numbers or strings, as a float64 matrix:
+    # numbers as they are, strings as codes into ``categories`` (NaN where missing).
+    matrix: np.ndarray | None = None
+    matrix_columns: tuple[tuple[str, str], ...] = ()  # (name, 'numeric' | 'categorical')
+    categories: dict[str, list[str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.prediction_id)
@@ -237,27 +236,41 @@ def _flat_features_json(frame: pd.DataFrame, columns: list[str]) -> list[str | N
     return [template % values for values in zip(*texts, strict=True)]
 
 
-def pack_numeric(frame: pd.DataFrame, columns: list[str]) -> list[bytes | None]:
-    """Numeric feature columns as one packed float64 row per prediction (NaN for missing)."""
-    if not columns:
-        return [None] * len(frame)
-    matrix = np.ascontiguousarray(frame[columns].to_numpy(dtype=np.float64, na_value=np.nan))
-    infinite = np.isinf(matrix)
-    if infinite.any():
-        row, col = np.argwhere(infinite)[0]
-        raise ValidationError("infinite values cannot be stored", field=columns[col], row=int(row))
-    width = matrix.shape[1] * 8
-    buffer = matrix.tobytes()
-    return [buffer[i : i + width] for i in range(0, len(buffer), width)]
+def _is_text_column(values: pd.Series) -> bool:
+    if values.dtype.kind != "O" and not isinstance(values.dtype, pd.StringDtype):
+        return False
+    present = values.dropna()
+    return len(present) > 0 and all(type(v) is str for v in present.tolist())
 
 
 def _split_features(
     frame: pd.DataFrame, columns: list[str]
-) -> tuple[list[str | None], list[bytes | None], tuple[str, ...]]:
-    """Numeric columns packed, the rest as JSON."""
+) -> tuple[list[str | None], np.ndarray | None, tuple[tuple[str, str], ...], dict[str, list[str]]]:
+    """Number and string columns into one float64 matrix (strings as codes); the rest (booleans,
+    dates, nested values) as JSON."""
     numeric = sorted(c for c in columns if isinstance(c, str) and frame[c].dtype.kind in "iuf")
-    others = [c for c in columns if c not in numeric]
-    return _flat_features_json(frame, others), pack_numeric(frame, numeric), tuple(numeric)
+    text = sorted(
+        c for c in columns if isinstance(c, str) and c not in numeric and _is_text_column(frame[c])
+    )
+    others = [c for c in columns if c not in numeric and c not in text]
+    if not numeric and not text:
+        return _flat_features_json(frame, others), None, (), {}
+    matrix = np.empty((len(frame), len(numeric) + len(text)))
+    if numeric:
+        matrix[:, : len(numeric)] = frame[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
+        infinite = np.isinf(matrix[:, : len(numeric)])
+        if infinite.any():
+            row, col = np.argwhere(infinite)[0]
+            raise ValidationError(
+                "infinite values cannot be stored", field=numeric[col], row=int(row)
+            )
+    categories: dict[str, list[str]] = {}
+    for j, name in enumerate(text, start=len(numeric)):
+        codes, uniques = pd.factorize(frame[name], use_na_sentinel=True)
+        matrix[:, j] = np.where(codes < 0, np.nan, codes)
+        categories[name] = [str(u) for u in uniques]
+    kinds = tuple((c, "numeric") for c in numeric) + tuple((c, "categorical") for c in text)
+    return _flat_features_json(frame, others), matrix, kinds, categories
 
 
 def _numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -305,8 +318,9 @@ def prediction_batch(rows: Any, spec: TaskSpec, now_us: int) -> PredictionBatch:
         if "timestamp" in frame
         else np.full(n, now_us, dtype=np.int64)
     )
-    numeric: list[bytes | None] = []
-    numeric_names: tuple[str, ...] = ()
+    matrix: np.ndarray | None = None
+    matrix_columns: tuple[tuple[str, str], ...] = ()
+    categories: dict[str, list[str]] = {}
     if "features" in frame:
         features = _dict_json(frame, "features")
         extra = [c for c in columns if c not in RESERVED and c not in ("features", id_col)]
@@ -316,7 +330,7 @@ def prediction_batch(rows: Any, spec: TaskSpec, now_us: int) -> PredictionBatch:
             )
     else:
         feature_cols = [c for c in columns if c not in RESERVED and c != id_col]
-        features, numeric, numeric_names = _split_features(frame, feature_cols)
+        features, matrix, matrix_columns, categories = _split_features(frame, feature_cols)
     parsed = parse_prediction_column(frame["prediction"], spec) if n else _empty_parsed()
     actual: list[Any] = [None] * n
     if "actual" in frame:
@@ -340,8 +354,9 @@ def prediction_batch(rows: Any, spec: TaskSpec, now_us: int) -> PredictionBatch:
         latency_ms=_numbers(frame, "latency_ms"),
         actual=actual,
         ts_given=ts_given,
-        numeric=numeric,
-        numeric_names=numeric_names,
+        matrix=matrix,
+        matrix_columns=matrix_columns,
+        categories=categories,
     )
     return dedupe_predictions(batch)
 
@@ -428,7 +443,7 @@ def _row_key(batch: PredictionBatch, i: int) -> tuple[Any, ...]:
         batch.version[i],
         batch.tags[i],
         batch.features[i],
-        batch.numeric[i],
+        None if batch.matrix is None else batch.matrix[i].tobytes(),
         batch.prediction[i],
         None if np.isnan(batch.latency_ms[i]) else float(batch.latency_ms[i]),
         json.dumps(batch.actual[i]),
@@ -452,8 +467,9 @@ def take(batch: PredictionBatch, index: np.ndarray) -> PredictionBatch:
         latency_ms=batch.latency_ms[index],
         actual=[batch.actual[i] for i in pick],
         ts_given=batch.ts_given[index],
-        numeric=[batch.numeric[i] for i in pick],
-        numeric_names=batch.numeric_names,
+        matrix=None if batch.matrix is None else batch.matrix[index],
+        matrix_columns=batch.matrix_columns,
+        categories=batch.categories,
     )
 
 

@@ -49,6 +49,7 @@ class ModelState:
     name: str
     spec: TaskSpec
     codes: dict[str, int]
+    feature_codes: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def merge_spec(stored: TaskSpec, declared: TaskSpec, model: str) -> TaskSpec:
@@ -120,6 +121,30 @@ def _proba_blobs(
     return out
 
 
+def _pack(conn: Connection, state: ModelState, batch: PredictionBatch) -> list[bytes | None]:
+    """The feature matrix as one packed float64 row per prediction, string columns holding the
+    model's stable codes for their values."""
+    if batch.matrix is None:
+        return [None] * len(batch)
+    matrix = batch.matrix
+    for j, (name, kind) in enumerate(batch.matrix_columns):
+        if kind != "categorical":
+            continue
+        values = batch.categories[name]
+        known = state.feature_codes.get(name, {})
+        if not set(values) <= known.keys():
+            known = model_store.ensure_feature_codes(conn, state.id, name, values)
+            state.feature_codes[name] = known
+        if matrix is batch.matrix:
+            matrix = matrix.copy()
+        lookup = np.array([known[v] for v in values] + [np.nan])
+        local = matrix[:, j]
+        matrix[:, j] = lookup[np.where(np.isnan(local), len(values), local).astype(np.int64)]
+    width = matrix.shape[1] * 8
+    buffer = np.ascontiguousarray(matrix).tobytes()
+    return [buffer[i : i + width] for i in range(0, len(buffer), width)]
+
+
 def store_predictions(
     engine: Engine, state: ModelState, batch: PredictionBatch, now_us: int
 ) -> LogResult:
@@ -142,10 +167,10 @@ def store_predictions(
             prediction=batch.prediction,
             proba=_proba_blobs(conn, state, batch.proba),
             ts_given=batch.ts_given,
-            numeric=batch.numeric,
+            numeric=_pack(conn, state, batch),
             schema_id=(
-                model_store.feature_schema_id(conn, state.id, batch.numeric_names)
-                if batch.numeric_names
+                model_store.feature_schema_id(conn, state.id, batch.matrix_columns)
+                if batch.matrix_columns
                 else None
             ),
         )

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
+from feedback_loop.store.models import feature_value_table
 from feedback_loop.store.reader import WindowFilter
 
 
@@ -51,6 +52,7 @@ def read_features(conn: Connection, window: WindowFilter) -> WindowFeatures:
         )
         rows = cursor.fetchall()
         schemas = dict(cursor.execute("SELECT id, names FROM feature_schemas").fetchall())
+        values = feature_value_table(conn, window.model_id)
     finally:
         cursor.close()
     n = len(rows)
@@ -70,7 +72,9 @@ def read_features(conn: Connection, window: WindowFilter) -> WindowFeatures:
     (schema_id, numeric, text, tags, score, pred, actual, pred_value, actual_value, labeled, ts) = (
         list(column) for column in zip(*rows, strict=True)
     )
-    frame = _numeric_frame(schema_id, numeric, schemas, n).join(_json_frame(text, n), how="outer")
+    frame = _numeric_frame(schema_id, numeric, schemas, values, n).join(
+        _json_frame(text, n), how="outer"
+    )
     score_array = np.array(score, dtype=np.float64)
     score_array[score_array < 0] = np.nan
     return WindowFeatures(
@@ -87,20 +91,30 @@ def read_features(conn: Connection, window: WindowFilter) -> WindowFeatures:
 
 
 def _numeric_frame(
-    schema_id: list[int | None], blobs: list[bytes | None], schemas: dict[int, str], n: int
+    schema_id: list[int | None],
+    blobs: list[bytes | None],
+    schemas: dict[int, str],
+    values: dict[str, list[str | None]],
+    n: int,
 ) -> pd.DataFrame:
     ids = np.array([-1 if s is None else s for s in schema_id], dtype=np.int64)
-    frame = pd.DataFrame(index=pd.RangeIndex(n))
+    columns: dict[str, np.ndarray] = {}
     for sid in np.unique(ids[ids >= 0]).tolist():
-        names = json.loads(schemas[sid])
+        layout = json.loads(schemas[sid])
         rows = np.flatnonzero(ids == sid)
         buffer = b"".join(bytes(blobs[i]) for i in rows.tolist())  # type: ignore[arg-type]
-        matrix = np.frombuffer(buffer, dtype=np.float64).reshape(len(rows), len(names))
-        for j, name in enumerate(names):
-            column = frame[name].to_numpy(copy=True) if name in frame else np.full(n, np.nan)
-            column[rows] = matrix[:, j]
-            frame[name] = column
-    return frame
+        matrix = np.frombuffer(buffer, dtype=np.float64).reshape(len(rows), len(layout))
+        for j, (name, kind) in enumerate(layout):
+            if kind == "categorical":
+                names = np.array([*values.get(name, []), None], dtype=object)
+                codes = matrix[:, j]
+                decoded = names[np.where(np.isnan(codes), len(names) - 1, codes).astype(np.int64)]
+                column = columns.setdefault(name, np.full(n, None, dtype=object))
+                column[rows] = decoded
+            else:
+                column = columns.setdefault(name, np.full(n, np.nan))
+                column[rows] = matrix[:, j]
+    return pd.DataFrame(columns, index=pd.RangeIndex(n))
 
 
 def _json_frame(texts: list[str | None], n: int) -> pd.DataFrame:

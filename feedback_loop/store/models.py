@@ -11,7 +11,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from feedback_loop.errors import UnknownModelError
-from feedback_loop.store.tables import feature_schemas, labels, models
+from feedback_loop.store.tables import feature_schemas, feature_values, labels, models
 from feedback_loop.tasks import TaskSpec
 
 
@@ -118,9 +118,9 @@ def ensure_labels(conn: Connection, model_id: int, keys: Iterable[str]) -> dict[
     return codes
 
 
-def feature_schema_id(conn: Connection, model_id: int, names: tuple[str, ...]) -> int:
-    """The id of the model's numeric feature schema ``names``, created on first use."""
-    key = json.dumps(list(names))
+def feature_schema_id(conn: Connection, model_id: int, columns: tuple[tuple[str, str], ...]) -> int:
+    """The id of the model's packed-feature schema (``(name, kind)`` pairs), made on first use."""
+    key = json.dumps([list(c) for c in columns])
     query = select(feature_schemas.c.id).where(
         feature_schemas.c.model_id == model_id, feature_schemas.c.names == key
     )
@@ -132,8 +132,48 @@ def feature_schema_id(conn: Connection, model_id: int, names: tuple[str, ...]) -
     return int(conn.execute(query).scalar_one())
 
 
-def feature_schema_names(conn: Connection, schema_id: int) -> list[str]:
-    names = conn.execute(
-        select(feature_schemas.c.names).where(feature_schemas.c.id == schema_id)
-    ).scalar_one()
-    return list(json.loads(names))
+def feature_codes(conn: Connection, model_id: int, feature: str) -> dict[str, int]:
+    rows = conn.execute(
+        select(feature_values.c.value, feature_values.c.code).where(
+            feature_values.c.model_id == model_id, feature_values.c.feature == feature
+        )
+    )
+    return {value: code for value, code in rows}
+
+
+def ensure_feature_codes(
+    conn: Connection, model_id: int, feature: str, values: list[str]
+) -> dict[str, int]:
+    """Codes for the values of a categorical feature, adding new ones under the model's lock."""
+    codes = feature_codes(conn, model_id, feature)
+    new = sorted(set(values) - codes.keys())
+    if not new:
+        return codes
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(models.c.id).where(models.c.id == model_id).with_for_update())
+        codes = feature_codes(conn, model_id, feature)
+        new = sorted(set(new) - codes.keys())
+    start = max(codes.values(), default=-1) + 1
+    added = {value: start + i for i, value in enumerate(new)}
+    if added:
+        conn.execute(
+            insert(feature_values),
+            [
+                {"model_id": model_id, "feature": feature, "code": code, "value": value}
+                for value, code in added.items()
+            ],
+        )
+        codes.update(added)
+    return codes
+
+
+def feature_value_table(conn: Connection, model_id: int) -> dict[str, list[str | None]]:
+    """``{feature: values by code}`` for decoding."""
+    out: dict[str, dict[int, str]] = {}
+    for feature, code, value in conn.execute(
+        select(feature_values.c.feature, feature_values.c.code, feature_values.c.value).where(
+            feature_values.c.model_id == model_id
+        )
+    ):
+        out.setdefault(feature, {})[code] = value
+    return {f: [m.get(i) for i in range(max(m) + 1)] for f, m in out.items()}

@@ -258,9 +258,20 @@ def fetch_prediction(conn: Connection, model_id: int, prediction_id: str) -> dic
         return None
     features: dict[str, Any] = json.loads(row.features) if row.features else {}
     if row.numeric is not None:
-        values = np.frombuffer(bytes(row.numeric), dtype=np.float64).tolist()
-        names = json.loads(row.names)
-        features.update({n: (None if v != v else v) for n, v in zip(names, values, strict=True)})
+        numbers = np.frombuffer(bytes(row.numeric), dtype=np.float64).tolist()
+        for (name, kind), number in zip(json.loads(row.names), numbers, strict=True):
+            if number != number:  # NaN: missing
+                features[name] = None
+            elif kind == "categorical":
+                features[name] = conn.execute(
+                    text(
+                        "SELECT value FROM feature_values "
+                        "WHERE model_id = :m AND feature = :f AND code = :c"
+                    ),
+                    {"m": model_id, "f": name, "c": int(number)},
+                ).scalar_one()
+            else:
+                features[name] = number
     return {
         "prediction_id": row.prediction_id,
         "ts": row.ts,

@@ -84,8 +84,9 @@ prediction_payloads = Table(
     Column("numeric", LargeBinary),  # float64 values of the schema's numeric features
 )
 
-# Numeric feature columns are stored as packed float64 rows; a schema names them once per model,
-# so a window's features decode into a matrix without parsing text.
+# Feature columns of numbers and strings are stored as packed float64 rows (strings as codes into
+# feature_values); a schema names the columns and their kinds once per model, as JSON
+# [[name, kind], ...], so a window's features decode into a matrix without parsing text.
 feature_schemas = Table(
     "feature_schemas",
     metadata,
@@ -156,4 +157,15 @@ reference_profiles = Table(
     Column("source", Text, nullable=False),
     Column("data", Text, nullable=False),
     UniqueConstraint("model_id", "name", "version", name="uq_reference_profiles"),
+)
+
+# The string values of categorical feature columns, coded per model and feature.
+feature_values = Table(
+    "feature_values",
+    metadata,
+    Column("model_id", Integer, ForeignKey("models.id"), primary_key=True),
+    Column("feature", String(200), primary_key=True),
+    Column("code", Integer, primary_key=True, autoincrement=False),
+    Column("value", Text, nullable=False),
+    UniqueConstraint("model_id", "feature", "value", name="uq_feature_values"),
 )
