@@ -68,7 +68,7 @@ def bench(url: str, rows: int, console: Console) -> dict[str, float]:
         console.log(f"{url.split(':')[0]}: {start + n:,} predictions stored")
     out: dict[str, float] = {}
     t = time.perf_counter()
-    data = window_features(loop.engine, loop._window("7d"))
+    data = window_features(loop.engine, loop._window("7d"), regression=False)
     out["read window features from the log, s"] = time.perf_counter() - t
     assert len(data.features) == rows
     t = time.perf_counter()

@@ -391,7 +391,11 @@ class FeedbackLoop:
         if (features is None) == (window is None):
             raise ValidationError("give either features or window", field="features")
         if window is not None:
-            data = watch.window_features(self.engine, self._window(window, version))
+            data = watch.window_features(
+                self.engine,
+                self._window(window, version),
+                regression=state.spec.task == "regression",
+            )
             if len(data.features) == 0:
                 raise ValidationError("the window holds no predictions", field="window")
             stored, n_rows, source = (
@@ -449,7 +453,7 @@ class FeedbackLoop:
         state = self._model_state()
         stored = self._reference(reference, version)
         flt = self._window(window, version)
-        data = watch.window_features(self.engine, flt)
+        data = watch.window_features(self.engine, flt, regression=state.spec.task == "regression")
         report = watch.check_drift(
             state,
             stored,
@@ -484,7 +488,9 @@ class FeedbackLoop:
             stored: dict[str, Any] | None = self._reference(reference, None)
         except ValidationError:
             stored = None
-        data = watch.window_features(self.engine, self._window(window))
+        data = watch.window_features(
+            self.engine, self._window(window), regression=state.spec.task == "regression"
+        )
         result = watch.estimate(state, stored, data)
         metric = self.primary_metric
         value = result.get(metric)
@@ -517,7 +523,9 @@ class FeedbackLoop:
             raise ValidationError("name at least one tag or feature", field="by")
         state = self._model_state()
         chosen = metric or self.primary_metric
-        data = watch.window_features(self.engine, self._window(window))
+        data = watch.window_features(
+            self.engine, self._window(window), regression=state.spec.task == "regression"
+        )
         rows = watch.segments(state, data, list(by), metric=chosen, min_support=min_support)
         if self.retrain_threshold is not None:
             threshold = self.retrain_threshold
@@ -546,7 +554,9 @@ class FeedbackLoop:
         ``page_hinkley``) over the window's errors in time order; a detected change writes a
         ``concept_drift`` event with the change points."""
         state = self._model_state()
-        data = watch.window_features(self.engine, self._window(window))
+        data = watch.window_features(
+            self.engine, self._window(window), regression=state.spec.task == "regression"
+        )
         result = watch.concept_drift(state, data, detector)
         if result["change_points"]:
             self.record_event(

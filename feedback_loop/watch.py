@@ -36,9 +36,9 @@ def _keys_of_codes(state: ModelState, codes: np.ndarray) -> np.ndarray:
     return np.array([lookup.get(int(c)) for c in codes], dtype=object)
 
 
-def window_features(engine: Engine, window: WindowFilter) -> WindowFeatures:
+def window_features(engine: Engine, window: WindowFilter, *, regression: bool) -> WindowFeatures:
     with engine.connect() as conn, conn.begin():
-        return read_features(conn, window)
+        return read_features(conn, window, regression=regression)
 
 
 def reference_from_window(state: ModelState, data: WindowFeatures) -> dict[str, Any]:

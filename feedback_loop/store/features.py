@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
 from feedback_loop.store.models import feature_value_table
-from feedback_loop.store.reader import WindowFilter
+from feedback_loop.store.reader import WindowFilter, read_rows
 
 
 @dataclass
@@ -32,78 +33,76 @@ class WindowFeatures:
     ts: np.ndarray  # int64 µs, prediction time
 
 
-def read_features(conn: Connection, window: WindowFilter) -> WindowFeatures:
+def read_features(conn: Connection, window: WindowFilter, *, regression: bool) -> WindowFeatures:
+    """The window's predictions, ordered by row id (the order they were logged)."""
+    rows = read_rows(conn, window, regression=regression, with_id=True)
+    ids = rows.ids if rows.ids is not None else np.empty(0, np.int64)
+    n = len(rows)
     sqlite = conn.dialect.name == "sqlite"
-    where, params = window.where(sqlite)
+    where, params = window.where(sqlite, alias="p")
     if not sqlite:
         where = where.replace("?", "%s")
+    join = "FROM predictions p JOIN prediction_payloads pp ON pp.id = p.id"
     raw = conn.connection.driver_connection
     assert raw is not None
     cursor = raw.cursor()
     try:
-        cursor.execute(
-            "SELECT pp.schema_id, pp.numeric, pp.features, p.tags, COALESCE(p.score, -1.0), "
-            "COALESCE(p.pred_code, -2), COALESCE(p.actual_code, -2), "
-            "COALESCE(p.pred_value, 'NaN'), COALESCE(p.actual_value, 'NaN'), "
-            "CASE WHEN p.actual_ts IS NULL THEN 0 ELSE 1 END, p.ts "
-            "FROM predictions p JOIN prediction_payloads pp ON pp.id = p.id "
-            f"WHERE {where} ORDER BY p.id",
+        packed = cursor.execute(
+            f"SELECT p.id, pp.schema_id, pp.numeric {join} WHERE {where} "
+            "AND pp.numeric IS NOT NULL",
             params,
-        )
-        rows = cursor.fetchall()
+        ).fetchall()
+        texts = cursor.execute(
+            f"SELECT p.id, pp.features {join} WHERE {where} AND pp.features IS NOT NULL", params
+        ).fetchall()
+        tags = cursor.execute(
+            f"SELECT p.id, p.tags FROM predictions p WHERE {where} AND p.tags IS NOT NULL",
+            params,
+        ).fetchall()
         schemas = dict(cursor.execute("SELECT id, names FROM feature_schemas").fetchall())
-        values = feature_value_table(conn, window.model_id)
     finally:
         cursor.close()
-    n = len(rows)
-    if n == 0:
-        empty = np.empty(0)
-        return WindowFeatures(
-            pd.DataFrame(),
-            empty,
-            empty.astype(np.int64),
-            empty.astype(np.int64),
-            empty,
-            empty,
-            empty.astype(bool),
-            pd.DataFrame(),
-            empty.astype(np.int64),
-        )
-    (schema_id, numeric, text, tags, score, pred, actual, pred_value, actual_value, labeled, ts) = (
-        list(column) for column in zip(*rows, strict=True)
-    )
-    frame = _numeric_frame(schema_id, numeric, schemas, values, n).join(
-        _json_frame(text, n), how="outer"
-    )
-    score_array = np.array(score, dtype=np.float64)
-    score_array[score_array < 0] = np.nan
+    values = feature_value_table(conn, window.model_id)
+    frame = _numeric_frame(ids, packed, schemas, values).join(_json_frame(ids, texts), how="outer")
+    regression_pair = (rows.a, rows.b) if regression else (np.full(n, np.nan), np.full(n, np.nan))
+    code_pair = (rows.a, rows.b) if not regression else (np.full(n, -2), np.full(n, -2))
     return WindowFeatures(
         features=frame,
-        score=score_array,
-        pred_code=np.array(pred, dtype=np.int64),
-        actual_code=np.array(actual, dtype=np.int64),
-        pred_value=np.array(pred_value, dtype=np.float64),
-        actual_value=np.array(actual_value, dtype=np.float64),
-        labeled=np.array(labeled, dtype=bool),
-        tags=_json_frame(tags, n),
-        ts=np.array(ts, dtype=np.int64),
+        score=rows.score,
+        pred_code=np.asarray(code_pair[0], dtype=np.int64),
+        actual_code=np.where(rows.labeled, code_pair[1], -2).astype(np.int64),
+        pred_value=np.asarray(regression_pair[0], dtype=np.float64),
+        actual_value=np.where(rows.labeled, regression_pair[1], np.nan),
+        labeled=rows.labeled,
+        tags=_json_frame(ids, tags),
+        ts=rows.ts,
     )
+
+
+def _positions(ids: np.ndarray, found: list[Any]) -> np.ndarray:
+    """Where each fetched ``(id, ...)`` row sits in the window's id order."""
+    fetched = np.fromiter((r[0] for r in found), dtype=np.int64, count=len(found))
+    return np.searchsorted(ids, fetched)
 
 
 def _numeric_frame(
-    schema_id: list[int | None],
-    blobs: list[bytes | None],
+    ids: np.ndarray,
+    packed: list[Any],
     schemas: dict[int, str],
     values: dict[str, list[str | None]],
-    n: int,
 ) -> pd.DataFrame:
-    ids = np.array([-1 if s is None else s for s in schema_id], dtype=np.int64)
+    n = len(ids)
     columns: dict[str, np.ndarray] = {}
-    for sid in np.unique(ids[ids >= 0]).tolist():
+    if not packed:
+        return pd.DataFrame(index=pd.RangeIndex(n))
+    where = _positions(ids, packed)
+    schema_ids = np.fromiter((r[1] for r in packed), dtype=np.int64, count=len(packed))
+    for sid in np.unique(schema_ids).tolist():
         layout = json.loads(schemas[sid])
-        rows = np.flatnonzero(ids == sid)
-        buffer = b"".join(bytes(blobs[i]) for i in rows.tolist())  # type: ignore[arg-type]
-        matrix = np.frombuffer(buffer, dtype=np.float64).reshape(len(rows), len(layout))
+        mine = np.flatnonzero(schema_ids == sid)
+        buffer = b"".join([bytes(packed[i][2]) for i in mine.tolist()])
+        matrix = np.frombuffer(buffer, dtype=np.float64).reshape(len(mine), len(layout))
+        rows = where[mine]
         for j, (name, kind) in enumerate(layout):
             if kind == "categorical":
                 names = np.array([*values.get(name, []), None], dtype=object)
@@ -117,11 +116,17 @@ def _numeric_frame(
     return pd.DataFrame(columns, index=pd.RangeIndex(n))
 
 
-def _json_frame(texts: list[str | None], n: int) -> pd.DataFrame:
-    codes, uniques = pd.factorize(pd.Series(texts, dtype=object), use_na_sentinel=True)
-    if len(uniques) == 0:
+def _json_frame(ids: np.ndarray, found: list[Any]) -> pd.DataFrame:
+    """JSON objects (one per fetched row) as columns, parsed once per distinct text."""
+    n = len(ids)
+    if not found:
         return pd.DataFrame(index=pd.RangeIndex(n))
+    where = _positions(ids, found)
+    codes, uniques = pd.factorize(pd.Series([r[1] for r in found], dtype=object))
     parsed = pd.DataFrame.from_records([json.loads(t) for t in uniques.tolist()])
-    parsed.loc[len(parsed)] = None  # the row that missing texts point at
-    codes = np.where(codes < 0, len(parsed) - 1, codes)
-    return parsed.iloc[codes].reset_index(drop=True)
+    columns = {}
+    for name in parsed.columns:
+        column = np.full(n, None, dtype=object)
+        column[where] = parsed[name].to_numpy(dtype=object)[codes]
+        columns[name] = pd.Series(column).infer_objects()
+    return pd.DataFrame(columns, index=pd.RangeIndex(n))

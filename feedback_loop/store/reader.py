@@ -66,20 +66,22 @@ class WindowFilter:
     version: str | None = None
     segment: dict[str, str] | None = None
 
-    def where(self, sqlite: bool) -> tuple[str, list[Any]]:
-        clauses = ["model_id = ?", "ts >= ?", "ts < ?"]
+    def where(self, sqlite: bool, alias: str = "") -> tuple[str, list[Any]]:
+        """SQL conditions with ``?`` parameters; ``alias`` qualifies the predictions columns."""
+        t = f"{alias}." if alias else ""
+        clauses = [f"{t}model_id = ?", f"{t}ts >= ?", f"{t}ts < ?"]
         params: list[Any] = [self.model_id, self.start_us, self.end_us]
         if self.version is not None:
-            clauses.append("version = ?")
+            clauses.append(f"{t}version = ?")
             params.append(str(self.version))
         for key, value in (self.segment or {}).items():
             if not _TAG.match(key):
                 raise ValidationError(f"{key!r} is not a tag name", field="segment")
             if sqlite:
-                clauses.append("json_extract(tags, ?) = ?")
+                clauses.append(f"json_extract({t}tags, ?) = ?")
                 params.extend([f'$."{key}"', str(value)])
             else:
-                clauses.append("(CAST(tags AS json) ->> ?) = ?")
+                clauses.append(f"(CAST({t}tags AS json) ->> ?) = ?")
                 params.extend([key, str(value)])
         return " AND ".join(clauses), params
 
@@ -98,6 +100,7 @@ class Rows:
     b: np.ndarray  # actual code or value (sentinel where unlabeled)
     score: np.ndarray  # float64, NaN where none
     delay_us: np.ndarray  # int64, first label time minus prediction time
+    ids: np.ndarray | None = None  # row ids, when asked for
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -145,13 +148,18 @@ def _columns(regression: bool, sqlite: bool) -> list[str]:
     ]
 
 
-def read_rows(conn: Connection, window: WindowFilter, *, regression: bool) -> Rows:
-    """Every prediction of ``window`` (SQLite: on ``conn``, inside its transaction)."""
+def read_rows(
+    conn: Connection, window: WindowFilter, *, regression: bool, with_id: bool = False
+) -> Rows:
+    """Every prediction of ``window`` (SQLite: on ``conn``, inside its transaction).
+
+    With ``with_id`` the rows come back sorted by row id, which is returned in ``ids``."""
     sqlite = conn.dialect.name == "sqlite"
     where, params = window.where(sqlite)
-    columns = _columns(regression, sqlite)
+    columns = _columns(regression, sqlite) + (["id"] if with_id else [])
     pair = pa.float64() if regression else pa.int64()
     kinds = [pa.int64(), pa.string(), pa.int64(), pair, pair, pa.float64(), pa.int64()]
+    kinds += [pa.int64()] if with_id else []
     if sqlite:
         select = ", ".join(f"group_concat({c}, char(10))" for c in columns)
         raw = conn.connection.driver_connection
@@ -169,10 +177,17 @@ def read_rows(conn: Connection, window: WindowFilter, *, regression: bool) -> Ro
         select = ", ".join(f"{c} AS {n}" for c, n in zip(columns, names, strict=True))
         table = fetch_arrow(conn.engine, f"SELECT {select} FROM predictions WHERE {where}", params)
         arrays = [_numpy(table.column(n), k) for n, k in zip(names, kinds, strict=True)]
-    ts, version, labeled, a, b, score, delay = arrays
+    ts, version, labeled, a, b, score, delay = arrays[:7]
     score = score.astype(np.float64)
     score[score < 0] = np.nan
-    return Rows(ts, version, labeled.astype(bool), a, b, score, delay)
+    rows = Rows(ts, version, labeled.astype(bool), a, b, score, delay)
+    if not with_id:
+        return rows
+    ids = arrays[7]
+    order = np.argsort(ids, kind="stable")
+    rows = rows.take(order)
+    rows.ids = ids[order]
+    return rows
 
 
 def _parse_lines(text: str | None, kind: pa.DataType) -> np.ndarray:
