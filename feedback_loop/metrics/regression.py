@@ -6,6 +6,8 @@ every metrics query over large windows.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
@@ -24,7 +26,8 @@ def regression_metrics(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> dict[str
     ``max(|y_true|, eps)`` as scikit-learn does, so it is a fraction (not a percentage) and
     explodes, rather than failing, on zero targets. R² needs two rows; for a constant
     ``y_true`` it is 1.0 when every prediction is exact and 0.0 otherwise (scikit-learn's
-    ``force_finite``). Everything is None when no rows remain.
+    ``force_finite``). Everything is None when no rows remain, and a metric that overflows
+    float64 is None rather than inf or NaN.
 
     >>> m = regression_metrics([1.0, 2.0, 4.0], [1.5, 2.0, 3.0])
     >>> m["mae"], m["mape"], round(m["r2"], 4)
@@ -49,17 +52,20 @@ def regression_metrics(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> dict[str
     out["mae"] = float(abs_err.mean())
     out["rmse"] = float(np.sqrt(sq_sum / n))
     out["mape"] = float((abs_err / np.maximum(np.abs(t), _EPS)).mean())
-    out["r2"] = _r2(t, sq_sum) if n >= 2 else None
-    return out
+    out["r2"] = _r2(t, sq_sum, exact=not abs_err.any()) if n >= 2 else None
+    # Non-finite results come only from infinite inputs or float64 overflow (|values| beyond
+    # about 1e154 when squared); None is safer than an inf or NaN leaking into JSON and averages.
+    return {key: v if v is None or math.isfinite(v) else None for key, v in out.items()}
 
 
-def _r2(t: npt.NDArray[np.float64], sq_sum: float) -> float:
+def _r2(t: npt.NDArray[np.float64], sq_sum: float, exact: bool) -> float:
+    dev = t - t.mean()
+    variance_sum = _sum_sq(dev)
     # A constant target is detected exactly: its float mean can be off by an ulp, which would
     # turn the "no variance" case into a division by a tiny spurious variance.
-    if t.min() == t.max():
-        return 1.0 if sq_sum == 0.0 else 0.0
-    dev = t - t.mean()
-    return 1.0 - sq_sum / _sum_sq(dev)
+    if variance_sum == 0.0 or t.min() == t.max():
+        return 1.0 if exact else 0.0
+    return 1.0 - sq_sum / variance_sum
 
 
 def _sum_sq(values: npt.NDArray[np.float64]) -> float:
