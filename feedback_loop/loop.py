@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from datetime import timedelta
@@ -22,7 +23,7 @@ from sqlalchemy import Engine
 from feedback_loop import watch
 from feedback_loop.clock import Clock, SystemClock
 from feedback_loop.drift_report import DriftReport
-from feedback_loop.errors import ValidationError
+from feedback_loop.errors import FeedbackLoopError, ValidationError
 from feedback_loop.ingest import (
     OutcomeBatch,
     PredictionBatch,
@@ -41,8 +42,11 @@ from feedback_loop.recording import (
     store_outcomes,
     store_predictions,
 )
+from feedback_loop.registry import service as registry_service
+from feedback_loop.registry.artifacts import LocalArtifactStore
 from feedback_loop.retraining import RetrainDecision, Trainer, decide
 from feedback_loop.store import models as model_store
+from feedback_loop.store import registry as registry_store
 from feedback_loop.store.engine import make_engine, read_transaction, write_transaction
 from feedback_loop.store.events import Event, read_events, write_event
 from feedback_loop.store.migrate import ensure_schema
@@ -50,6 +54,7 @@ from feedback_loop.store.outcomes import OutcomeResult, unmatched_count
 from feedback_loop.store.predictions import fetch_prediction
 from feedback_loop.store.reader import WindowFilter
 from feedback_loop.store.references import load_reference, save_reference
+from feedback_loop.store.registry import VersionRecord
 from feedback_loop.tasks import TASKS, TaskSpec, parse_actual, parse_prediction
 from feedback_loop.timeutil import Window, from_us, parse_duration, resolve_window, to_us
 
@@ -99,6 +104,9 @@ class FeedbackLoop:
         ``should_retrain`` never fires on fewer labeled predictions than this (100).
     clock:
         Where "now" comes from; replace it to replay history in simulated time.
+    artifact_root:
+        Folder of model artifacts (``$FEEDBACK_LOOP_ARTIFACTS``, else
+        ``./feedback_loop_artifacts``).
     """
 
     def __init__(
@@ -116,6 +124,7 @@ class FeedbackLoop:
         window: str | timedelta = "7d",
         min_labeled: int = 100,
         clock: Clock | None = None,
+        artifact_root: str | None = None,
     ):
         if not isinstance(model_name, str) or not model_name.strip() or len(model_name) > 200:
             raise ValidationError(
@@ -142,6 +151,9 @@ class FeedbackLoop:
             extra={"negative_label": negative_label} if negative_label is not None else {},
         )
         self.engine = _engine_for(tracking_db)
+        self.artifacts = LocalArtifactStore(
+            artifact_root or os.environ.get("FEEDBACK_LOOP_ARTIFACTS") or "feedback_loop_artifacts"
+        )
         self._state: ModelState | None = None
         self._trainer: Trainer | None = None
         self._lock = threading.Lock()
@@ -624,6 +636,110 @@ class FeedbackLoop:
                 evidence={"request_event": event_id},
             )
         return self.events(limit=1, kinds=["retrain_requested"])[0]
+
+    # -- registry ----------------------------------------------------------------------------
+
+    def register_model(
+        self,
+        model: Any,
+        *,
+        features: Any = None,
+        predictions: Any = None,
+        actuals: Any = None,
+        train_start: Any = None,
+        train_end: Any = None,
+        train_rows: int | None = None,
+        metrics: dict[str, Any] | None = None,
+        info: dict[str, Any] | None = None,
+        serializer: str = "joblib",
+        alias: str | None = None,
+        actor: str = "user",
+    ) -> int:
+        """Store a new version (1, 2, ...) of the model with its artifact (SHA-256 recorded),
+        its training window and metrics, and — given its training ``features`` (with optional
+        ``predictions`` and ``actuals``) — its reference profile. Returns the version."""
+        state = self._model_state()
+        reference = None
+        frame = None
+        if features is not None:
+            if state.spec.task is None:
+                raise ValidationError("declare task= before registering with data", field="task")
+            frame = to_frame(features)
+            reference = watch.reference_from_frame(state, frame, predictions, actuals)
+        details = dict(info or {})
+        if frame is not None:
+            details.setdefault("features", [str(c) for c in frame.columns])
+        return registry_service.register(
+            self.engine,
+            self.artifacts,
+            model_name=self.model_name,
+            model_id=state.id,
+            model=model,
+            now_us=self._now_us(),
+            actor=actor,
+            serializer=serializer,
+            train_start=None if train_start is None else to_us(train_start, field="train_start"),
+            train_end=None if train_end is None else to_us(train_end, field="train_end"),
+            train_rows=train_rows
+            if train_rows is not None
+            else (None if frame is None else len(frame)),
+            metrics=metrics or {},
+            info=details,
+            reference=reference,
+            alias=alias,
+        )
+
+    def _resolve_version(self, version: int | str) -> int:
+        if isinstance(version, int) and not isinstance(version, bool):
+            return version
+        found = self.aliases().get(str(version))
+        if found is None:
+            raise ValidationError(f"no alias {version!r} is set", field="version")
+        return found
+
+    def load_model(self, version: int | str = "champion") -> Any:
+        """The model object of a version or alias, loaded only if its SHA-256 matches."""
+        state = self._model_state()
+        return registry_service.load(self.engine, state.id, self._resolve_version(version))
+
+    def versions(self) -> list[VersionRecord]:
+        state = self._model_state()
+        with read_transaction(self.engine) as conn:
+            return registry_store.list_versions(conn, state.id)
+
+    def aliases(self) -> dict[str, int]:
+        state = self._model_state()
+        with read_transaction(self.engine) as conn:
+            return registry_store.all_aliases(conn, state.id)
+
+    def set_alias(
+        self, alias: str, version: int | None, *, actor: str = "user", reason: str = "set by hand"
+    ) -> int | None:
+        """Point ``alias`` (``champion``, ``challenger`` or your own) at a version; returns the
+        version it pointed at. Every move is kept in ``alias_history``."""
+        if not alias or len(alias) > 100:
+            raise ValidationError("must be 1 to 100 characters", field="alias")
+        state = self._model_state()
+        try:
+            return registry_service.move_alias(
+                self.engine,
+                state.id,
+                alias,
+                version,
+                now_us=self._now_us(),
+                actor=actor,
+                reason=reason,
+            )
+        except FeedbackLoopError as exc:
+            raise ValidationError(str(exc), field="version") from exc
+
+    def alias_history(self, alias: str | None = None) -> list[dict[str, Any]]:
+        state = self._model_state()
+        with read_transaction(self.engine) as conn:
+            rows = registry_store.history(conn, state.id, alias)
+        for row in rows:
+            row["time"] = from_us(row.pop("ts"))
+        return rows
 
     # -- events ------------------------------------------------------------------------------
 

@@ -169,3 +169,66 @@ feature_values = Table(
     Column("value", Text, nullable=False),
     UniqueConstraint("model_id", "feature", "value", name="uq_feature_values"),
 )
+
+# The registry: model versions with their hash-checked artifacts, and movable aliases.
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("artifact_uri", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("serializer", String(40), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("train_start", BigInteger),
+    Column("train_end", BigInteger),
+    Column("train_rows", Integer),
+    Column("metrics", Text, nullable=False),
+    Column("info", Text, nullable=False),
+    UniqueConstraint("model_id", "version", name="uq_model_versions"),
+)
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("model_id", Integer, ForeignKey("models.id"), primary_key=True),
+    Column("alias", String(100), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+alias_history = Table(
+    "alias_history",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    Column("alias", String(100), nullable=False),
+    Column("version", Integer),
+    Column("previous_version", Integer),
+    Column("ts", BigInteger, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Index("ix_alias_history_model", "model_id", "alias", "ts"),
+)
+
+# Training jobs, claimed by workers under a lease that heartbeats keep alive.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("lease_owner", String(200)),
+    Column("lease_expires_at", BigInteger),
+    Column("result", Text),
+    Column("error", Text),
+    Index("ix_jobs_status", "status", "created_at"),
+)

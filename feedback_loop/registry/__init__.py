@@ -1,0 +1,1 @@
+"""The model registry: versions, their hash-checked artifacts, and aliases."""

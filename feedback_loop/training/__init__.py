@@ -1,0 +1,1 @@
+"""Training from the log: dataset assembly, trainers, and candidate evaluation."""
