@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from feedback_loop.errors import FeedbackLoopError
+from feedback_loop.lifecycle import RetrainOutcome
 from feedback_loop.loop import FeedbackLoop
 
 app = typer.Typer(help="Close the machine-learning feedback loop.", no_args_is_help=True)
@@ -294,6 +295,155 @@ def segments(
     for row in rows:
         table.add_row(*(str(row["segment"][k]) for k in by), _fmt(row["n"]), _fmt(row.get(chosen)))
     console.print(table)
+
+
+@app.command()
+def history(
+    model: Model,
+    db: Db = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Versions, aliases and every alias move of a model."""
+    try:
+        loop = FeedbackLoop(model, tracking_db=db)
+        versions, aliases, moves = loop.versions(), loop.aliases(), loop.alias_history()
+    except FeedbackLoopError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        payload = {
+            "aliases": aliases,
+            "versions": [
+                {
+                    "version": v.version,
+                    "created_by": v.created_by,
+                    "sha256": v.sha256,
+                    "train_rows": v.train_rows,
+                    "metrics": v.metrics,
+                }
+                for v in versions
+            ],
+            "moves": moves,
+        }
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        return
+    by_version: dict[int, list[str]] = {}
+    for alias, version in aliases.items():
+        by_version.setdefault(version, []).append(alias)
+    table = Table(title=f"{model}: versions")
+    for column in ("version", "aliases", "created by", "train rows", "metrics"):
+        table.add_column(column)
+    for v in versions:
+        shown = ", ".join(f"{k}={_fmt(x)}" for k, x in list(v.metrics.items())[:4])
+        table.add_row(
+            str(v.version),
+            ", ".join(by_version.get(v.version, [])),
+            v.created_by,
+            _fmt(v.train_rows),
+            shown,
+        )
+    console.print(table)
+    moves_table = Table(title=f"{model}: alias moves")
+    for column in ("time", "alias", "from", "to", "actor", "reason"):
+        moves_table.add_column(column)
+    for m in moves:
+        moves_table.add_row(
+            m["time"].strftime("%Y-%m-%d %H:%M:%S"),
+            m["alias"],
+            _fmt(m["previous_version"]),
+            _fmt(m["version"]),
+            m["actor"],
+            m["reason"],
+        )
+    console.print(moves_table)
+
+
+@app.command()
+def promote(
+    model: Model,
+    version: Annotated[int, typer.Argument(help="Version to make champion.")],
+    db: Db = None,
+    reason: Annotated[str, typer.Option()] = "promoted from the command line",
+    actor: Annotated[str, typer.Option()] = "cli",
+) -> None:
+    """Make a version the champion."""
+    try:
+        FeedbackLoop(model, tracking_db=db).promote(version, actor=actor, reason=reason)
+    except FeedbackLoopError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"version {version} is now the champion of [bold]{model}[/]")
+
+
+@app.command()
+def rollback(
+    model: Model,
+    db: Db = None,
+    reason: Annotated[str, typer.Option()] = "rolled back from the command line",
+    actor: Annotated[str, typer.Option()] = "cli",
+) -> None:
+    """Put the previous champion back."""
+    try:
+        version = FeedbackLoop(model, tracking_db=db).rollback(actor=actor, reason=reason)
+    except FeedbackLoopError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"rolled back: version {version} is the champion of [bold]{model}[/] again")
+
+
+@app.command()
+def retrain(
+    model: Model,
+    db: Db = None,
+    command: Annotated[
+        str | None,
+        typer.Option(help="Training command with {data} and {out}; without it a job is queued."),
+    ] = None,
+    reason: Annotated[str, typer.Option()] = "retraining requested from the command line",
+    no_promote: Annotated[bool, typer.Option("--no-promote", help="Gate only.")] = False,
+) -> None:
+    """Retrain now with a command (gate and promote), or queue a job for the worker."""
+    try:
+        loop = FeedbackLoop(model, tracking_db=db)
+        if command:
+            loop.set_trainer(command)
+        outcome = loop.trigger_retraining(reason, actor="cli", promote=not no_promote)
+    except FeedbackLoopError as exc:
+        raise _fail(str(exc)) from exc
+    if isinstance(outcome, RetrainOutcome):
+        word = "promoted" if outcome.promoted else "not promoted"
+        console.print(f"candidate {outcome.candidate}: {word} ({outcome.reason})")
+    else:
+        console.print(f"queued: {outcome.reason} (a worker will run it)")
+
+
+@app.command()
+def worker(
+    config: Annotated[Path, typer.Option(help="Project file (feedback_loop.toml).")] = Path(
+        "feedback_loop.toml"
+    ),
+    db: Db = None,
+    once: Annotated[
+        bool, typer.Option(help="Evaluate policies and run one job, then exit.")
+    ] = False,
+    poll: Annotated[float, typer.Option(help="Seconds between polls.")] = 10.0,
+) -> None:
+    """Run retraining policies on a schedule and execute training jobs."""
+    from datetime import timedelta
+
+    from feedback_loop.project import load_worker
+
+    try:
+        runner = load_worker(config, db)
+    except (FeedbackLoopError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from exc
+    if once:
+        queued = runner.evaluate_policies()
+        done = runner.run_once()
+        console.print(f"policies fired for: {', '.join(queued) or 'none'}; job: {done}")
+        return
+    console.print(f"worker {runner.name} polling every {poll:g} s (Ctrl-C to stop)")
+    try:
+        runner.run_forever(poll=timedelta(seconds=poll))
+    except KeyboardInterrupt:
+        console.print("stopped")
 
 
 @db_app.command("upgrade")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine
 
-from feedback_loop import watch
+from feedback_loop import lifecycle, watch
 from feedback_loop.clock import Clock, SystemClock
 from feedback_loop.drift_report import DriftReport
 from feedback_loop.errors import FeedbackLoopError, ValidationError
@@ -34,7 +34,9 @@ from feedback_loop.ingest import (
     resolve_task,
     to_frame,
 )
+from feedback_loop.lifecycle import RetrainOutcome
 from feedback_loop.monitoring import LOWER_IS_BETTER, default_primary_metric, window_metrics
+from feedback_loop.policy import Evidence
 from feedback_loop.recording import (
     LogResult,
     ModelState,
@@ -44,7 +46,8 @@ from feedback_loop.recording import (
 )
 from feedback_loop.registry import service as registry_service
 from feedback_loop.registry.artifacts import LocalArtifactStore
-from feedback_loop.retraining import RetrainDecision, Trainer, decide
+from feedback_loop.retraining import RetrainDecision, decide
+from feedback_loop.store import jobs as jobs_store
 from feedback_loop.store import models as model_store
 from feedback_loop.store import registry as registry_store
 from feedback_loop.store.engine import make_engine, read_transaction, write_transaction
@@ -57,6 +60,11 @@ from feedback_loop.store.references import load_reference, save_reference
 from feedback_loop.store.registry import VersionRecord
 from feedback_loop.tasks import TASKS, TaskSpec, parse_actual, parse_prediction
 from feedback_loop.timeutil import Window, from_us, parse_duration, resolve_window, to_us
+from feedback_loop.training.dataset import DatasetSpec
+from feedback_loop.training.gating import GateConfig
+from feedback_loop.training.trainers import Trainer as TrainerLike
+from feedback_loop.training.trainers import as_trainer
+from feedback_loop.training.watchdog import WatchVerdict
 
 _ENGINES: dict[str, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
@@ -155,7 +163,9 @@ class FeedbackLoop:
             artifact_root or os.environ.get("FEEDBACK_LOOP_ARTIFACTS") or "feedback_loop_artifacts"
         )
         self._state: ModelState | None = None
-        self._trainer: Trainer | None = None
+        self._trainer: TrainerLike | None = None
+        self.dataset_spec = DatasetSpec()
+        self.gate_config = GateConfig()
         self._lock = threading.Lock()
 
     # -- model state -------------------------------------------------------------------------
@@ -604,38 +614,91 @@ class FeedbackLoop:
             self.record_event("retrain_due", reason=decision.reason, evidence=decision.to_dict())
         return decision
 
-    def set_trainer(self, trainer: Trainer | None) -> None:
-        """The callable ``trigger_retraining`` runs: it receives the request (a dict)."""
-        if trainer is not None and not callable(trainer):
-            raise ValidationError("must be callable", field="trainer")
-        self._trainer = trainer
+    def set_trainer(
+        self,
+        trainer: Any,
+        *,
+        dataset: DatasetSpec | None = None,
+        gate: GateConfig | None = None,
+    ) -> None:
+        """What ``trigger_retraining`` trains with: a scikit-learn estimator (cloned and
+        refitted), a callable ``train(dataset) -> model``, or a command with ``{data}`` and
+        ``{out}``; with how to assemble the dataset and how to gate the candidate."""
+        self._trainer = None if trainer is None else as_trainer(trainer)
+        if dataset is not None:
+            self.dataset_spec = dataset
+        if gate is not None:
+            self.gate_config = gate
 
-    def trigger_retraining(self, reason: str | None = None, *, actor: str = "user") -> Event:
-        """Record a retraining request, and run the registered trainer if there is one."""
-        evidence: dict[str, Any] = {"threshold": self.retrain_threshold}
+    def trigger_retraining(
+        self, reason: str | None = None, *, actor: str = "user", promote: bool = True
+    ) -> RetrainOutcome | Event:
+        """Retrain now with the trainer set by ``set_trainer`` — dataset from the log, candidate
+        registered, gated against the champion, promoted if it passes — and return what
+        happened. Without a trainer, the request is recorded and queued as a job for
+        ``feedback-loop worker``; the event is returned."""
         request_reason = reason or "retraining requested"
-        event_id = self.record_event(
-            "retrain_requested", reason=request_reason, evidence=evidence, actor=actor
-        )
-        if self._trainer is not None:
-            request = {"model": self.model_name, "reason": request_reason, "event_id": event_id}
-            try:
-                self._trainer(request)
-            except Exception as exc:
-                self.record_event(
-                    "retrain_failed",
-                    reason=f"{type(exc).__name__}: {exc}",
-                    actor=actor,
-                    evidence={"request_event": event_id},
+        if self._trainer is None:
+            state = self._model_state()
+            with write_transaction(self.engine) as conn:
+                job = jobs_store.enqueue(
+                    conn,
+                    state.id,
+                    "train",
+                    {"reason": request_reason, "actor": actor},
+                    self._now_us(),
                 )
-                raise
             self.record_event(
-                "retrain_completed",
-                reason="trainer finished",
+                "retrain_requested",
+                reason=request_reason,
                 actor=actor,
-                evidence={"request_event": event_id},
+                evidence={"threshold": self.retrain_threshold, "job": job},
             )
-        return self.events(limit=1, kinds=["retrain_requested"])[0]
+            return self.events(limit=1, kinds=["retrain_requested"])[0]
+        return lifecycle.retrain(
+            self,
+            self._trainer,
+            spec=self.dataset_spec,
+            gate=self.gate_config,
+            reason=request_reason,
+            actor=actor,
+            promote=promote,
+        )
+
+    def promote(
+        self, version: int, *, actor: str = "user", reason: str = "promoted by hand"
+    ) -> None:
+        """Make ``version`` the champion (the previous champion stays registered)."""
+        lifecycle.promote_version(self, version, actor=actor, reason=reason)
+
+    def rollback(self, *, actor: str = "user", reason: str = "rolled back by hand") -> int:
+        """Put the previous champion back; returns its version."""
+        return lifecycle.rollback(self, actor=actor, reason=reason)
+
+    def watch_champion(
+        self,
+        *,
+        min_samples: int = 200,
+        margin: float = 0.0,
+        alpha: float = 0.01,
+        auto_rollback: bool = True,
+    ) -> WatchVerdict | None:
+        """Post-promotion watch: roll back a new champion that is significantly worse live than
+        the one it replaced (None when there is no promotion to watch)."""
+        return lifecycle.watch_champion(
+            self, min_samples=min_samples, margin=margin, alpha=alpha, auto_rollback=auto_rollback
+        )
+
+    def policy_evidence(
+        self, window: Window = None, *, with_drift: bool = False, with_estimate: bool = False
+    ) -> Evidence:
+        """The evidence retraining policies evaluate, gathered from the log and registry."""
+        return lifecycle.gather_evidence(
+            self,
+            window=str(window or self.window),
+            with_drift=with_drift,
+            with_estimate=with_estimate,
+        )
 
     # -- registry ----------------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ small truthy object that carries the numbers it was made from.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -68,5 +67,3 @@ def decide(
         return made(True, f"{metric} {value:.4g} {sign} threshold {threshold:.4g} over {window}")
     return made(False, f"{metric} {value:.4g} is within threshold {threshold:.4g} over {window}")
 
-
-Trainer = Callable[[dict[str, Any]], Any]

@@ -123,11 +123,13 @@ def check_drift(
             continue
         profile = profile_from_dict(profile_dict)
         column = data.features[name]
-        values = (
-            column.to_numpy(dtype=np.float64, na_value=np.nan)
-            if profile_dict["kind"] == "numeric"
-            else categorical_values(column)
-        )
+        values: Any
+        if profile_dict["kind"] == "numeric":
+            values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        elif isinstance(column.dtype, pd.CategoricalDtype):
+            values = column.array  # counted on its codes
+        else:
+            values = categorical_values(column)
         columns[name] = compare(profile, values, chosen.get(name))
     features_only = dict(columns)
     for key, current in _model_columns(state, data).items():

@@ -57,22 +57,37 @@ def test_error_metrics_breach_upwards(db_url, clock) -> None:
     assert decision and decision.metric == "mae" and decision.value == pytest.approx(1.0)
 
 
-def test_trigger_runs_the_trainer_and_records_outcome(db_url, clock) -> None:
-    loop = FeedbackLoop("m", tracking_db=db_url, clock=clock)
-    calls = []
-    loop.set_trainer(calls.append)
+def test_trigger_without_trainer_queues_a_job(db_url, clock) -> None:
+    loop = FeedbackLoop("m", tracking_db=db_url, clock=clock, task="binary")
     event = loop.trigger_retraining("drifted", actor="alice")
     assert event.kind == "retrain_requested" and event.actor == "alice"
-    assert calls == [{"model": "m", "reason": "drifted", "event_id": event.id}]
-    assert [e.kind for e in loop.events()][:2] == ["retrain_completed", "retrain_requested"]
+    assert event.evidence["job"] is not None
+    again = loop.trigger_retraining("again")
+    assert again.evidence["job"] is None  # one queued job per model at a time
 
-    def broken(request):
+
+def test_trigger_with_a_trainer_runs_it_on_the_log(db_url, clock, tmp_path) -> None:
+    loop = FeedbackLoop(
+        "m", tracking_db=db_url, clock=clock, task="binary", artifact_root=str(tmp_path)
+    )
+    seen = []
+
+    def train(dataset):
+        seen.append(len(dataset))
         raise RuntimeError("out of memory")
 
-    loop.set_trainer(broken)
-    with pytest.raises(RuntimeError):
-        loop.trigger_retraining()
-    failed = loop.events(kinds=["retrain_failed"])[0]
-    assert "out of memory" in failed.reason
+    loop.set_trainer(train)
+    outcome = loop.trigger_retraining()
+    assert outcome.candidate is None and "need 100" in outcome.reason  # nothing logged yet
+    loop.log_predictions(
+        [
+            {"prediction_id": f"p{i}", "prediction": i % 2, "actual": i % 2, "x": float(i)}
+            for i in range(300)
+        ]
+    )
+    outcome = loop.trigger_retraining()
+    assert seen == [240]  # 80 % of the 300 labeled rows; the newest 20 % are held out
+    assert "out of memory" in outcome.reason
+    assert "out of memory" in loop.events(kinds=["retrain_failed"])[0].reason
     with pytest.raises(ValidationError, match="trainer"):
-        loop.set_trainer("not callable")  # type: ignore[arg-type]
+        loop.set_trainer(42)

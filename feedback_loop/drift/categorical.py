@@ -76,7 +76,13 @@ def count_categories(values: ArrayLike) -> CategoryCounts:
 
     >>> count_categories([3, 1, 3]).as_dict()
     {1: 1, 3: 2}
+
+    Dictionary-encoded input (a pandas ``Categorical``, as windows are read from the log) is
+    counted on its integer codes, without touching a Python object per row.
     """
+    encoded = _categorical_counts(values)
+    if encoded is not None:
+        return encoded
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise ValueError(f"expected a 1-D array, got shape {arr.shape}")
@@ -103,6 +109,25 @@ def count_categories(values: ArrayLike) -> CategoryCounts:
         labels=tuple(labels[i] for i in keep),
         counts=tuple(int(counts[i]) for i in keep),
         missing=missing,
+    )
+
+
+def _categorical_counts(values: Any) -> CategoryCounts | None:
+    import pandas as pd
+
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.array
+    if not isinstance(values, pd.Categorical):
+        return None
+    codes = np.asarray(values.codes, dtype=np.int64)
+    present = codes >= 0
+    tally = np.bincount(codes[present], minlength=len(values.categories))
+    keep = np.flatnonzero(tally)
+    categories = values.categories.tolist()
+    return CategoryCounts(
+        labels=tuple(categories[i] for i in keep.tolist()),
+        counts=tuple(int(tally[i]) for i in keep.tolist()),
+        missing=int(codes.size - int(present.sum())),
     )
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sqlalchemy import Connection
 
@@ -93,6 +94,7 @@ def _numeric_frame(
 ) -> pd.DataFrame:
     n = len(ids)
     columns: dict[str, np.ndarray] = {}
+    categorical_codes: dict[str, npt.NDArray[np.int64]] = {}
     if not packed:
         return pd.DataFrame(index=pd.RangeIndex(n))
     where = _positions(ids, packed)
@@ -105,14 +107,18 @@ def _numeric_frame(
         rows = where[mine]
         for j, (name, kind) in enumerate(layout):
             if kind == "categorical":
-                names = np.array([*values.get(name, []), None], dtype=object)
-                codes = matrix[:, j]
-                decoded = names[np.where(np.isnan(codes), len(names) - 1, codes).astype(np.int64)]
-                column = columns.setdefault(name, np.full(n, None, dtype=object))
-                column[rows] = decoded
+                raw = matrix[:, j]
+                coded = categorical_codes.setdefault(name, np.full(n, -1, dtype=np.int64))
+                coded[rows] = np.where(np.isnan(raw), -1, raw).astype(np.int64)
             else:
                 column = columns.setdefault(name, np.full(n, np.nan))
                 column[rows] = matrix[:, j]
+    for name, coded in categorical_codes.items():
+        # dictionary-encoded, as stored: counting categories then never touches Python objects
+        labels = pd.Index(
+            [v if v is not None else f"<code {i}>" for i, v in enumerate(values.get(name, []))]
+        )
+        columns[name] = pd.Categorical.from_codes(coded, categories=labels)  # type: ignore[assignment]
     return pd.DataFrame(columns, index=pd.RangeIndex(n))
 
 

@@ -1,0 +1,318 @@
+"""Closing the loop: retrain a candidate, gate it against the champion, promote or reject,
+watch the new champion and roll back when it regresses. Every step writes an event."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from feedback_loop.errors import ValidationError
+from feedback_loop.store.reader import WindowFilter
+from feedback_loop.timeutil import from_us
+from feedback_loop.training.dataset import Dataset, DatasetSpec, assemble
+from feedback_loop.training.gating import GateConfig, run_gate
+from feedback_loop.training.scoring import score_model
+from feedback_loop.training.trainers import Trainer
+from feedback_loop.training.watchdog import WatchVerdict, compare_live
+
+if TYPE_CHECKING:
+    from feedback_loop.loop import FeedbackLoop
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+@dataclass
+class RetrainOutcome:
+    """What one retraining did: the candidate version, the gate's decision, the promotion."""
+
+    candidate: int | None
+    champion_before: int | None
+    promoted: bool
+    reason: str
+    gate: dict[str, Any] | None = None
+    train_rows: int = 0
+    holdout_rows: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def labeled_dataset(loop: FeedbackLoop, spec: DatasetSpec) -> tuple[Dataset, list[str]]:
+    """Labeled predictions with the features logged at prediction time."""
+    from feedback_loop import watch
+
+    state = loop._model_state()
+    regression = state.spec.task == "regression"
+    now = loop._now_us()
+    start = 0
+    if spec.strategy == "sliding_window" and spec.window is not None:
+        start = max(now - int(spec.window.total_seconds() * 1e6), 0)
+    data = watch.window_features(
+        loop.engine, WindowFilter(state.id, start, now + 1), regression=regression
+    )
+    keep = data.labeled & (data.actual_code != -1)
+    if regression:
+        y = data.actual_value[keep]
+    else:
+        values = {code: key for key, code in state.codes.items()}
+        y = np.array([json.loads(values[int(c)]) for c in data.actual_code[keep]], dtype=object)
+        if state.spec.task == "binary":
+            y = y.astype(type(y[0])) if len(y) else y
+    features = data.features.loc[keep].reset_index(drop=True)
+    tags = data.tags.loc[keep].reset_index(drop=True) if len(data.tags.columns) else None
+    dataset = assemble(features, y, data.ts[keep], spec, now)
+    if tags is not None:
+        dataset.X.attrs["tags"] = tags  # kept for segment checks, not for training
+    return dataset, [str(c) for c in features.columns]
+
+
+def retrain(
+    loop: FeedbackLoop,
+    trainer: Trainer,
+    *,
+    spec: DatasetSpec,
+    gate: GateConfig,
+    reason: str,
+    actor: str,
+    promote: bool = True,
+) -> RetrainOutcome:
+    state = loop._model_state()
+    champion = loop.aliases().get(CHAMPION)
+    loop.record_event(
+        "retrain_started",
+        reason=reason,
+        actor=actor,
+        evidence={"strategy": spec.strategy, "champion": champion},
+    )
+    try:
+        dataset, columns = labeled_dataset(loop, spec)
+        train, holdout = dataset.split(spec.holdout)
+        model = trainer.train(train)
+    except Exception as exc:  # any trainer error is recorded, and the loop goes on
+        loop.record_event("retrain_failed", reason=f"{type(exc).__name__}: {exc}", actor=actor)
+        return RetrainOutcome(None, champion, False, f"training failed: {exc}")
+    task = state.spec.task or "binary"
+    positive = state.spec.positive
+    candidate_scores = score_model(model, holdout.X, holdout.y, task=task, positive=positive)
+    champion_scores = None
+    if champion is not None:
+        champion_model = loop.load_model(champion)
+        champion_scores = score_model(
+            champion_model, holdout.X, holdout.y, task=task, positive=positive
+        )
+    train_pred = _train_predictions(model, train.X, task, positive)
+    version = loop.register_model(
+        model,
+        features=train.X,
+        predictions=train_pred,
+        actuals=train.y,
+        train_start=int(train.ts[0]) / 1e6 if len(train) else None,
+        train_end=int(train.ts[-1]) / 1e6 if len(train) else None,
+        train_rows=len(train),
+        metrics={f"holdout_{k}": v for k, v in candidate_scores.metrics.items()},
+        info={"features": columns, "strategy": spec.strategy, "reason": reason},
+        alias=CHALLENGER,
+        actor=actor,
+    )
+    decision = run_gate(champion_scores, candidate_scores, holdout, gate, task=task)
+    kind = "gate_passed" if decision["passed"] else "gate_rejected"
+    failed = [c["name"] for c in decision["checks"] if not c["passed"]]
+    verdict = "passed every check" if decision["passed"] else f"failed {', '.join(failed)}"
+    loop.record_event(
+        kind,
+        reason=f"candidate {version} vs champion {champion}: {verdict}",
+        version=str(version),
+        actor=actor,
+        evidence=decision,
+    )
+    promoted = False
+    if decision["passed"] and promote:
+        promise = candidate_scores.metrics
+        promote_version(
+            loop,
+            version,
+            actor=actor,
+            reason=f"gate passed ({reason})",
+            evidence={"promised": promise, "gate": decision},
+        )
+        promoted = True
+    return RetrainOutcome(
+        candidate=version,
+        champion_before=champion,
+        promoted=promoted,
+        reason=verdict,
+        gate=decision,
+        train_rows=len(train),
+        holdout_rows=len(holdout),
+        metrics=candidate_scores.metrics,
+    )
+
+
+def _train_predictions(model: Any, X: pd.DataFrame, task: str, positive: Any) -> np.ndarray | None:
+    try:
+        if task == "binary" and hasattr(model, "predict_proba"):
+            classes = list(model.classes_)
+            if positive in classes:
+                return np.asarray(model.predict_proba(X))[:, classes.index(positive)]
+        return np.asarray(model.predict(X))
+    except Exception:  # a reference without predictions is still useful
+        return None
+
+
+def promote_version(
+    loop: FeedbackLoop,
+    version: int,
+    *,
+    actor: str,
+    reason: str,
+    evidence: dict[str, Any] | None = None,
+) -> int | None:
+    """Move ``champion`` to ``version``; the previous champion stays registered."""
+    previous = loop.set_alias(CHAMPION, version, actor=actor, reason=reason)
+    loop.record_event(
+        "promoted",
+        reason=f"version {version} promoted over {previous}: {reason}",
+        version=str(version),
+        actor=actor,
+        evidence={"previous": previous, **(evidence or {})},
+    )
+    return previous
+
+
+def rollback(
+    loop: FeedbackLoop, *, actor: str, reason: str, evidence: dict[str, Any] | None = None
+) -> int:
+    """Move ``champion`` back to the version it held before the last promotion."""
+    moves = [m for m in loop.alias_history(CHAMPION) if m["version"] is not None]
+    current = loop.aliases().get(CHAMPION)
+    previous = next(
+        (
+            m["previous_version"]
+            for m in reversed(moves)
+            if m["version"] == current and m["previous_version"] is not None
+        ),
+        None,
+    )
+    if previous is None:
+        raise ValidationError(
+            "the champion has no previous version to roll back to", field="champion"
+        )
+    loop.set_alias(CHAMPION, previous, actor=actor, reason=f"rollback: {reason}")
+    loop.record_event(
+        "rolled_back",
+        reason=f"champion {current} rolled back to {previous}: {reason}",
+        version=str(previous),
+        actor=actor,
+        evidence={"from": current, "to": previous, **(evidence or {})},
+    )
+    return previous
+
+
+def watch_champion(
+    loop: FeedbackLoop,
+    *,
+    min_samples: int = 200,
+    margin: float = 0.0,
+    alpha: float = 0.01,
+    auto_rollback: bool = True,
+) -> WatchVerdict | None:
+    """Compare the newest champion's first labeled predictions with the previous champion's
+    last ones before the promotion; roll back on a significant regression."""
+    moves = [m for m in loop.alias_history(CHAMPION) if m["version"] is not None]
+    if not moves or moves[-1]["previous_version"] is None:
+        return None
+    last = moves[-1]
+    new, previous, since = last["version"], last["previous_version"], last["time"]
+    state = loop._model_state()
+    from feedback_loop import watch
+
+    regression = state.spec.task == "regression"
+    after = watch.window_features(
+        loop.engine,
+        WindowFilter(state.id, int(since.timestamp() * 1e6), loop._now_us() + 1, str(new)),
+        regression=regression,
+    )
+    before = watch.window_features(
+        loop.engine,
+        WindowFilter(state.id, 0, int(since.timestamp() * 1e6), str(previous)),
+        regression=regression,
+    )
+    new_errors = _errors(after, regression)[: min_samples * 5]
+    old_errors = _errors(before, regression)[-min_samples * 5 :]
+    verdict = compare_live(
+        new_errors,
+        old_errors,
+        binary_errors=not regression,
+        min_samples=min_samples,
+        margin=margin,
+        alpha=alpha,
+    )
+    if verdict.ready and verdict.regressed and auto_rollback:
+        rollback(loop, actor="watch", reason=verdict.reason, evidence=verdict.to_dict())
+    return verdict
+
+
+def _errors(data: Any, regression: bool) -> np.ndarray:
+    keep = data.labeled
+    order = np.argsort(data.ts[keep], kind="stable")
+    if regression:
+        return np.abs(data.pred_value[keep] - data.actual_value[keep])[order]
+    return (data.actual_code[keep] != data.pred_code[keep]).astype(np.float64)[order]
+
+
+def gather_evidence(
+    loop: FeedbackLoop, *, window: str, with_drift: bool = False, with_estimate: bool = False
+) -> Any:
+    """What the retraining policies look at, read from the log, the registry and the events."""
+    from feedback_loop.monitoring import LOWER_IS_BETTER
+    from feedback_loop.policy import Evidence
+
+    metric = loop.primary_metric
+    metrics = loop.get_metrics(window=window)
+    champion = loop.aliases().get(CHAMPION)
+    versions = {v.version: v for v in loop.versions()}
+    record = versions.get(champion) if champion is not None else None
+    baseline = None
+    if record is not None:
+        baseline = record.metrics.get(f"holdout_{metric}", record.metrics.get(f"baseline_{metric}"))
+    last_trained = max((v.created_at for v in versions.values()), default=None)
+    triggered = loop.events(kinds=["retrain_started"], limit=1)
+    drift_share: float | None = None
+    drifted: tuple[str, ...] = ()
+    if with_drift:
+        try:
+            report = loop.check_drift(window=window)
+            drift_share = None if report.dataset is None else report.dataset.share
+            drifted = tuple(c for c in report.drifted_columns if not c.startswith("__"))
+        except ValidationError:
+            pass
+    estimated = None
+    if with_estimate:
+        with contextlib.suppress(ValidationError):
+            estimated = loop.estimate_performance(window=window).get(metric)
+    new_labels = 0
+    if last_trained is not None:
+        since = loop.get_metrics(window=(from_us(last_trained), loop.clock.now()))
+        new_labels = int(since["labeled"])
+    return Evidence(
+        now=loop.clock.now(),
+        last_trained_at=None if last_trained is None else from_us(last_trained),
+        last_triggered_at=triggered[0].time if triggered else None,
+        metric_name=metric,
+        metric_value=metrics.get(metric),
+        metric_lower_is_better=metric in LOWER_IS_BETTER,
+        labeled=int(metrics["labeled"]),
+        baseline=baseline,
+        drift_share=drift_share,
+        drifted_features=drifted,
+        new_labels_since_training=new_labels,
+        estimated_value=estimated,
+        estimated_baseline=baseline,
+    )

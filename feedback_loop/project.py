@@ -1,0 +1,111 @@
+"""The project file, ``feedback_loop.toml``: which models a worker looks after, and how.
+
+```toml
+[models.churn]
+task = "binary"
+
+[models.churn.trainer]
+command = "python train.py --data {data} --out {out}"
+# or: estimator = "sklearn.linear_model.LogisticRegression"
+
+[models.churn.dataset]
+strategy = "sliding_window"   # sliding_window | all | recency_weighted
+window = "30d"
+holdout = 0.2
+
+[models.churn.gate]
+min_improvement = 0.0
+alpha = 0.05
+
+[models.churn.policy]           # see feedback_loop.policy.config
+cooldown = "1d"
+[[models.churn.policy.rules]]
+type = "threshold"
+max_drop = 0.05
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from feedback_loop.errors import ValidationError
+from feedback_loop.loop import FeedbackLoop
+from feedback_loop.policy import policy_from_dict
+from feedback_loop.timeutil import parse_duration
+from feedback_loop.training.dataset import DatasetSpec
+from feedback_loop.training.gating import GateConfig
+from feedback_loop.training.trainers import CommandTrainer, EstimatorTrainer, Trainer
+from feedback_loop.worker import ModelJob, Worker
+
+_MODEL_KEYS = {"task", "trainer", "dataset", "gate", "policy", "with_drift", "with_estimate"}
+
+
+def _trainer(table: dict[str, Any], where: str) -> Trainer:
+    if "command" in table:
+        return CommandTrainer(table["command"], float(table.get("timeout_s", 3600)))
+    if "estimator" in table:
+        module, _, name = str(table["estimator"]).rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ValidationError(
+                f"cannot import {table['estimator']!r}", field=f"{where}.estimator"
+            ) from exc
+        return EstimatorTrainer(cls(**table.get("params", {})))
+    raise ValidationError("needs `command` or `estimator`", field=where)
+
+
+def _dataset(table: dict[str, Any], where: str) -> DatasetSpec:
+    values = dict(table)
+    for key in ("window", "half_life"):
+        if key in values:
+            values[key] = parse_duration(values[key], field=f"{where}.{key}")
+    return _build(DatasetSpec, values, where)
+
+
+def _build(cls: Any, values: dict[str, Any], where: str) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValidationError(
+            f"unknown key(s) {unknown}; known: {sorted(known)}", field=f"{where}.{unknown[0]}"
+        )
+    return cls(**values)
+
+
+def load_worker(path: Path, database: str | None) -> Worker:
+    """A worker for the models of a project file."""
+    with open(path, "rb") as handle:
+        project = tomllib.load(handle)
+    models = project.get("models")
+    if not isinstance(models, dict) or not models:
+        raise ValidationError("the project file declares no [models.NAME]", field="models")
+    jobs: dict[str, ModelJob] = {}
+    for name, table in models.items():
+        where = f"models.{name}"
+        unknown = sorted(set(table) - _MODEL_KEYS)
+        if unknown:
+            raise ValidationError(f"unknown key(s) {unknown}", field=f"{where}.{unknown[0]}")
+        loop = FeedbackLoop(name, tracking_db=database, task=table.get("task"))
+        if "trainer" not in table:
+            raise ValidationError("every model needs a [trainer]", field=f"{where}.trainer")
+        loop.set_trainer(
+            _trainer(table["trainer"], f"{where}.trainer"),
+            dataset=_dataset(table.get("dataset", {}), f"{where}.dataset"),
+            gate=_build(GateConfig, table.get("gate", {}), f"{where}.gate"),
+        )
+        policy = policy_from_dict(table["policy"]) if "policy" in table else None
+        assert loop._trainer is not None
+        jobs[name] = ModelJob(
+            loop,
+            loop._trainer,
+            policy,
+            bool(table.get("with_drift")),
+            bool(table.get("with_estimate")),
+        )
+    return Worker(jobs)

@@ -1,0 +1,160 @@
+"""The worker: evaluates retraining policies on a schedule and runs training jobs.
+
+Jobs live in the database, so any number of workers (on any number of machines sharing one
+PostgreSQL) cooperate: each claims a job under a lease, keeps the lease alive with heartbeats
+while it trains, and records the result. A worker that dies stops heartbeating; its lease expires
+and another worker picks the job up again. Registration of the candidate is a single
+transaction, so a job killed midway leaves no half-registered version.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from feedback_loop.clock import Clock, SystemClock
+from feedback_loop.lifecycle import retrain
+from feedback_loop.loop import FeedbackLoop
+from feedback_loop.policy import Policy
+from feedback_loop.store import jobs as jobs_store
+from feedback_loop.store.engine import write_transaction
+from feedback_loop.timeutil import to_us
+from feedback_loop.training.trainers import Trainer
+
+log = logging.getLogger("feedback_loop.worker")
+
+
+@dataclass
+class ModelJob:
+    """What the worker knows of one model: its loop, trainer and (optional) policy."""
+
+    loop: FeedbackLoop
+    trainer: Trainer
+    policy: Policy | None = None
+    with_drift: bool = False
+    with_estimate: bool = False
+
+
+@dataclass
+class Worker:
+    models: dict[str, ModelJob]
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    lease: timedelta = timedelta(minutes=5)
+    heartbeat_every: timedelta = timedelta(seconds=30)
+    clock: Clock = field(default_factory=SystemClock)
+
+    def _now(self) -> int:
+        return to_us(self.clock.now())
+
+    def evaluate_policies(self) -> list[str]:
+        """Queue a training job for every model whose policy fires; returns their names."""
+        queued = []
+        for name, job in self.models.items():
+            if job.policy is None:
+                continue
+            evidence = job.loop.policy_evidence(
+                with_drift=job.with_drift, with_estimate=job.with_estimate
+            )
+            decision = job.policy.evaluate(evidence)
+            if not decision:
+                continue
+            state = job.loop._model_state()
+            with write_transaction(job.loop.engine) as conn:
+                job_id = jobs_store.enqueue(
+                    conn,
+                    state.id,
+                    "train",
+                    {"reason": decision.reason, "actor": "policy"},
+                    self._now(),
+                )
+            if job_id is not None:
+                job.loop.record_event(
+                    "retrain_due",
+                    reason=decision.reason,
+                    actor=self.name,
+                    evidence=decision.to_dict(),
+                )
+                queued.append(name)
+        return queued
+
+    def run_once(self) -> dict[str, Any] | None:
+        """Claim and run one job; None when there was nothing to do."""
+        for name, model in self.models.items():
+            model_id = model.loop._model_state().id
+            with write_transaction(model.loop.engine) as conn:
+                job = jobs_store.claim(conn, self.name, self._now(), _us(self.lease), model_id)
+            if job is None:
+                continue
+            log.info("job %s (%s) claimed by %s, attempt %s", job.id, name, self.name, job.attempts)
+            return self._run(model, job)
+        return None
+
+    def _run(self, model: ModelJob, job: jobs_store.Job) -> dict[str, Any]:
+        engine = model.loop.engine
+        stop = threading.Event()
+        lost = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.heartbeat_every.total_seconds()):
+                with write_transaction(engine) as conn:
+                    alive = jobs_store.heartbeat(
+                        conn, job.id, self.name, self._now(), _us(self.lease)
+                    )
+                if not alive:
+                    lost.set()
+                    return
+
+        beating = threading.Thread(target=beat, name=f"heartbeat-{job.id}", daemon=True)
+        beating.start()
+        try:
+            outcome = retrain(
+                model.loop,
+                model.trainer,
+                spec=model.loop.dataset_spec,
+                gate=model.loop.gate_config,
+                reason=str(job.payload.get("reason", "job")),
+                actor=self.name,
+            )
+            status, result, error = "succeeded", outcome.to_dict(), None
+        except Exception as exc:  # recorded on the job; the worker keeps running
+            log.exception("job %s failed", job.id)
+            status, result, error = "failed", None, f"{type(exc).__name__}: {exc}"
+        finally:
+            stop.set()
+            beating.join()
+        with write_transaction(engine) as conn:
+            jobs_store.finish(
+                conn, job.id, self.name, self._now(), status=status, result=result, error=error
+            )
+        return {
+            "job": job.id,
+            "status": status,
+            "lost_lease": lost.is_set(),
+            "result": result,
+            "error": error,
+        }
+
+    def run_forever(
+        self,
+        poll: timedelta = timedelta(seconds=10),
+        policy_every: timedelta = timedelta(minutes=1),
+        stop: threading.Event | None = None,
+    ) -> None:
+        stop = stop or threading.Event()
+        next_policy = 0.0
+        while not stop.is_set():
+            if time.monotonic() >= next_policy:
+                self.evaluate_policies()
+                next_policy = time.monotonic() + policy_every.total_seconds()
+            if self.run_once() is None:
+                stop.wait(poll.total_seconds())
+
+
+def _us(span: timedelta) -> int:
+    return int(span.total_seconds() * 1_000_000)

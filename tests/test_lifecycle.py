@@ -1,0 +1,136 @@
+"""Closing the loop on generated streams: retrain, gate, promote, reject, watch, roll back."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegression
+
+from feedback_loop import FeedbackLoop
+from feedback_loop.lifecycle import RetrainOutcome
+from feedback_loop.training.dataset import DatasetSpec
+from feedback_loop.training.gating import GateConfig
+
+
+def _batch(rng, n: int, flipped: bool) -> pd.DataFrame:
+    X = pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n)})
+    signal = X.x1 + 0.5 * X.x2
+    y = ((-signal if flipped else signal) + rng.normal(0, 0.3, n) > 0).astype(int)
+    return X.assign(y=y)
+
+
+def _serve(loop: FeedbackLoop, clock, model, data: pd.DataFrame, prefix: str) -> None:
+    """Serve ``data`` with ``model`` over the last hours, labels a minute later."""
+    version = str(loop.aliases().get("champion"))
+    score = model.predict_proba(data[["x1", "x2"]])[:, 1]
+    start = clock.now()
+    stamps = [start + timedelta(seconds=10 * i) for i in range(len(data))]
+    loop.log_predictions(
+        data[["x1", "x2"]].assign(
+            prediction_id=[f"{prefix}{i}" for i in range(len(data))],
+            timestamp=stamps,
+            prediction=[{"label": int(s >= 0.5), "score": float(s)} for s in score],
+            version=version,
+        )
+    )
+    clock.advance(timedelta(seconds=10 * len(data) + 60))
+    loop.log_outcomes(
+        pd.DataFrame(
+            {
+                "prediction_id": [f"{prefix}{i}" for i in range(len(data))],
+                "actual": data.y.to_numpy(),
+            }
+        )
+    )
+
+
+@pytest.fixture
+def loop(db_url, clock, tmp_path) -> FeedbackLoop:
+    loop = FeedbackLoop(
+        "life",
+        tracking_db=db_url,
+        clock=clock,
+        task="binary",
+        artifact_root=str(tmp_path / "artifacts"),
+    )
+    loop.set_trainer(
+        LogisticRegression(),
+        dataset=DatasetSpec(window=timedelta(hours=3), holdout=0.3),
+        gate=GateConfig(),
+    )
+    return loop
+
+
+def _champion(loop: FeedbackLoop, rng) -> LogisticRegression:
+    train = _batch(rng, 2000, flipped=False)
+    model = LogisticRegression().fit(train[["x1", "x2"]], train.y)
+    loop.register_model(
+        model,
+        features=train[["x1", "x2"]],
+        predictions=model.predict_proba(train[["x1", "x2"]])[:, 1],
+        actuals=train.y.to_numpy(),
+        alias="champion",
+        metrics={"holdout_accuracy": 0.9},
+    )
+    return model
+
+
+def test_drift_retrain_gate_promote_recover(loop, clock) -> None:
+    rng = np.random.default_rng(0)
+    champion = _champion(loop, rng)
+    _serve(loop, clock, champion, _batch(rng, 800, flipped=True), "a")
+    degraded = loop.get_metrics(window="1h")["accuracy"]
+    assert degraded < 0.3
+    outcome = loop.trigger_retraining("concept flipped")
+    assert isinstance(outcome, RetrainOutcome)
+    assert outcome.promoted, outcome.gate
+    assert loop.aliases()["champion"] == outcome.candidate == 2
+    assert loop.events(kinds=["gate_passed"]) and loop.events(kinds=["promoted"])
+    _serve(loop, clock, loop.load_model("champion"), _batch(rng, 800, flipped=True), "b")
+    assert loop.get_metrics(window="2h", version="2")["accuracy"] > 0.85
+
+
+def test_worse_candidate_is_rejected_with_the_failing_check(loop, clock) -> None:
+    rng = np.random.default_rng(1)
+    champion = _champion(loop, rng)
+    _serve(loop, clock, champion, _batch(rng, 800, flipped=False), "a")
+    loop.set_trainer(DummyClassifier(strategy="most_frequent"))
+    outcome = loop.trigger_retraining("try a worse model")
+    assert isinstance(outcome, RetrainOutcome)
+    assert not outcome.promoted and outcome.candidate == 2
+    assert loop.aliases()["champion"] == 1 and loop.aliases()["challenger"] == 2
+    event = loop.events(kinds=["gate_rejected"])[0]
+    failed = [c["name"] for c in event.evidence["checks"] if not c["passed"]]
+    assert "improvement" in failed
+    assert "improvement" in event.reason
+
+
+def test_no_drift_no_promotion_without_significance(loop, clock) -> None:
+    rng = np.random.default_rng(2)
+    champion = _champion(loop, rng)
+    _serve(loop, clock, champion, _batch(rng, 1000, flipped=False), "a")
+    outcome = loop.trigger_retraining("scheduled check")
+    assert isinstance(outcome, RetrainOutcome)
+    assert not outcome.promoted
+    assert loop.aliases()["champion"] == 1
+
+
+def test_planted_regression_is_rolled_back(loop, clock) -> None:
+    rng = np.random.default_rng(3)
+    champion = _champion(loop, rng)
+    _serve(loop, clock, champion, _batch(rng, 600, flipped=False), "a")
+    bad_data = _batch(rng, 600, flipped=True)
+    bad = LogisticRegression().fit(bad_data[["x1", "x2"]], bad_data.y)
+    version = loop.register_model(bad)
+    loop.promote(version, reason="planted regression")
+    assert loop.watch_champion(min_samples=200).ready is False  # nothing labeled yet
+    _serve(loop, clock, bad, _batch(rng, 600, flipped=False), "b")
+    verdict = loop.watch_champion(min_samples=200)
+    assert verdict is not None and verdict.regressed
+    assert loop.aliases()["champion"] == 1
+    event = loop.events(kinds=["rolled_back"])[0]
+    assert event.evidence["from"] == version and event.evidence["to"] == 1
