@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from feedback_loop.errors import ValidationError
-from feedback_loop.store.reader import WindowFilter
-from feedback_loop.timeutil import from_us
+from feedback_loop.store.reader import Rows, WindowFilter, read_rows
+from feedback_loop.timeutil import from_us, to_us
 from feedback_loop.training.dataset import Dataset, DatasetSpec, assemble
 from feedback_loop.training.gating import GateConfig, run_gate
 from feedback_loop.training.scoring import score_model
@@ -224,26 +224,28 @@ def watch_champion(
     auto_rollback: bool = True,
 ) -> WatchVerdict | None:
     """Compare the newest champion's first labeled predictions with the previous champion's
-    last ones before the promotion; roll back on a significant regression."""
+    last ones before the promotion; roll back on a significant regression. Once a promotion has
+    been judged (``watch_passed`` or ``rolled_back``), it is not watched again."""
     moves = [m for m in loop.alias_history(CHAMPION) if m["version"] is not None]
     if not moves or moves[-1]["previous_version"] is None:
         return None
     last = moves[-1]
     new, previous, since = last["version"], last["previous_version"], last["time"]
+    judged = loop.events(kinds=["watch_passed", "rolled_back"], since=since, limit=1)
+    if judged:
+        return None
     state = loop._model_state()
-    from feedback_loop import watch
-
     regression = state.spec.task == "regression"
-    after = watch.window_features(
-        loop.engine,
-        WindowFilter(state.id, int(since.timestamp() * 1e6), loop._now_us() + 1, str(new)),
-        regression=regression,
-    )
-    before = watch.window_features(
-        loop.engine,
-        WindowFilter(state.id, 0, int(since.timestamp() * 1e6), str(previous)),
-        regression=regression,
-    )
+    since_us = to_us(since)
+    with loop.engine.connect() as conn, conn.begin():
+        after = read_rows(
+            conn,
+            WindowFilter(state.id, since_us, loop._now_us() + 1, str(new)),
+            regression=regression,
+        )
+        before = read_rows(
+            conn, WindowFilter(state.id, 0, since_us, str(previous)), regression=regression
+        )
     new_errors = _errors(after, regression)[: min_samples * 5]
     old_errors = _errors(before, regression)[-min_samples * 5 :]
     verdict = compare_live(
@@ -256,15 +258,23 @@ def watch_champion(
     )
     if verdict.ready and verdict.regressed and auto_rollback:
         rollback(loop, actor="watch", reason=verdict.reason, evidence=verdict.to_dict())
+    elif verdict.ready and not verdict.regressed:
+        loop.record_event(
+            "watch_passed",
+            reason=verdict.reason,
+            version=str(new),
+            actor="watch",
+            evidence=verdict.to_dict(),
+        )
     return verdict
 
 
-def _errors(data: Any, regression: bool) -> np.ndarray:
-    keep = data.labeled
-    order = np.argsort(data.ts[keep], kind="stable")
+def _errors(rows: Rows, regression: bool) -> np.ndarray:
+    labeled = rows.take(rows.labeled & (rows.b != -1) if not regression else rows.labeled)
+    order = np.argsort(labeled.ts, kind="stable")
     if regression:
-        return np.abs(data.pred_value[keep] - data.actual_value[keep])[order]
-    return (data.actual_code[keep] != data.pred_code[keep]).astype(np.float64)[order]
+        return np.abs(labeled.a - labeled.b)[order]
+    return (labeled.a != labeled.b).astype(np.float64)[order]
 
 
 def gather_evidence(
