@@ -99,7 +99,11 @@ def load_worker(path: Path, database: str | None) -> Worker:
             dataset=_dataset(table.get("dataset", {}), f"{where}.dataset"),
             gate=_build(GateConfig, table.get("gate", {}), f"{where}.gate"),
         )
-        policy = policy_from_dict(table["policy"]) if "policy" in table else None
+        policy = (
+            policy_from_dict(table["policy"], name=name, key=f"{where}.policy")
+            if "policy" in table
+            else None
+        )
         assert loop._trainer is not None
         jobs[name] = ModelJob(
             loop,
