@@ -100,7 +100,10 @@ def retrain(
         return RetrainOutcome(None, champion, False, f"training failed: {exc}")
     task = state.spec.task or "binary"
     positive = state.spec.positive
-    candidate_scores = score_model(model, holdout.X, holdout.y, task=task, positive=positive)
+    timed = gate.latency_budget_ms is not None
+    candidate_scores = score_model(
+        model, holdout.X, holdout.y, task=task, positive=positive, measure_latency=timed
+    )
     champion_scores = None
     if champion is not None:
         champion_model = loop.load_model(champion)
