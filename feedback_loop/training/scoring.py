@@ -32,12 +32,21 @@ def _keys(values: Any) -> np.ndarray:
     )
 
 
-def score_model(model: Any, X: pd.DataFrame, y: np.ndarray, *, task: str, positive: Any) -> Scored:
-    """Predict ``X`` with ``model`` and compare with ``y`` (labels or values)."""
+def score_model(
+    model: Any,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    *,
+    task: str,
+    positive: Any,
+    measure_latency: bool = False,
+) -> Scored:
+    """Predict ``X`` with ``model`` and compare with ``y`` (labels or values); single-row
+    latencies are timed only when asked (a latency budget is configured)."""
     columns = getattr(model, "feature_names_in_", None)
     frame = X[list(columns)] if columns is not None else X
     predicted = np.asarray(model.predict(frame))
-    latency = _latency(model, frame)
+    latency = _latency(model, frame) if measure_latency else np.empty(0)
     if task == "regression":
         truth = y.astype(np.float64)
         values = predicted.astype(np.float64)
