@@ -29,7 +29,13 @@ def make_model() -> HistGradientBoostingClassifier:
     return HistGradientBoostingClassifier(max_iter=100, random_state=0)
 
 
-def default_config(fixed_every: timedelta) -> ReplayConfig:
+def default_config(
+    fixed_every: timedelta,
+    *,
+    max_drop: float = 0.05,
+    cooldown: timedelta = timedelta(days=14),
+    policy_window: str = "7d",
+) -> ReplayConfig:
     stream_rows = 45_312
     return ReplayConfig(
         features=ELEC2_FEATURES,
@@ -39,10 +45,10 @@ def default_config(fixed_every: timedelta) -> ReplayConfig:
         dataset=DatasetSpec(window=timedelta(days=28), holdout=0.25, min_rows=200),
         gate=GateConfig(min_improvement=0.0, alpha=0.05),
         policy=Policy(
-            AnyOf([PerformanceThreshold(max_drop=0.03, min_labeled=200)]),
-            cooldown=timedelta(days=7),
+            AnyOf([PerformanceThreshold(max_drop=max_drop, min_labeled=200)]),
+            cooldown=cooldown,
         ),
-        policy_window="7d",
+        policy_window=policy_window,
     )
 
 
@@ -51,12 +57,20 @@ def main() -> None:
     parser.add_argument("--fixed-every", default="30d")
     parser.add_argument("--days", type=int, default=None, help="Replay only the first N days.")
     parser.add_argument("--strategies", default="never,fixed,loop")
+    parser.add_argument("--max-drop", type=float, default=0.05)
+    parser.add_argument("--cooldown", default="14d")
+    parser.add_argument("--policy-window", default="7d")
     args = parser.parse_args()
     console = Console()
     data = load_elec2()
     if args.days is not None:
         data = data.iloc[: data.shape[0] // 10 + args.days * 48]
-    config = default_config(parse_duration(args.fixed_every))
+    config = default_config(
+        parse_duration(args.fixed_every),
+        max_drop=args.max_drop,
+        cooldown=parse_duration(args.cooldown),
+        policy_window=args.policy_window,
+    )
     table = Table(
         title=f"Elec2 replay: {len(data) - config.initial_rows:,} served rows, labels one day late"
     )

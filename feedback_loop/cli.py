@@ -298,6 +298,23 @@ def segments(
 
 
 @app.command()
+def report(
+    model: Model,
+    out: Annotated[Path, typer.Option(help="Where to write the HTML file.")] = Path("report.html"),
+    db: Db = None,
+    period: Annotated[str, typer.Option(help="Chart resolution, e.g. 1d or 7d.")] = "7d",
+) -> None:
+    """Write one self-contained HTML report: quality, labels, drift, segments, decisions."""
+    from feedback_loop.report import write_report
+
+    try:
+        path = write_report(FeedbackLoop(model, tracking_db=db), out, period=period)
+    except FeedbackLoopError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"report written to [bold]{path}[/]")
+
+
+@app.command()
 def history(
     model: Model,
     db: Db = None,
