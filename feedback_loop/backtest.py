@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from feedback_loop.clock import ManualClock
 from feedback_loop.lifecycle import CHAMPION, promote_version, retrain, watch_champion
@@ -86,9 +87,27 @@ def replay(
     model_name: str = "replay",
     on_tick: Tick | None = None,
 ) -> ReplayResult:
-    """Replay ``stream`` (time-ordered; ``config.timestamp``, features, label) with a strategy."""
+    """Replay ``stream`` (time-ordered; ``config.timestamp``, features, label) with a strategy.
+
+    Native thread pools are limited to one thread: a day's batch is a few dozen rows, where
+    starting OpenMP threads per tree costs far more than the work (and busy-waiting threads
+    starve everything else on a small machine).
+    """
     if strategy not in ("never", "fixed", "loop"):
         raise ValueError("strategy must be never, fixed or loop")
+    with threadpool_limits(limits=1):
+        return _replay(stream, make_model, strategy, config, database, model_name, on_tick)
+
+
+def _replay(
+    stream: pd.DataFrame,
+    make_model: Callable[[], Any],
+    strategy: StrategyName,
+    config: ReplayConfig,
+    database: str | None,
+    model_name: str,
+    on_tick: Tick | None,
+) -> ReplayResult:
     folder = tempfile.mkdtemp(prefix=f"feedback-loop-replay-{strategy}-")
     url = database or f"sqlite:///{os.path.join(folder, 'replay.db')}"
     times = pd.to_datetime(stream[config.timestamp], utc=True)

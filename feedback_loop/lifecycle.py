@@ -124,7 +124,9 @@ def retrain(
         alias=CHALLENGER,
         actor=actor,
     )
-    decision = run_gate(champion_scores, candidate_scores, holdout, gate, task=task)
+    decision = run_gate(
+        champion_scores, candidate_scores, holdout, gate, task=task, positive=positive
+    )
     kind = "gate_passed" if decision["passed"] else "gate_rejected"
     failed = [c["name"] for c in decision["checks"] if not c["passed"]]
     verdict = "passed every check" if decision["passed"] else f"failed {', '.join(failed)}"

@@ -19,6 +19,7 @@ LATENCY_SAMPLE = 100
 class Scored:
     """One model on one held-out set, row by row."""
 
+    truth: np.ndarray  # the held-out labels as keys (classification) or values (regression)
     pred: np.ndarray  # label keys (classification) or values (regression)
     score: np.ndarray | None  # binary classifiers: P(positive class)
     errors: np.ndarray  # 1.0/0.0 wrong/right (classification) or absolute error (regression)
@@ -51,7 +52,7 @@ def score_model(
         truth = y.astype(np.float64)
         values = predicted.astype(np.float64)
         return Scored(
-            values, None, np.abs(values - truth), regression_metrics(truth, values), latency
+            truth, values, None, np.abs(values - truth), regression_metrics(truth, values), latency
         )
     truth_keys, pred_keys = _keys(y), _keys(predicted)
     wrong = (truth_keys != pred_keys).astype(np.float64)
@@ -71,7 +72,7 @@ def score_model(
             np.array([codes[k] for k in pred_keys]),
             max(len(codes), 1),
         )
-    return Scored(pred_keys, score, wrong, metrics, latency)
+    return Scored(truth_keys, pred_keys, score, wrong, metrics, latency)
 
 
 def _latency(model: Any, frame: pd.DataFrame) -> np.ndarray:
