@@ -11,45 +11,14 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import timedelta
 
 from rich.console import Console
 from rich.table import Table
-from sklearn.ensemble import HistGradientBoostingClassifier
 
-from feedback_loop.backtest import ReplayConfig, replay
-from feedback_loop.datasets import ELEC2_FEATURES, load_elec2
-from feedback_loop.policy import AnyOf, PerformanceThreshold, Policy
+from feedback_loop.backtest import replay
+from feedback_loop.datasets import load_elec2
+from feedback_loop.demo import elec2_config, make_model
 from feedback_loop.timeutil import parse_duration
-from feedback_loop.training.dataset import DatasetSpec
-from feedback_loop.training.gating import GateConfig
-
-
-def make_model() -> HistGradientBoostingClassifier:
-    return HistGradientBoostingClassifier(max_iter=100, random_state=0)
-
-
-def default_config(
-    fixed_every: timedelta,
-    *,
-    max_drop: float = 0.05,
-    cooldown: timedelta = timedelta(days=14),
-    policy_window: str = "7d",
-) -> ReplayConfig:
-    stream_rows = 45_312
-    return ReplayConfig(
-        features=ELEC2_FEATURES,
-        initial_rows=stream_rows // 10,
-        label_delay=timedelta(days=1),
-        fixed_every=fixed_every,
-        dataset=DatasetSpec(window=timedelta(days=28), holdout=0.25, min_rows=200),
-        gate=GateConfig(min_improvement=0.0, alpha=0.05),
-        policy=Policy(
-            AnyOf([PerformanceThreshold(max_drop=max_drop, min_labeled=200)]),
-            cooldown=cooldown,
-        ),
-        policy_window=policy_window,
-    )
 
 
 def main() -> None:
@@ -57,16 +26,16 @@ def main() -> None:
     parser.add_argument("--fixed-every", default="30d")
     parser.add_argument("--days", type=int, default=None, help="Replay only the first N days.")
     parser.add_argument("--strategies", default="never,fixed,loop")
-    parser.add_argument("--max-drop", type=float, default=0.05)
-    parser.add_argument("--cooldown", default="14d")
+    parser.add_argument("--max-drop", type=float, default=0.06)
+    parser.add_argument("--cooldown", default="21d")
     parser.add_argument("--policy-window", default="7d")
     args = parser.parse_args()
     console = Console()
     data = load_elec2()
     if args.days is not None:
         data = data.iloc[: data.shape[0] // 10 + args.days * 48]
-    config = default_config(
-        parse_duration(args.fixed_every),
+    config = elec2_config(
+        fixed_every=parse_duration(args.fixed_every),
         max_drop=args.max_drop,
         cooldown=parse_duration(args.cooldown),
         policy_window=args.policy_window,

@@ -24,6 +24,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from feedback_loop.clock import ManualClock
+from feedback_loop.errors import ValidationError
 from feedback_loop.lifecycle import CHAMPION, promote_version, retrain, watch_champion
 from feedback_loop.loop import FeedbackLoop
 from feedback_loop.policy import Evidence, Policy
@@ -48,6 +49,7 @@ class ReplayConfig:
     policy: Policy | None = None
     policy_window: str = "7d"
     watch_min_samples: int = 200
+    drift_window: str | None = "1d"  # daily drift check in the loop strategy (None: off)
 
 
 @dataclass
@@ -160,6 +162,7 @@ def _replay(
     labeled_upto = 0
     last_fixed = served_times.iloc[0]
     counts = {"retrains": 0, "promotions": 0, "rejections": 0, "rollbacks": 0}
+    drift_state: float | None = None
     for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
         now = served_times.iloc[end - 1]
         clock.set(now.to_pydatetime())
@@ -210,14 +213,19 @@ def _replay(
                 counts["promotions"] += 1
             action = "fixed retrain"
         elif strategy == "loop":
+            if config.drift_window is not None:
+                drift_state = _drift_share(loop, config.drift_window)
             action = _loop_step(loop, trainer, config, counts)
         current = loop.aliases()[CHAMPION]
         if current != champion_version:
             champion_version = current
             champion = loop.load_model(current)
         if on_tick is not None:
+            recent = loop.get_metrics(window="7d")
             on_tick(
                 {
+                    "accuracy_7d": recent.get("accuracy"),
+                    "drift": drift_state,
                     "now": now,
                     "strategy": strategy,
                     "champion": champion_version,
@@ -236,6 +244,15 @@ def _replay(
         database=url,
         **counts,
     )
+
+
+def _drift_share(loop: FeedbackLoop, window: str) -> float | None:
+    """Daily monitoring: the share of features drifted against the champion's reference."""
+    try:
+        report = loop.check_drift(window=window)
+    except (ValidationError, ValueError):
+        return None
+    return None if report.dataset is None else report.dataset.share
 
 
 def _loop_step(

@@ -476,12 +476,19 @@ def db_upgrade(db: Db = None) -> None:
 
 @app.command()
 def demo(
-    db: Annotated[str | None, typer.Option("--db", help="Database URL for the demo.")] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Database for the loop's run (default: temporary).")
+    ] = None,
+    report: Annotated[Path, typer.Option(help="Where to write the HTML report.")] = Path(
+        "reports/elec2-demo.html"
+    ),
+    days: Annotated[int | None, typer.Option(help="Replay only the first N days.")] = None,
 ) -> None:
-    """Replay the bundled Elec2 stream with one-day-delayed labels."""
+    """Replay the bundled Elec2 stream through the whole loop, beside never-retrained and
+    fixed-schedule retraining, and write a report."""
     from feedback_loop.demo import run_demo
 
-    run_demo(db, console=console)
+    run_demo(db, console=console, report=report, days=days)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,138 +1,178 @@
-"""The demo: replay the Elec2 electricity stream through the prediction log.
+"""The demo: the whole loop on real drifting data, in simulated time.
 
-A model is trained on the first weeks of the stream and then serves the rest, day by day, in
-simulated time: each day's predictions are logged as they are made, and each label arrives one day
-later. At the end of every simulated month the demo reads the windowed metrics back from the log.
+The Elec2 electricity stream (bundled) is replayed day by day with labels arriving one day late.
+A gradient-boosting model is trained on the first tenth and registered as champion; then three
+strategies serve the rest: the never-retrained model, retraining on a fixed schedule, and the
+loop — daily monitoring, a policy that decides when to retrain, the gate that decides whether the
+candidate is promoted, and the watch that rolls a regressing champion back. At the end a summary
+and an HTML report of the loop's run.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn
+from rich.console import Console, Group
+from rich.live import Live
 from rich.table import Table
 from sklearn.ensemble import HistGradientBoostingClassifier
 
+from feedback_loop.backtest import ReplayConfig, ReplayResult, replay
 from feedback_loop.clock import ManualClock
 from feedback_loop.datasets import ELEC2_FEATURES, load_elec2
 from feedback_loop.loop import FeedbackLoop
+from feedback_loop.policy import AnyOf, PerformanceThreshold, Policy
+from feedback_loop.training.dataset import DatasetSpec
+from feedback_loop.training.gating import GateConfig
 
-TRAIN_FRACTION = 0.1
-LABEL_DELAY = timedelta(days=1)
-ROWS_PER_DAY = 48
-
-
-def _train(frame: pd.DataFrame) -> HistGradientBoostingClassifier:
-    model = HistGradientBoostingClassifier(max_iter=200, random_state=0)
-    model.fit(frame[ELEC2_FEATURES].to_numpy(), frame["target"].to_numpy())
-    return model
+STRATEGIES = ("never", "fixed", "loop")
+LABELS = {"never": "never retrained", "fixed": "fixed, every 30 days", "loop": "the loop"}
+SHORT = {"never": "never", "fixed": "fixed 30d", "loop": "loop"}
 
 
-def replay(
-    loop: FeedbackLoop,
-    clock: ManualClock,
-    stream: pd.DataFrame,
-    model: Any,
-    progress: Progress | None = None,
-) -> list[dict[str, Any]]:
-    """Serve ``stream`` day by day; returns the metrics read at the end of each month."""
-    proba = model.predict_proba(stream[ELEC2_FEATURES].to_numpy())[:, 1]
-    served = pd.DataFrame(
-        {
-            "prediction_id": [f"elec2-{i}" for i in stream.index],
-            "timestamp": stream["timestamp"],
-            "prediction": [{"label": int(p >= 0.5), "score": float(p)} for p in proba],
-            "version": "1",
-            "features": stream[ELEC2_FEATURES].to_dict("records"),
-        }
+def make_model() -> HistGradientBoostingClassifier:
+    return HistGradientBoostingClassifier(max_iter=100, random_state=0)
+
+
+def elec2_config(
+    *,
+    fixed_every: timedelta = timedelta(days=30),
+    max_drop: float = 0.06,
+    cooldown: timedelta = timedelta(days=21),
+    policy_window: str = "7d",
+) -> ReplayConfig:
+    """The settings of the demo and of ``benchmarks/replay_elec2.py``."""
+    return ReplayConfig(
+        features=ELEC2_FEATURES,
+        initial_rows=45_312 // 10,
+        label_delay=timedelta(days=1),
+        fixed_every=fixed_every,
+        dataset=DatasetSpec(window=timedelta(days=28), holdout=0.25, min_rows=200),
+        gate=GateConfig(min_improvement=0.0, alpha=0.05),
+        policy=Policy(
+            AnyOf([PerformanceThreshold(max_drop=max_drop, min_labeled=200)]),
+            cooldown=cooldown,
+        ),
+        policy_window=policy_window,
     )
-    actuals = pd.DataFrame(
-        {
-            "prediction_id": served["prediction_id"],
-            "actual": stream["target"].astype(int).to_numpy(),
-            "timestamp": stream["timestamp"] + LABEL_DELAY,
-        }
+
+
+class _Board:
+    """The live display: one row per strategy."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {s: {} for s in STRATEGIES}
+
+    def update(self, tick: dict[str, Any]) -> None:
+        row = self.rows[tick["strategy"]]
+        row.update(tick)
+        if tick.get("action"):
+            row["last"] = f"{tick['now']:%m-%d} {tick['action']}"
+
+    def __rich__(self) -> Table:
+        table = Table(title="feedback-loop demo: Elec2, labels one day late")
+        for column in (
+            "strategy",
+            "simulated date",
+            "7-day accuracy",
+            "drift",
+            "champion",
+            "retrains",
+            "promotions",
+            "rejections",
+            "rollbacks",
+            "last decision",
+        ):
+            table.add_column(column)
+        for name, row in self.rows.items():
+            if not row:
+                table.add_row(SHORT[name], "waiting", *[""] * 8)
+                continue
+            accuracy = row.get("accuracy_7d")
+            drift = row.get("drift")
+            table.add_row(
+                SHORT[name],
+                f"{row['now']:%Y-%m-%d}",
+                "—" if accuracy is None else f"{accuracy:.1%}",
+                "—" if drift is None else f"{drift:.0%}",
+                f"v{row['champion']}",
+                str(row["retrains"]),
+                str(row["promotions"]),
+                str(row["rejections"]),
+                str(row["rollbacks"]),
+                row.get("last", ""),
+            )
+        return table
+
+
+def summary_table(results: dict[str, ReplayResult]) -> Table:
+    """Accuracy per month for each strategy, and the totals."""
+    table = Table(title="Accuracy per month (served predictions, labels one day late)")
+    table.add_column("month")
+    for name in results:
+        table.add_column(LABELS[name], justify="right")
+    months = pd.concat(
+        [r.monthly.set_index("month")["accuracy"].rename(n) for n, r in results.items()], axis=1
     )
-    days = (stream["timestamp"] - stream["timestamp"].iloc[0]).dt.days.to_numpy()
-    bounds = np.flatnonzero(np.diff(days)) + 1
-    starts = np.concatenate([[0], bounds])
-    ends = np.concatenate([bounds, [len(stream)]])
-    monthly: list[dict[str, Any]] = []
-    task = progress.add_task("replaying", total=len(starts)) if progress else None
-    month = stream["timestamp"].iloc[0].month
-    for day, (start, end) in enumerate(zip(starts, ends, strict=True)):
-        clock.set(stream["timestamp"].iloc[end - 1].to_pydatetime())
-        loop.log_predictions(served.iloc[start:end])
-        if day >= 1:  # yesterday's labels arrive today
-            prev_start, prev_end = starts[day - 1], ends[day - 1]
-            loop.log_outcomes(actuals.iloc[prev_start:prev_end])
-        now = clock.now()
-        if now.month != month or end == len(stream):
-            metrics = loop.get_metrics(window="30d")
-            metrics["month"] = (now - timedelta(days=1)).strftime("%Y-%m")
-            monthly.append(metrics)
-            month = now.month
-        if progress is not None and task is not None:
-            progress.update(task, advance=1, description=f"replaying {now:%Y-%m-%d}")
-    return monthly
+    for month, row in months.iterrows():
+        table.add_row(str(month), *["—" if pd.isna(v) else f"{v:.1%}" for v in row])
+    table.add_section()
+    table.add_row("all months", *[f"[bold]{r.accuracy:.2%}[/]" for r in results.values()])
+    for key in ("retrains", "promotions", "rejections", "rollbacks"):
+        table.add_row(key, *[str(getattr(r, key)) for r in results.values()])
+    return table
 
 
-def run_demo(db: str | None = None, *, console: Console | None = None) -> list[dict[str, Any]]:
+def run_demo(
+    db: str | None = None,
+    *,
+    console: Console | None = None,
+    report: str | Path = "reports/elec2-demo.html",
+    days: int | None = None,
+    on_result: Callable[[ReplayResult], None] | None = None,
+) -> dict[str, ReplayResult]:
     console = console or Console()
-    if db is None:
-        folder = tempfile.mkdtemp(prefix="feedback-loop-demo-")
-        db = f"sqlite:///{os.path.join(folder, 'demo.db')}"
     started = time.perf_counter()
     data = load_elec2()
-    split = int(len(data) * TRAIN_FRACTION)
-    model = _train(data.iloc[:split])
-    stream = data.iloc[split:]
-    clock = ManualClock(stream["timestamp"].iloc[0].to_pydatetime())
+    config = elec2_config()
+    if days is not None:
+        data = data.iloc[: config.initial_rows + days * 48]
+    console.print(
+        f"[bold]Elec2[/]: {len(data):,} half-hourly rows, 1996-05-07 onwards; the first "
+        f"{config.initial_rows:,} train the first champion, the rest are served day by day."
+    )
+    board = _Board()
+    results: dict[str, ReplayResult] = {}
+    with Live(Group(board), console=console, refresh_per_second=8, transient=False) as live:
+        for strategy in STRATEGIES:
+            database = db if (db and strategy == "loop") else None
+            results[strategy] = replay(
+                data,
+                make_model,
+                strategy,
+                config,
+                database=database,
+                model_name="elec2",
+                on_tick=board.update,
+            )
+            live.refresh()
+            if on_result is not None:
+                on_result(results[strategy])
+    console.print(summary_table(results))
+    loop_db = results["loop"].database
     loop = FeedbackLoop(
-        "elec2", tracking_db=db, task="binary", clock=clock, retrain_threshold=0.7, window="30d"
+        "elec2", tracking_db=loop_db, clock=ManualClock(data["timestamp"].iloc[-1].to_pydatetime())
     )
-    console.print(
-        f"[bold]Elec2[/]: trained on {split:,} rows, replaying {len(stream):,} rows "
-        f"with labels one day late into {db}"
-    )
-    with Progress(TextColumn("{task.description}"), BarColumn(), console=console) as progress:
-        monthly = replay(loop, clock, stream, model, progress)
-    table = Table(title="Never-retrained model: 30-day windows read from the log")
-    for column in (
-        "month",
-        "predictions",
-        "labeled",
-        "coverage",
-        "accuracy",
-        "f1",
-        "roc_auc",
-        "label delay p50",
-    ):
-        table.add_column(column, justify="right")
-    for m in monthly:
-        table.add_row(
-            m["month"],
-            f"{m['predictions']:,}",
-            f"{m['labeled']:,}",
-            f"{m['label_coverage']:.1%}",
-            f"{m['accuracy']:.3f}",
-            f"{m['f1']:.3f}",
-            f"{m['roc_auc']:.3f}",
-            f"{m['label_delay_p50_s'] / 3600:.0f} h",
-        )
-    console.print(table)
-    overall = loop.get_metrics(window="all")
-    decision = loop.should_retrain()
-    console.print(
-        f"overall accuracy {overall['accuracy']:.3f} on {overall['labeled']:,} labeled "
-        f"predictions; should_retrain: {bool(decision)} ({decision.reason})"
-    )
-    console.print(f"done in {time.perf_counter() - started:.1f} s; database: {db}")
-    return monthly
+    from feedback_loop.report import write_report
+
+    path = write_report(loop, report, period="7d")
+    took = time.perf_counter() - started
+    console.print(f"report: [bold]{path.resolve()}[/]  (open it in a browser)")
+    console.print(f"the loop's database: {loop_db}")
+    console.print(f"done in {took:.0f} s")
+    return results
