@@ -141,17 +141,6 @@ def _replay(
         alias=CHAMPION,
         metrics={"holdout_accuracy": baseline},
     )
-    # seed the log with the initial period so the first retraining has history to learn from
-    seed = initial.assign(
-        prediction_id=[f"seed-{i}" for i in range(len(initial))],
-        timestamp=times.iloc[: config.initial_rows].to_numpy(),
-        prediction=pd.Series(
-            [{"label": int(v), "score": float(v)} for v in initial[config.label]], dtype=object
-        ).to_numpy(),
-        actual=initial[config.label].to_numpy(),
-        version="0",
-    )[["prediction_id", "timestamp", "prediction", "actual", "version", *config.features]]
-    loop.log_predictions(seed)
     champion_version = 1
     champion = first
     served_ns = served_times.to_numpy(dtype="datetime64[ns]")

@@ -491,5 +491,223 @@ def demo(
     run_demo(db, console=console, report=report, days=days)
 
 
+# -- the HTTP server ----------------------------------------------------------------------------
+
+keys_app = typer.Typer(help="API keys of the HTTP server.", no_args_is_help=True)
+webhooks_app = typer.Typer(help="Webhooks the HTTP server sends events to.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(webhooks_app, name="webhooks")
+
+
+def _server_engine(db: str | None) -> Any:
+    """The database of the server, migrated to the current schema."""
+    from feedback_loop.store.engine import make_engine
+    from feedback_loop.store.migrate import ensure_schema
+
+    engine = make_engine(db)
+    ensure_schema(engine)
+    return engine
+
+
+def _now_us() -> int:
+    from datetime import UTC, datetime
+
+    from feedback_loop.timeutil import to_us
+
+    return to_us(datetime.now(UTC))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(envvar="FEEDBACK_LOOP_HOST", help="Address to bind.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(envvar="FEEDBACK_LOOP_PORT", help="Port to bind.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    db: Db = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Accept requests without an API key (trusted hosts).")
+    ] = False,
+) -> None:
+    """Run the REST API (OpenAPI docs at /docs)."""
+    from feedback_loop.server.serve import run
+
+    if no_auth:
+        err_console.print(
+            "[bold red]WARNING: authentication is disabled: anyone who can reach "
+            f"{host}:{port} may log, read, promote and roll back models.[/]"
+        )
+    run(host, port, workers=workers, database_url=db, auth=not no_auth)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what the key is for.")],
+    scope: Annotated[list[str], typer.Option(help="ingest, read or admin (repeatable).")],
+    model: Annotated[
+        list[str] | None, typer.Option(help="Limit the key to this model (repeatable).")
+    ] = None,
+    db: Db = None,
+) -> None:
+    """Create a key; the key is printed once, alone on standard output."""
+    from feedback_loop.server.keys import KeyStore
+
+    try:
+        record, key = KeyStore(_server_engine(db)).create(
+            name, scope, models=model or None, now_us=_now_us()
+        )
+    except FeedbackLoopError as exc:
+        raise _fail(str(exc)) from exc
+    err_console.print(
+        f"created key {record.id} ({record.name}, prefix {record.prefix}, "
+        f"scopes {', '.join(record.scopes)}). It is shown once and cannot be recovered:"
+    )
+    sys.stdout.write(key + "\n")
+
+
+@keys_app.command("list")
+def keys_list(
+    db: Db = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Every key, without secrets."""
+    from feedback_loop.server.keys import KeyStore
+
+    records = KeyStore(_server_engine(db)).list_keys()
+    if as_json:
+        for record in records:
+            sys.stdout.write(json.dumps(record.to_dict()) + "\n")
+        return
+    table = Table(title="API keys")
+    for column in ("id", "name", "prefix", "scopes", "models", "created", "last used", "revoked"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(
+            str(r.id),
+            r.name,
+            r.prefix,
+            ", ".join(r.scopes),
+            "all" if r.models is None else ", ".join(r.models),
+            r.created_at.strftime("%Y-%m-%d %H:%M"),
+            "" if r.last_used_at is None else r.last_used_at.strftime("%Y-%m-%d %H:%M"),
+            "" if r.revoked_at is None else r.revoked_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[int, typer.Argument(help="Key id.")], db: Db = None) -> None:
+    """Revoke a key: requests with it are refused from now on."""
+    from feedback_loop.server.keys import KeyStore
+
+    record = KeyStore(_server_engine(db)).revoke(key_id, now_us=_now_us())
+    if record is None:
+        raise _fail(f"no API key with id {key_id}")
+    console.print(f"revoked key {record.id} ({record.name}, prefix {record.prefix})")
+
+
+@webhooks_app.command("add")
+def webhooks_add(
+    url: Annotated[str, typer.Argument(help="http(s) URL to POST events to.")],
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FEEDBACK_LOOP_WEBHOOK_SECRET",
+            help="Signing secret (16+ characters); generated and printed when left out.",
+        ),
+    ] = None,
+    kind: Annotated[
+        list[str] | None, typer.Option(help="Event kind to send (repeatable); default: all.")
+    ] = None,
+    db: Db = None,
+) -> None:
+    """Send events of the given kinds to URL, signed with the secret."""
+    import secrets as secrets_module
+
+    from feedback_loop.server.webhooks import WebhookStore
+
+    chosen = secret or secrets_module.token_urlsafe(32)
+    try:
+        hook = WebhookStore(_server_engine(db)).add(url, chosen, kind, now_us=_now_us())
+    except FeedbackLoopError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"webhook {hook.id} sends {', '.join(hook.kinds)} to {hook.url}")
+    if secret is None:
+        err_console.print("signing secret (shown once):")
+        sys.stdout.write(chosen + "\n")
+
+
+@webhooks_app.command("list")
+def webhooks_list(
+    db: Db = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Every webhook, without secrets."""
+    from feedback_loop.server.webhooks import WebhookStore
+
+    hooks = WebhookStore(_server_engine(db)).list_webhooks()
+    if as_json:
+        for hook in hooks:
+            sys.stdout.write(json.dumps(hook.to_dict()) + "\n")
+        return
+    table = Table(title="webhooks")
+    for column in ("id", "url", "kinds", "active"):
+        table.add_column(column)
+    for h in hooks:
+        table.add_row(str(h.id), h.url, ", ".join(h.kinds), "yes" if h.active else "no")
+    console.print(table)
+
+
+@webhooks_app.command("remove")
+def webhooks_remove(
+    webhook_id: Annotated[int, typer.Argument(help="Webhook id.")], db: Db = None
+) -> None:
+    """Stop sending to a webhook (its delivery history is kept)."""
+    from feedback_loop.server.webhooks import WebhookStore
+
+    if not WebhookStore(_server_engine(db)).deactivate(webhook_id):
+        raise _fail(f"no webhook with id {webhook_id}")
+    console.print(f"webhook {webhook_id} deactivated")
+
+
+@webhooks_app.command("deliveries")
+def webhooks_deliveries(
+    webhook: Annotated[int | None, typer.Option(help="Only this webhook.")] = None,
+    limit: Annotated[int, typer.Option()] = 50,
+    db: Db = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Recent deliveries, newest first, with their status and last error."""
+    from feedback_loop.server.webhooks import WebhookStore
+
+    found = WebhookStore(_server_engine(db)).deliveries(webhook, limit=limit)
+    if as_json:
+        for d in found:
+            row = {
+                "id": d.id,
+                "webhook_id": d.webhook_id,
+                "event_id": d.event_id,
+                "status": d.status,
+                "attempts": d.attempts,
+                "last_error": d.last_error,
+                "delivered_at": None if d.delivered_at is None else d.delivered_at.isoformat(),
+            }
+            sys.stdout.write(json.dumps(row) + "\n")
+        return
+    table = Table(title="webhook deliveries")
+    for column in ("id", "webhook", "event", "status", "attempts", "last error"):
+        table.add_column(column)
+    for d in found:
+        table.add_row(
+            str(d.id),
+            str(d.webhook_id),
+            str(d.event_id),
+            d.status,
+            str(d.attempts),
+            d.last_error or "",
+        )
+    console.print(table)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

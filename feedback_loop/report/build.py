@@ -114,7 +114,9 @@ def build_report(loop: FeedbackLoop, *, period: str = "7d", max_drift_columns: i
     context["segments"] = _segments(loop, span[1])
     context["decisions"] = [_decision(e) for e in events if e.kind in DECISIONS][:200]
     context["cards"] = _cards(loop, events)
-    context["counts"] = {k: sum(1 for e in events if e.kind == k) for k in DECISIONS}
+    context["counts"] = {
+        k: sum(1 for e in events if e.kind == k) for k in (*DECISIONS, "drift_detected")
+    }
     context["totals"] = loop.get_metrics(window="all")
     return _render(context)
 

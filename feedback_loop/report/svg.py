@@ -48,7 +48,7 @@ def line_chart(
     x0, x1 = min(xs), max(xs)
     ys = [float(p[1]) for p in points if p[1] is not None]
     y0, y1 = y_range or (min(ys), max(ys))
-    pad = (y1 - y0) * 0.05 or 0.05
+    pad = (y1 - y0) * 0.05 or max(abs(y0) * 0.1, 0.05)
     y0, y1 = (y0 - pad, y1 + pad) if y_range is None else (y0, y1)
     sx = _scale(x0, x1, LEFT, WIDTH - RIGHT)
     sy = _scale(y0, y1, HEIGHT - BOTTOM, TOP)
@@ -90,7 +90,7 @@ def line_chart(
             f'<path d="{" ".join(path)}" fill="none" stroke="{color}" '
             f'stroke-width="2"{dash} class="series" data-name="{escape(s.name)}"/>'
         )
-    legend_x = LEFT + 8
+    legend_x = LEFT + 40
     for i, s in enumerate(series):
         color = s.color or PALETTE[i % len(PALETTE)]
         parts.append(
@@ -100,7 +100,10 @@ def line_chart(
         )
         legend_x += 22 + 7 * len(s.name)
     if y_label:
-        parts.append(f'<text x="12" y="{TOP + 8}" class="tick">{escape(y_label)}</text>')
+        parts.append(
+            f'<text x="12" y="{HEIGHT / 2:.0f}" class="tick" '
+            f'transform="rotate(-90 12 {HEIGHT / 2:.0f})">{escape(y_label)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 

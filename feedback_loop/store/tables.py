@@ -232,3 +232,49 @@ jobs = Table(
     Column("error", Text),
     Index("ix_jobs_status", "status", "created_at"),
 )
+
+# The HTTP server's API keys: only a hash of each key is kept (the key is shown once, when made);
+# the prefix finds the row, the hash proves the key. Scopes and model limits are JSON lists.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("prefix", String(8), nullable=False, unique=True),
+    Column("hash", String(64), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("models", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger),
+    Column("last_used_at", BigInteger),
+)
+
+# Webhooks get the events of the kinds they ask for (JSON list) after ``after_event_id``, the
+# newest event when they were added; the secret signs each body, so it is kept as given.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("url", Text, nullable=False),
+    Column("secret", Text, nullable=False),
+    Column("kinds", Text, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("after_event_id", BigInteger, nullable=False),
+)
+
+# One row per (webhook, event): an outbox the dispatcher works through, retrying with backoff.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("webhook_id", Integer, ForeignKey("webhooks.id"), nullable=False),
+    Column("event_id", BigInteger, ForeignKey("events.id"), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("delivered_at", BigInteger),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    UniqueConstraint("webhook_id", "event_id", name="uq_webhook_deliveries"),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+)
