@@ -163,6 +163,7 @@ def run_demo(
             live.refresh()
             if on_result is not None:
                 on_result(results[strategy])
+    console.print()
     console.print(summary_table(results))
     loop_db = results["loop"].database
     loop = FeedbackLoop(
