@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import BaseLoader, ChoiceLoader, Environment, PackageLoader, select_autoescape
 from sqlalchemy import text
 
 from feedback_loop import watch
@@ -62,6 +62,15 @@ def _buckets(start: datetime, end: datetime, step: timedelta) -> list[tuple[date
 
 def build_report(loop: FeedbackLoop, *, period: str = "7d", max_drift_columns: int = 24) -> str:
     """The report as an HTML string."""
+    return render(
+        "report.html.j2", report_context(loop, period=period, max_drift_columns=max_drift_columns)
+    )
+
+
+def report_context(
+    loop: FeedbackLoop, *, period: str = "7d", max_drift_columns: int = 24
+) -> dict[str, Any]:
+    """Everything the report's sections show, computed from the log, registry and events."""
     step = parse_duration(period, field="period")
     span = _time_range(loop)
     state = loop._model_state()
@@ -76,7 +85,7 @@ def build_report(loop: FeedbackLoop, *, period: str = "7d", max_drift_columns: i
     events = loop.events(limit=None)
     if span is None:
         context.update(empty=True)
-        return _render(context)
+        return context
     buckets = _buckets(span[0], span[1], step)
     series = [loop.get_metrics(window=(a, b)) for a, b in buckets]
     mids = [a + step / 2 for a, _ in buckets]
@@ -118,7 +127,7 @@ def build_report(loop: FeedbackLoop, *, period: str = "7d", max_drift_columns: i
         k: sum(1 for e in events if e.kind == k) for k in (*DECISIONS, "drift_detected")
     }
     context["totals"] = loop.get_metrics(window="all")
-    return _render(context)
+    return context
 
 
 def _hours(seconds: float | None) -> float | None:
@@ -219,17 +228,30 @@ def _cards(loop: FeedbackLoop, events: list[Any]) -> list[dict[str, Any]]:
     return cards
 
 
-def _render(context: dict[str, Any]) -> str:
+def _number(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:,.4f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def environment(*extra: BaseLoader) -> Environment:
+    """Templates of the report (and of any page that reuses its sections)."""
     env = Environment(
-        loader=PackageLoader("feedback_loop.report", "templates"),
+        loader=ChoiceLoader([*extra, PackageLoader("feedback_loop.report", "templates")]),
         autoescape=select_autoescape(["html", "j2"]),
     )
-    env.filters["num"] = lambda v: (
-        "—"
-        if v is None
-        else (f"{v:,.4f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v))
-    )
-    return env.get_template("report.html.j2").render(**context)
+    env.filters["num"] = _number
+    return env
+
+
+def render(template: str, context: dict[str, Any]) -> str:
+    return environment().get_template(template).render(**context)
 
 
 def write_report(loop: FeedbackLoop, path: str | Path, *, period: str = "7d") -> Path:
