@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psycopg
+from pg_schema import temporary_schema
 from rich.console import Console
 from rich.table import Table
 
@@ -118,14 +118,8 @@ def main() -> None:
     console = Console()
     folder = Path(tempfile.mkdtemp(prefix="fl-bench-"))
     sqlite = bench_db(f"sqlite:///{folder / 'bench.db'}", args.rows, console)
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.pg, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        pg = bench_db(f"{args.pg}?options=-csearch_path%3D{schema}", args.rows, console)
-    finally:
-        with psycopg.connect(args.pg, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with temporary_schema(args.pg) as pg_url:
+        pg = bench_db(pg_url, args.rows, console)
 
     targets = {
         "bulk log_predictions (DataFrame), rows/s": (">= 100,000", ">= 50,000"),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psycopg
+from pg_schema import temporary_schema
 from rich.console import Console
 from rich.table import Table
 
@@ -92,14 +92,8 @@ def main() -> None:
     console = Console()
     folder = Path(tempfile.mkdtemp(prefix="fl-bench-"))
     sqlite = bench(f"sqlite:///{folder / 'bench.db'}", args.rows, console)
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.pg, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        pg = bench(f"{args.pg}?options=-csearch_path%3D{schema}", args.rows, console)
-    finally:
-        with psycopg.connect(args.pg, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with temporary_schema(args.pg) as pg_url:
+        pg = bench(pg_url, args.rows, console)
     table = Table(title=f"monitoring from the log ({args.rows:,} predictions, 25 features)")
     for column in ("measure", "SQLite", "PostgreSQL"):
         table.add_column(column, justify="left" if column == "measure" else "right")

@@ -22,7 +22,7 @@ from rich.live import Live
 from rich.table import Table
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from feedback_loop.backtest import ReplayConfig, ReplayResult, replay
+from feedback_loop.backtest import ReplayConfig, ReplayResult, StrategyName, replay
 from feedback_loop.clock import ManualClock
 from feedback_loop.datasets import ELEC2_FEATURES, load_elec2
 from feedback_loop.loop import FeedbackLoop
@@ -30,7 +30,7 @@ from feedback_loop.policy import AnyOf, PerformanceThreshold, Policy
 from feedback_loop.training.dataset import DatasetSpec
 from feedback_loop.training.gating import GateConfig
 
-STRATEGIES = ("never", "fixed", "loop")
+STRATEGIES: tuple[StrategyName, ...] = ("never", "fixed", "loop")
 LABELS = {"never": "never retrained", "fixed": "fixed, every 30 days", "loop": "the loop"}
 SHORT = {"never": "never", "fixed": "fixed 30d", "loop": "loop"}
 

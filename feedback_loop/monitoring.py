@@ -43,7 +43,7 @@ def window_metrics(
     if regression:
         out.update(regression_metrics(rows.b, rows.a))
         return out
-    out.update(_classification(spec, codes, rows.b, rows.a, rows.score))
+    out.update(classification_from_codes(spec, codes, rows.b, rows.a, rows.score))
     if spec.task == "multiclass" and rows.labeled.size:
         out.update(_multiclass_probability_metrics(engine, window, codes))
     return out
@@ -65,13 +65,14 @@ def _multiclass_probability_metrics(
     return {k: scored[k] for k in ("roc_auc", "log_loss", "brier")}
 
 
-def _classification(
+def classification_from_codes(
     spec: TaskSpec,
     codes: dict[str, int],
     y_true: np.ndarray,
     y_pred: np.ndarray,
     score: np.ndarray,
 ) -> dict[str, Any]:
+    """Classification metrics from stored label codes (-1: thumbs-down, "some other class")."""
     if spec.task == "binary":
         positive_code = codes.get(label_key(spec.positive))
         pred_pos = y_pred == positive_code

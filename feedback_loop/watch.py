@@ -18,8 +18,8 @@ from feedback_loop.drift.estimation import ScoreCalibrator, estimate_binary
 from feedback_loop.drift.result import DriftResult
 from feedback_loop.drift_report import DriftReport
 from feedback_loop.errors import ValidationError
-from feedback_loop.metrics import classification_metrics, regression_metrics
-from feedback_loop.monitoring import LOWER_IS_BETTER
+from feedback_loop.metrics import regression_metrics
+from feedback_loop.monitoring import LOWER_IS_BETTER, classification_from_codes
 from feedback_loop.recording import ModelState
 from feedback_loop.reference import LABEL, PREDICTION, build_reference, categorical_values
 from feedback_loop.segments import segment_metrics
@@ -219,23 +219,11 @@ def segments(
     else:
         truth_codes, pred_codes = data.actual_code[labeled], data.pred_code[labeled]
         score = data.score[labeled]
-        n_classes = max(state.codes.values(), default=0) + 2
-        positive = state.codes.get(label_key(state.spec.positive))
 
         def score_classes(index: np.ndarray) -> dict[str, Any]:
-            t, p = truth_codes[index], pred_codes[index]
-            if state.spec.task == "binary":
-                pred_pos = p == positive
-                true_pos = np.where(t == -1, ~pred_pos, t == positive)
-                return classification_metrics(
-                    true_pos.astype(np.int64),
-                    pred_pos.astype(np.int64),
-                    2,
-                    positive=1,
-                    score=score[index],
-                )
-            t = np.where(t == -1, n_classes - 1, t)
-            return classification_metrics(t, p, n_classes)
+            return classification_from_codes(
+                state.spec, state.codes, truth_codes[index], pred_codes[index], score[index]
+            )
 
         scorer = score_classes
     return segment_metrics(
