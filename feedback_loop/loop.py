@@ -510,9 +510,7 @@ class FeedbackLoop:
             stored: dict[str, Any] | None = self._reference(reference, None)
         except ValidationError:
             stored = None
-        data = watch.window_features(
-            self.engine, self._window(window), regression=state.spec.task == "regression"
-        )
+        data = watch.window_scores(self.engine, self._window(window))
         result = watch.estimate(state, stored, data)
         metric = self.primary_metric
         value = result.get(metric)

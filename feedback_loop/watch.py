@@ -24,7 +24,7 @@ from feedback_loop.recording import ModelState
 from feedback_loop.reference import LABEL, PREDICTION, build_reference, categorical_values
 from feedback_loop.segments import segment_metrics
 from feedback_loop.store.features import WindowFeatures, read_features
-from feedback_loop.store.reader import WindowFilter
+from feedback_loop.store.reader import WindowFilter, read_rows
 from feedback_loop.store.references import load_reference
 from feedback_loop.tasks import label_key
 from feedback_loop.timeutil import from_us
@@ -170,15 +170,21 @@ def _model_columns(state: ModelState, data: WindowFeatures) -> dict[str, np.ndar
     }
 
 
+def window_scores(engine: Engine, window: WindowFilter) -> np.ndarray:
+    """The logged scores of a window (no features read)."""
+    with engine.connect() as conn, conn.begin():
+        return read_rows(conn, window, regression=False).score
+
+
 def estimate(
-    state: ModelState, reference: dict[str, Any] | None, data: WindowFeatures
+    state: ModelState, reference: dict[str, Any] | None, window_score: np.ndarray
 ) -> dict[str, Any]:
     """Label-free estimate of a binary classifier's quality over the window's predictions."""
     if state.spec.task != "binary":
         raise ValidationError(
             "label-free estimation needs a binary classifier with scores", field="task"
         )
-    scores = data.score[np.isfinite(data.score)]
+    scores = window_score[np.isfinite(window_score)]
     if scores.size == 0:
         raise ValidationError("no prediction in the window logged a score", field="prediction")
     calibrator = None
