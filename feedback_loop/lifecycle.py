@@ -274,6 +274,18 @@ def watch_champion(
     return verdict
 
 
+def _promised_error(loop: FeedbackLoop, version: int, since: Any, regression: bool) -> float | None:
+    """The error level the gate measured for ``version`` on its holdout, if it was gated."""
+    for event in loop.events(kinds=["promoted"], since=since, limit=5):
+        if event.version == str(version):
+            promised = event.evidence.get("promised") or {}
+            if regression:
+                return promised.get("mae")
+            accuracy = promised.get("accuracy")
+            return None if accuracy is None else 1.0 - float(accuracy)
+    return None
+
+
 def _errors(rows: Rows, regression: bool) -> np.ndarray:
     labeled = rows.take(rows.labeled & (rows.b != -1) if not regression else rows.labeled)
     order = np.argsort(labeled.ts, kind="stable")
@@ -314,7 +326,7 @@ def gather_evidence(
             estimated = loop.estimate_performance(window=window).get(metric)
     new_labels = 0
     if last_trained is not None:
-        since = loop.get_metrics(window=(from_us(last_trained), loop.clock.now()))
+        since = loop.get_metrics(window=(from_us(last_trained), from_us(loop._now_us() + 1)))
         new_labels = int(since["labeled"])
     return Evidence(
         now=loop.clock.now(),

@@ -36,7 +36,7 @@ from feedback_loop.ingest import (
 )
 from feedback_loop.lifecycle import RetrainOutcome
 from feedback_loop.monitoring import LOWER_IS_BETTER, default_primary_metric, window_metrics
-from feedback_loop.policy import Evidence
+from feedback_loop.policy import Evidence, Policy, PolicyDecision
 from feedback_loop.recording import (
     LogResult,
     ModelState,
@@ -166,6 +166,8 @@ class FeedbackLoop:
         self._trainer: TrainerLike | None = None
         self.dataset_spec = DatasetSpec()
         self.gate_config = GateConfig()
+        self._policy: Policy | None = None
+        self._policy_inputs = (False, False)
         self._lock = threading.Lock()
 
     # -- model state -------------------------------------------------------------------------
@@ -592,14 +594,33 @@ class FeedbackLoop:
         spec = self._model_state().spec
         return spec.primary_metric or default_primary_metric(spec)
 
-    def should_retrain(self, window: Window = None) -> RetrainDecision:
-        """Whether the primary metric over ``window`` (default: the loop's) breaches
-        ``retrain_threshold`` on at least ``min_labeled`` labeled predictions.
+    def set_policy(
+        self, policy: Policy | None, *, with_drift: bool = False, with_estimate: bool = False
+    ) -> None:
+        """The retraining policy ``should_retrain`` evaluates (schedules, thresholds, drift,
+        data volume, estimates, cooldown); ``with_drift`` / ``with_estimate`` make it gather
+        drift shares and label-free estimates as evidence (they cost a window read)."""
+        self._policy = policy
+        self._policy_inputs = (with_drift, with_estimate)
 
-        The result is truthy when retraining is due and carries its numbers; a decision to retrain
-        is recorded as an event.
+    def should_retrain(self, window: Window = None) -> RetrainDecision | PolicyDecision:
+        """Whether to retrain now, truthy when due, with the numbers behind the answer.
+
+        With a policy (``set_policy``), the policy's decision over the evidence gathered from the
+        log, the registry and the events; without one, the seed's rule: the primary metric over
+        ``window`` (default: the loop's) breaches ``retrain_threshold`` on at least
+        ``min_labeled`` labeled predictions. A decision to retrain is recorded as an event.
         """
         chosen = self.window if window is None else window
+        if self._policy is not None:
+            with_drift, with_estimate = self._policy_inputs
+            evidence = self.policy_evidence(
+                chosen, with_drift=with_drift, with_estimate=with_estimate
+            )
+            verdict = self._policy.evaluate(evidence)
+            if verdict:
+                self.record_event("retrain_due", reason=verdict.reason, evidence=verdict.to_dict())
+            return verdict
         metrics = self.get_metrics(window=chosen)
         decision = decide(
             metrics,

@@ -134,3 +134,28 @@ def test_planted_regression_is_rolled_back(loop, clock) -> None:
     assert loop.aliases()["champion"] == 1
     event = loop.events(kinds=["rolled_back"])[0]
     assert event.evidence["from"] == version and event.evidence["to"] == 1
+
+
+def test_policy_drives_should_retrain_with_an_event(loop, clock) -> None:
+    from datetime import timedelta as td
+
+    from feedback_loop.policy import AnyOf, PerformanceThreshold, Policy, Scheduled
+
+    rng = np.random.default_rng(4)
+    champion = _champion(loop, rng)  # holdout accuracy 0.9 is its baseline
+    loop.set_policy(
+        Policy(
+            AnyOf(
+                [PerformanceThreshold(max_drop=0.05, min_labeled=200), Scheduled(every=td(days=30))]
+            ),
+            cooldown=td(hours=6),
+        )
+    )
+    _serve(loop, clock, champion, _batch(rng, 400, flipped=False), "a")
+    assert not loop.should_retrain(window="1d")  # healthy, trained just now
+    _serve(loop, clock, champion, _batch(rng, 400, flipped=True), "b")
+    decision = loop.should_retrain(window="2h")
+    assert decision and "baseline 0.90" in decision.reason
+    assert loop.events(kinds=["retrain_due"])[0].evidence["fired"] is True
+    loop.trigger_retraining(decision.reason)
+    assert not loop.should_retrain(window="2h")  # the cooldown holds it back

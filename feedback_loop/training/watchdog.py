@@ -25,6 +25,7 @@ class WatchVerdict:
     previous_error: float | None
     promised_error: float | None
     p_value: float | None
+    promise_p_value: float | None  # one-sided: live error above what the gate promised
     n_new: int
     n_previous: int
     reason: str
@@ -60,6 +61,7 @@ def compare_live(
             _mean(previous_errors),
             promised_error,
             None,
+            None,
             n_new,
             n_prev,
             f"waiting: {n_new} labeled predictions of the new champion, {n_prev} of the previous"
@@ -76,15 +78,42 @@ def compare_live(
             new_errors, previous_errors + margin, equal_var=False, alternative="greater"
         )
         p_value = float(test.pvalue)
+    promise_p = _against_promise(new_errors, promised_error, binary_errors)
     regressed = p_value < alpha and new_mean > prev_mean + margin
     word = "regressed" if regressed else "holds"
     reason = (
         f"new champion {word}: error {new_mean:.4f} over {n_new} vs previous {prev_mean:.4f} "
         f"over {n_prev} (one-sided p = {p_value:.3g}, alpha {alpha}, margin {margin})"
     )
+    if promised_error is not None and promise_p is not None:
+        reason += f"; promised {promised_error:.4f} (p = {promise_p:.3g} that it is worse)"
     return WatchVerdict(
-        regressed, True, new_mean, prev_mean, promised_error, p_value, n_new, n_prev, reason
+        regressed,
+        True,
+        new_mean,
+        prev_mean,
+        promised_error,
+        p_value,
+        promise_p,
+        n_new,
+        n_prev,
+        reason,
     )
+
+
+def _against_promise(
+    errors: np.ndarray, promised: float | None, binary_errors: bool
+) -> float | None:
+    """How surprising the live errors are if the gate's promise held (one-sided). Reported,
+    not acted on: a holdout's promise is optimistic by construction, while the previous
+    champion's live record is the fair comparison."""
+    if promised is None or len(errors) == 0:
+        return None
+    if binary_errors:
+        wrong = int(np.sum(errors))
+        p0 = min(max(promised, 1e-9), 1 - 1e-9)
+        return float(stats.binomtest(wrong, len(errors), p0, alternative="greater").pvalue)
+    return float(stats.ttest_1samp(errors, promised, alternative="greater").pvalue)
 
 
 def _mean(values: np.ndarray) -> float | None:
