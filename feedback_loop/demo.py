@@ -10,8 +10,11 @@ and an HTML report of the loop's run.
 
 from __future__ import annotations
 
+import multiprocessing
+import queue
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -60,6 +63,35 @@ def elec2_config(
         ),
         policy_window=policy_window,
     )
+
+
+def _run_strategy(
+    data: pd.DataFrame,
+    strategy: StrategyName,
+    config: ReplayConfig,
+    database: str | None,
+    ticks: Any,
+) -> ReplayResult:
+    """One strategy's replay (in a worker process); progress goes to ``ticks``."""
+    last: list[float] = [0.0]
+
+    def tick(state: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if state.get("action") or now - last[0] > 0.1:
+            last[0] = now
+            ticks.put(state)
+
+    return replay(
+        data, make_model, strategy, config, database=database, model_name="elec2", on_tick=tick
+    )
+
+
+def _drain(ticks: Any, board: _Board) -> None:
+    while True:
+        try:
+            board.update(ticks.get_nowait())
+        except queue.Empty:
+            return
 
 
 class _Board:
@@ -148,21 +180,37 @@ def run_demo(
     )
     board = _Board()
     results: dict[str, ReplayResult] = {}
-    with Live(Group(board), console=console, refresh_per_second=8, transient=False) as live:
-        for strategy in STRATEGIES:
-            database = db if (db and strategy == "loop") else None
-            results[strategy] = replay(
+    # The strategies are independent: each replays in a process of its own, reporting its
+    # progress through a queue to this live board.
+    context = multiprocessing.get_context("spawn")
+    with (
+        context.Manager() as manager,
+        ProcessPoolExecutor(max_workers=len(STRATEGIES), mp_context=context) as pool,
+    ):
+        ticks = manager.Queue()
+        futures = {
+            pool.submit(
+                _run_strategy,
                 data,
-                make_model,
                 strategy,
                 config,
-                database=database,
-                model_name="elec2",
-                on_tick=board.update,
-            )
+                db if (db and strategy == "loop") else None,
+                ticks,
+            ): strategy
+            for strategy in STRATEGIES
+        }
+        with Live(Group(board), console=console, refresh_per_second=8, transient=False) as live:
+            pending = set(futures)
+            while pending:
+                _drain(ticks, board)
+                done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                for future in done:
+                    results[futures[future]] = future.result()
+                    if on_result is not None:
+                        on_result(results[futures[future]])
+            _drain(ticks, board)
             live.refresh()
-            if on_result is not None:
-                on_result(results[strategy])
+    results = {s: results[s] for s in STRATEGIES}
     console.print()
     console.print(summary_table(results))
     loop_db = results["loop"].database
