@@ -749,6 +749,7 @@ class InProcess:
     build: Outcome
     fit_calibrator: Outcome
     drift: Outcome
+    drift_encoded: Outcome
     estimate: Outcome
     scipy: Outcome
     realised: tuple[float, float]
@@ -796,6 +797,19 @@ def measure_in_process(rows: int, repeat: int, data: Path, console: Console) -> 
         flagged=[name for name, res in results.items() if res.drifted],
         methods=sorted({f"{res.method} ({res.threshold:g})" for res in results.values()}),
     )
+    # The log stores categorical features as codes and reads them back dictionary-encoded
+    # (pandas Categorical); counting categories is then a bincount over the codes.
+    encoded: Columns = {**current, **{name: pd.Categorical(current[name]) for name in CATEGORICAL}}
+
+    def drift_encoded() -> dict[str, Any]:
+        return ours_drift(profiles, encoded)
+
+    seconds, results = median_seconds(drift_encoded, repeat)
+    drift_encoded_out = Outcome(
+        seconds=seconds,
+        traced=traced_peak(drift_encoded),
+        flagged=[name for name, res in results.items() if res.drifted],
+    )
     seconds, estimated = median_seconds(estimate, repeat)
     estimate_out = Outcome(seconds=seconds, traced=traced_peak(estimate), info=estimated)
     seconds, p_values = median_seconds(scipy_run, repeat)
@@ -816,6 +830,7 @@ def measure_in_process(rows: int, repeat: int, data: Path, console: Console) -> 
         build=build,
         fit_calibrator=fit_calibrator,
         drift=drift_out,
+        drift_encoded=drift_encoded_out,
         estimate=estimate_out,
         scipy=scipy_out,
         realised=realised_metrics(hidden_labels, current[SCORE]),
@@ -948,7 +963,7 @@ def report(
             met=drift_ok if full_size else None,
         )
     ]
-    flags: list[tuple[str, Outcome]] = [("ours", drift)]
+    flags: list[tuple[str, Outcome]] = [("ours", drift), ("ours, encoded", ours.drift_encoded)]
     one_off = [
         Row("reference", "ours: build_profile × 25", ours.build),
         Row("reference", "ours: ScoreCalibrator.fit", ours.fit_calibrator),
@@ -968,6 +983,20 @@ def report(
         target = f"ours ≥ {MIN_SPEEDUP[peer]:.0f}× faster"
         met = ratio >= MIN_SPEEDUP[peer] if ratio is not None and full_size else None
         monitoring.append(Row("drift", tool, outcome, drift, target, met))
+        encoded_ratio = speedup(ours.drift_encoded, outcome)
+        monitoring.append(
+            Row(
+                "drift",
+                f"  vs ours with categoricals dictionary-encoded (as read from the log): "
+                f"{ours.drift_encoded.seconds or 0:.3f} s",
+                outcome,
+                ours.drift_encoded,
+                target,
+                encoded_ratio >= MIN_SPEEDUP[peer]
+                if encoded_ratio is not None and full_size
+                else None,
+            )
+        )
         flags.append((tool.split(":")[0], outcome))
         if peer == "nannyml":
             fit = outcome_from(payload, "fit")
