@@ -228,7 +228,9 @@ def drift(
     db: Db = None,
     window: Annotated[str, typer.Option(help="e.g. 7d, 24h.")] = "7d",
     reference_name: Annotated[str, typer.Option("--reference", help="Reference name.")] = "default",
-    correction: Annotated[str, typer.Option(help="none, bonferroni or fdr_bh.")] = "none",
+    correction: Annotated[
+        str, typer.Option(help="none, bonferroni or benjamini_hochberg.")
+    ] = "none",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Drift of every feature, the prediction and the label against the reference."""
@@ -678,9 +680,9 @@ def webhooks_deliveries(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """Recent deliveries, newest first, with their status and last error."""
-    from feedback_loop.server.webhooks import WebhookStore
+    from feedback_loop.server.outbox import Outbox
 
-    found = WebhookStore(_server_engine(db)).deliveries(webhook, limit=limit)
+    found = Outbox(_server_engine(db)).deliveries(webhook, limit=limit)
     if as_json:
         for d in found:
             row = {

@@ -51,7 +51,7 @@ from feedback_loop.store import jobs as jobs_store
 from feedback_loop.store import models as model_store
 from feedback_loop.store import registry as registry_store
 from feedback_loop.store.engine import make_engine, read_transaction, write_transaction
-from feedback_loop.store.events import Event, read_events, write_event
+from feedback_loop.store.events import Event, get_event, read_events, write_event
 from feedback_loop.store.migrate import ensure_schema
 from feedback_loop.store.outcomes import OutcomeResult, unmatched_count
 from feedback_loop.store.predictions import fetch_prediction
@@ -474,6 +474,10 @@ class FeedbackLoop:
     ) -> DriftReport:
         """Drift of every feature, the prediction and the label over ``window`` against the
         stored reference; writes a ``drift_detected`` event when any column drifted."""
+        if correction not in ("none", "bonferroni", "benjamini_hochberg"):
+            raise ValidationError(
+                "must be none, bonferroni or benjamini_hochberg", field="correction"
+            )
         state = self._model_state()
         stored = self._reference(reference, version)
         flt = self._window(window, version)
@@ -667,13 +671,14 @@ class FeedbackLoop:
                     {"reason": request_reason, "actor": actor},
                     self._now_us(),
                 )
-            self.record_event(
+            event_id = self.record_event(
                 "retrain_requested",
                 reason=request_reason,
                 actor=actor,
                 evidence={"threshold": self.retrain_threshold, "job": job},
             )
-            return self.events(limit=1, kinds=["retrain_requested"])[0]
+            with read_transaction(self.engine) as conn:
+                return get_event(conn, event_id)
         return lifecycle.retrain(
             self,
             self._trainer,

@@ -7,6 +7,8 @@ transaction has committed.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,7 +147,25 @@ def _pack(conn: Connection, state: ModelState, batch: PredictionBatch) -> list[b
     return [buffer[i : i + width] for i in range(0, len(buffer), width)]
 
 
+@contextmanager
+def _restoring_codes(state: ModelState) -> Iterator[None]:
+    """Codes added in a transaction that rolls back never existed: forget them too."""
+    labels, features = dict(state.codes), {k: dict(v) for k, v in state.feature_codes.items()}
+    try:
+        yield
+    except BaseException:
+        state.codes, state.feature_codes = labels, features
+        raise
+
+
 def store_predictions(
+    engine: Engine, state: ModelState, batch: PredictionBatch, now_us: int
+) -> LogResult:
+    with _restoring_codes(state):
+        return _store_predictions(engine, state, batch, now_us)
+
+
+def _store_predictions(
     engine: Engine, state: ModelState, batch: PredictionBatch, now_us: int
 ) -> LogResult:
     check_not_before_epoch(batch.ts)
@@ -229,6 +249,6 @@ def _insert_outcome_batch(
 def store_outcomes(
     engine: Engine, state: ModelState, batch: OutcomeBatch, now_us: int
 ) -> OutcomeResult:
-    with write_transaction(engine) as conn:
+    with _restoring_codes(state), write_transaction(engine) as conn:
         lock_shared(conn, state.id)
         return _insert_outcome_batch(conn, state, batch, now_us)

@@ -66,4 +66,3 @@ def decide(
     if breached:
         return made(True, f"{metric} {value:.4g} {sign} threshold {threshold:.4g} over {window}")
     return made(False, f"{metric} {value:.4g} is within threshold {threshold:.4g} over {window}")
-

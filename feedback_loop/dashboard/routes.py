@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from feedback_loop.errors import FeedbackLoopError
 from feedback_loop.report.build import environment, report_context
 
-COOKIE = "fl_key"
+COOKIE = "fl_key"  # read by the server's authentication, under /ui only
 router = APIRouter(prefix="/ui", include_in_schema=False)
 _env = environment(PackageLoader("feedback_loop.dashboard", "templates"))
 
@@ -70,7 +70,7 @@ async def overview(request: Request) -> HTMLResponse:
 
 
 @router.get("/models/{model}", response_class=HTMLResponse)
-async def model_page(request: Request, model: str, period: str = "7d") -> HTMLResponse:
+async def model_page(request: Request, model: str, period: str = "1d") -> HTMLResponse:
     def build() -> dict[str, Any]:
         loop = _loops(request).get(model)
         context = report_context(loop, period=period)

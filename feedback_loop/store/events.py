@@ -67,6 +67,29 @@ def write_event(
     return int(result.scalar_one())
 
 
+def get_event(conn: Connection, event_id: int) -> Event:
+    """One event by id."""
+    query = (
+        select(events, models.c.name.label("model_name"))
+        .join(models, models.c.id == events.c.model_id, isouter=True)
+        .where(events.c.id == event_id)
+    )
+    return _event(conn.execute(query).one())
+
+
+def _event(r: Any) -> Event:
+    return Event(
+        id=r.id,
+        time=from_us(r.ts),
+        kind=r.kind,
+        model=r.model_name,
+        version=r.version,
+        actor=r.actor,
+        reason=r.reason,
+        evidence=json.loads(r.evidence),
+    )
+
+
 def read_events(
     conn: Connection,
     *,
@@ -91,16 +114,4 @@ def read_events(
     query = query.order_by(events.c.ts.desc(), events.c.id.desc())
     if limit is not None:
         query = query.limit(limit)
-    return [
-        Event(
-            id=r.id,
-            time=from_us(r.ts),
-            kind=r.kind,
-            model=r.model_name,
-            version=r.version,
-            actor=r.actor,
-            reason=r.reason,
-            evidence=json.loads(r.evidence),
-        )
-        for r in conn.execute(query)
-    ]
+    return [_event(r) for r in conn.execute(query)]

@@ -1,0 +1,812 @@
+"""``Client``: the ``FeedbackLoop`` API, spoken to a feedback-loop server over HTTP.
+
+Code written against :class:`feedback_loop.FeedbackLoop` runs against a server by changing its
+constructor line only: the methods take the same arguments and return the same objects
+(``LogResult``, ``OutcomeResult``, ``RetrainDecision``, ``Event``, plain dicts for metrics).
+Where the server publishes less than the library returns in-process, the client returns the
+JSON form: ``check_drift`` the ``DriftReport.to_dict()`` dict, ``versions`` dicts of the
+published fields. ``unmatched_outcomes`` and the registry's model loading have no endpoint.
+
+>>> client = Client("http://127.0.0.1:8000", model_name="churn", api_key="...")  # doctest: +SKIP
+>>> client.log_prediction(customer_id="c1", prediction=1, actual=1).inserted  # doctest: +SKIP
+1
+
+Retries are safe. Every prediction gets its id here, before the first attempt (a random
+128-bit hex id when none is given), so a batch re-sent after a timeout is an identical copy that
+the server accepts as a retry and never stores twice. Connection errors, timeouts, 429 and 5xx
+are retried with capped exponential backoff and jitter; a 4xx answer is never retried. Requests
+that change state and carry no such id (``trigger_retraining``, ``promote``, ``rollback``,
+``set_alias``) are retried only when the server cannot have acted on them: the connection was
+refused, or it answered 429 or 503.
+
+Errors are the library's own: 422 raises :class:`~feedback_loop.ValidationError` (with the field
+and the row, counted from the start of what you passed), 409
+:class:`~feedback_loop.DuplicatePredictionError`, 404 :class:`~feedback_loop.UnknownModelError`,
+401 and 403 :class:`AuthError`, anything else :class:`ServerError`. No message carries the API
+key.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import fields
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, NoReturn
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from feedback_loop.errors import (
+    DuplicatePredictionError,
+    FeedbackLoopError,
+    UnknownModelError,
+    ValidationError,
+)
+from feedback_loop.ingest import RESERVED, id_column, to_frame
+from feedback_loop.loop import _single_id
+from feedback_loop.recording import LogResult
+from feedback_loop.retraining import RetrainDecision
+from feedback_loop.store.events import Event
+from feedback_loop.store.outcomes import OutcomeResult
+from feedback_loop.tasks import TASKS
+from feedback_loop.timeutil import Window, parse_duration
+
+__all__ = ["AuthError", "Client", "ServerError"]
+
+_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+_NOT_ACTED_STATUS = frozenset({429, 503})  # the server refused before doing anything
+_MAX_RETRY_AFTER_S = 30.0
+_MAX_EVENTS = 1000  # the most one events request may ask for
+
+
+class AuthError(FeedbackLoopError):
+    """The server refused the API key: missing or unknown (401), or without the scope (403)."""
+
+    def __init__(self, message: str, *, status_code: int):
+        self.status_code = status_code
+        super().__init__(message)
+
+
+class ServerError(FeedbackLoopError):
+    """The server failed, answered something unexpected, or could not be reached.
+
+    ``status_code`` is the HTTP status, or ``None`` when no answer came (after every retry).
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None):
+        self.status_code = status_code
+        super().__init__(message)
+
+
+class Client:
+    """Log predictions and outcomes for one model on a feedback-loop server, and read its quality.
+
+    Parameters
+    ----------
+    url:
+        The server's base URL, e.g. ``http://127.0.0.1:8000``.
+    model_name:
+        The model this client logs for; the server creates it on the first write. Without one,
+        only :meth:`health`, :meth:`ready` and :meth:`models` can be called.
+    retrain_threshold:
+        ``should_retrain()`` is true when the primary metric breaches it.
+    api_key:
+        Sent as ``Authorization: Bearer <key>``; defaults to ``$FEEDBACK_LOOP_API_KEY``.
+    timeout:
+        Seconds allowed for each request (connect, send, wait, read).
+    batch_size:
+        ``log_predictions`` and ``log_outcomes`` send this many rows per request; each request
+        is stored whole or not at all.
+    retries:
+        How many times a failed request is tried again (0: never).
+    task, label_key, score_key, positive_label, negative_label, primary_metric:
+        Declared for the model as with ``FeedbackLoop``; sent (``PUT /v1/models/{model}``,
+        which needs an ``admin`` key) before the first write. Leave them out with a key that
+        may only ingest: the first prediction settles the task.
+    window, min_labeled:
+        The defaults of ``should_retrain``, as with ``FeedbackLoop``.
+    backoff:
+        Base of the exponential backoff in seconds (the n-th retry waits up to
+        ``backoff * 2**n``, at most 5 s, or what a 429's ``Retry-After`` asks).
+    transport:
+        An ``httpx`` transport to send through instead of the network (tests, proxies).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        model_name: str | None = None,
+        retrain_threshold: float | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float = 10.0,
+        batch_size: int = 5000,
+        retries: int = 5,
+        task: str | None = None,
+        label_key: str | None = None,
+        score_key: str | None = None,
+        positive_label: Any = None,
+        negative_label: Any = None,
+        primary_metric: str | None = None,
+        window: str | timedelta = "7d",
+        min_labeled: int = 100,
+        backoff: float = 0.2,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        if model_name is not None and (
+            not isinstance(model_name, str) or not model_name.strip() or len(model_name) > 200
+        ):
+            raise ValidationError(
+                "must be a non-empty string of at most 200 characters", field="model_name"
+            )
+        if task is not None and task not in TASKS:
+            raise ValidationError(f"must be one of {', '.join(TASKS)}", field="task")
+        if retrain_threshold is not None and (
+            isinstance(retrain_threshold, bool) or not isinstance(retrain_threshold, int | float)
+        ):
+            raise ValidationError("must be a number", field="retrain_threshold")
+        if min_labeled < 1:
+            raise ValidationError("must be at least 1", field="min_labeled")
+        if batch_size < 1:
+            raise ValidationError("must be at least 1", field="batch_size")
+        if retries < 0:
+            raise ValidationError("cannot be negative", field="retries")
+        parse_duration(window)
+        self.url = url.rstrip("/")
+        self.model_name = model_name
+        self.retrain_threshold = retrain_threshold
+        self.window = window
+        self.min_labeled = min_labeled
+        self.batch_size = batch_size
+        self.retries = retries
+        self.backoff = backoff
+        self._api_key = api_key if api_key is not None else os.environ.get("FEEDBACK_LOOP_API_KEY")
+        self._declared = {
+            name: value
+            for name, value in (
+                ("task", task),
+                ("label_key", label_key),
+                ("score_key", score_key),
+                ("positive_label", positive_label),
+                ("negative_label", negative_label),
+                ("primary_metric", primary_metric),
+            )
+            if value is not None
+        }
+        headers = {"Accept": "application/json", "User-Agent": "feedback-loop-client"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
+        self._model_ready = False
+        self._lock = threading.Lock()
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client({self.url!r}, model_name={self.model_name!r})"
+
+    def _model_path(self, suffix: str = "") -> str:
+        if self.model_name is None:
+            raise ValidationError("this client was made without a model_name", field="model_name")
+        return f"/v1/models/{_quote(self.model_name)}{suffix}"
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        safe: bool = True,
+        row_offset: int = 0,
+    ) -> Any:
+        """Send one request, retrying what may be retried; the decoded JSON answer.
+
+        ``safe`` requests may be repeated whatever happened to an earlier attempt; the others
+        only when the earlier attempt cannot have reached the application.
+        """
+        content = None if body is None else _encode(body)
+        query = None if params is None else httpx.QueryParams(tuple(params))
+        headers = None if content is None else {"Content-Type": "application/json"}
+        attempt = 0
+        while True:
+            delay: float | None = None
+            try:
+                response = self._http.request(
+                    method, path, params=query, content=content, headers=headers
+                )
+            except httpx.TransportError as exc:
+                unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                if attempt >= self.retries or not (safe or unsent):
+                    raise ServerError(
+                        f"{method} {path}: no answer from {self.url} after {attempt + 1} "
+                        f"attempt(s) ({type(exc).__name__})"
+                    ) from None
+            else:
+                status = response.status_code
+                if status < 400:
+                    return response.json() if response.content else None
+                retryable = status in (_RETRY_STATUS if safe else _NOT_ACTED_STATUS)
+                if not retryable or attempt >= self.retries:
+                    self._raise_for(response, method, path, row_offset)
+                delay = _retry_after(response)
+            time.sleep(self._backoff(attempt) if delay is None else delay)
+            attempt += 1
+
+    def _backoff(self, attempt: int) -> float:
+        """Full jitter: spreads retries from many clients after a shared outage."""
+        return random.uniform(0.0, min(5.0, self.backoff * 2**attempt))
+
+    def _scrub(self, text: str) -> str:
+        if self._api_key and self._api_key in text:
+            return text.replace(self._api_key, "***")
+        return text
+
+    def _raise_for(
+        self, response: httpx.Response, method: str, path: str, row_offset: int
+    ) -> NoReturn:
+        """The library's exception for an error answer (the contract's ``{"error": {...}}``)."""
+        status = response.status_code
+        detail: dict[str, Any] = {}
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+            detail = payload["error"]
+        elif isinstance(payload, dict) and "detail" in payload:
+            detail = {"message": json.dumps(payload["detail"], default=str)}
+        message = self._scrub(str(detail.get("message") or response.text[:500] or "no details"))
+        field = detail.get("field")
+        row = detail.get("row")
+        if isinstance(row, int) and not isinstance(row, bool):
+            row += row_offset
+        else:
+            row = None
+        if status == 422:
+            if row_offset:
+                message += f" (the {row_offset} rows before this request's batch were stored)"
+            raise ValidationError(message, field=None if field is None else str(field), row=row)
+        if status == 413:
+            raise ValidationError(
+                f"the request is too large for the server ({message}): lower batch_size",
+                field=None if field is None else str(field),
+                row=row if row is not None else (row_offset or None),
+            )
+        if status == 409:
+            ids = detail.get("prediction_ids")
+            error = DuplicatePredictionError(
+                self.model_name or "", [str(i) for i in ids] if isinstance(ids, list) else []
+            )
+            error.args = (message,)
+            raise error
+        if status == 404:
+            raise UnknownModelError(message)
+        if status in (401, 403):
+            raise AuthError(f"{method} {path}: {status} {message}", status_code=status)
+        raise ServerError(f"{method} {path}: {status} {message}", status_code=status)
+
+    def _ensure_model(self) -> None:
+        """Send the declared task settings once, before the first write: a declaration must
+        reach the server before the first prediction settles the task. Without one, the first
+        write creates the model (declaring needs an ``admin`` key; logging only ``ingest``)."""
+        if self._model_ready:
+            return
+        with self._lock:
+            if not self._model_ready:
+                if self._declared:
+                    self._request("PUT", self._model_path(), body=self._declared)
+                self._model_ready = True
+
+    # -- service -----------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """The server's liveness answer (``GET /healthz``)."""
+        result: dict[str, Any] = self._request("GET", "/healthz")
+        return result
+
+    def ready(self) -> dict[str, Any]:
+        """The server's readiness answer (``GET /readyz``): its database is reachable."""
+        result: dict[str, Any] = self._request("GET", "/readyz")
+        return result
+
+    def models(self) -> list[dict[str, Any]]:
+        """Every model the server knows, with its task settings."""
+        models: list[dict[str, Any]] = self._request("GET", "/v1/models")["models"]
+        return models
+
+    @property
+    def task(self) -> str | None:
+        """The model's task, once declared or inferred."""
+        for model in self.models():
+            if model.get("name") == self.model_name:
+                task: str | None = model.get("task")
+                return task
+        return None
+
+    # -- logging -----------------------------------------------------------------------------
+
+    def log_prediction(
+        self,
+        prediction_id: str | None = None,
+        *,
+        prediction: Any,
+        features: dict[str, Any] | None = None,
+        actual: Any = None,
+        timestamp: Any = None,
+        version: str | int | None = None,
+        tags: dict[str, Any] | None = None,
+        latency_ms: float | None = None,
+        **id_keyword: Any,
+    ) -> LogResult:
+        """Log one prediction (and, optionally, its actual), as ``FeedbackLoop.log_prediction``.
+
+        The id is ``prediction_id`` or any single ``*_id`` keyword; one is made here when none
+        is given, so a retry is an identical re-send.
+        """
+        pid = _single_id(prediction_id, id_keyword) or uuid.uuid4().hex
+        row: dict[str, Any] = {
+            "prediction_id": pid,
+            "prediction": _jsonable(prediction, field="prediction"),
+        }
+        for name, value in (
+            ("features", features),
+            ("actual", actual),
+            ("timestamp", timestamp),
+            ("version", version),
+            ("tags", tags),
+            ("latency_ms", latency_ms),
+        ):
+            if value is not None:
+                row[name] = _jsonable(value, field=name)
+        self._ensure_model()
+        return _log_result(self._request("POST", self._model_path("/prediction"), body=row))
+
+    def log_predictions(self, rows: Any) -> LogResult:
+        """Log many predictions: a list of dicts, a DataFrame or an Arrow table.
+
+        Columns as with ``FeedbackLoop.log_predictions``. Rows go in requests of ``batch_size``,
+        each stored whole or not at all: when one fails, the batches before it stay stored (the
+        error's row counts from the start of ``rows``, so re-sending ``rows`` is safe — stored
+        ids come back as ``retried``). Rows without an id get one here.
+        """
+        frame = to_frame(rows)
+        if len(frame) == 0:
+            return LogResult(0, 0, 0, 0, [])
+        if "prediction" not in frame:
+            raise ValidationError("is required", field="prediction", row=0)
+        records = _records(_features_in_dict(_with_ids(frame)))
+        self._ensure_model()
+        total = LogResult(0, 0, 0, 0, [])
+        for offset, batch in self._batches(records):
+            body = self._request(
+                "POST",
+                self._model_path("/predictions"),
+                body={"rows": batch},
+                row_offset=offset,
+            )
+            total = _add_log(total, _log_result(body))
+        return total
+
+    def log_outcome(
+        self,
+        prediction_id: str | None = None,
+        actual: Any = None,
+        *,
+        source: str = "natural",
+        timestamp: Any = None,
+        feedback: Any = None,
+        **id_keyword: Any,
+    ) -> OutcomeResult:
+        """Log the ground truth of one prediction, as ``FeedbackLoop.log_outcome``.
+
+        A retried outcome may be kept twice in the outcome history; both copies carry the same
+        actual, so the current actual and every metric are unchanged.
+        """
+        pid = _single_id(prediction_id, id_keyword)
+        if pid is None:
+            raise ValidationError("is required", field="prediction_id")
+        row: dict[str, Any] = {"prediction_id": pid, "source": source}
+        for name, value in (("actual", actual), ("feedback", feedback), ("timestamp", timestamp)):
+            if value is not None:
+                row[name] = _jsonable(value, field=name)
+        self._ensure_model()
+        return _outcome_result(self._request("POST", self._model_path("/outcome"), body=row))
+
+    def log_outcomes(self, rows: Any) -> OutcomeResult:
+        """Log many outcomes (``prediction_id``, ``actual`` and/or ``feedback``, optional
+        ``source`` and ``timestamp``) in requests of ``batch_size`` rows."""
+        frame = to_frame(rows)
+        if len(frame) == 0:
+            return OutcomeResult(0, 0, 0)
+        records = _records(frame)
+        self._ensure_model()
+        stored = matched = unmatched = 0
+        for offset, batch in self._batches(records):
+            result = _outcome_result(
+                self._request(
+                    "POST",
+                    self._model_path("/outcomes"),
+                    body={"rows": batch},
+                    row_offset=offset,
+                )
+            )
+            stored += result.stored
+            matched += result.matched
+            unmatched += result.unmatched
+        return OutcomeResult(stored, matched, unmatched)
+
+    def _batches(self, records: list[dict[str, Any]]) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        for start in range(0, len(records), self.batch_size):
+            yield start, records[start : start + self.batch_size]
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def get_metrics(
+        self,
+        window: Window = "7d",
+        version: str | int | None = None,
+        segment: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Quality over a window, as ``FeedbackLoop.get_metrics`` (a plain dict)."""
+        if segment is not None and not isinstance(segment, dict):
+            raise ValidationError("must be a dict of tag values", field="segment")
+        params = [("window", _window_param(window))]
+        if version is not None:
+            params.append(("version", str(version)))
+        for key, value in (segment or {}).items():
+            params.append(("segment", f"{key}:{value}"))
+        metrics: dict[str, Any] = self._request("GET", self._model_path("/metrics"), params=params)
+        return metrics
+
+    def should_retrain(self, window: Window = None) -> RetrainDecision:
+        """Whether the primary metric over ``window`` (default: the client's) breaches
+        ``retrain_threshold`` on at least ``min_labeled`` labeled predictions; truthy when due.
+        The server records a decision to retrain as an event."""
+        chosen = self.window if window is None else window
+        params = [("window", _window_param(chosen)), ("min_labeled", str(self.min_labeled))]
+        if self.retrain_threshold is not None:
+            params.append(("threshold", repr(float(self.retrain_threshold))))
+        if "primary_metric" in self._declared:
+            params.append(("metric", str(self._declared["primary_metric"])))
+        body = self._request("GET", self._model_path("/should-retrain"), params=params)
+        names = {f.name for f in fields(RetrainDecision)}
+        return RetrainDecision(**{k: v for k, v in body.items() if k in names})
+
+    def trigger_retraining(self, reason: str | None = None) -> Event:
+        """Ask for retraining: the server records the request and queues a job for its worker
+        (the actor is the API key's name). Returns the ``retrain_requested`` event."""
+        body = self._request(
+            "POST",
+            self._model_path("/retrain"),
+            body={"reason": reason or "retraining requested"},
+            safe=False,
+        )
+        return _event(body["event"])
+
+    def check_drift(
+        self, window: Window = "7d", reference: str = "default", *, correction: str = "none"
+    ) -> dict[str, Any]:
+        """Drift of every feature, the prediction and the label over ``window`` against the
+        stored reference.
+
+        Returns the ``DriftReport.to_dict()`` form (a plain dict: ``drifted``,
+        ``share_drifted``, ``drifted_columns``, ``columns`` with one result dict per column)
+        rather than a ``DriftReport``, whose per-feature dataset detail does not travel.
+        """
+        params = [
+            ("window", _window_param(window)),
+            ("reference", reference),
+            ("correction", correction),
+        ]
+        report: dict[str, Any] = self._request("GET", self._model_path("/drift"), params=params)
+        return report
+
+    def estimate_performance(self, window: Window = "7d") -> dict[str, Any]:
+        """Label-free estimate of the window's quality (binary classifiers), as
+        ``FeedbackLoop.estimate_performance`` against the default reference."""
+        result: dict[str, Any] = self._request(
+            "GET", self._model_path("/estimate"), params=[("window", _window_param(window))]
+        )
+        return result
+
+    def segments(
+        self,
+        window: Window = "7d",
+        by: Sequence[str] = (),
+        *,
+        metric: str | None = None,
+        min_support: int = 30,
+    ) -> list[dict[str, Any]]:
+        """Metrics per slice of the window's labeled predictions, worst first."""
+        if isinstance(by, str):
+            by = [by]
+        if not by:
+            raise ValidationError("name at least one tag or feature", field="by")
+        params = [("window", _window_param(window)), ("min_support", str(min_support))]
+        params += [("by", str(name)) for name in by]
+        if metric is not None:
+            params.append(("metric", metric))
+        body = self._request("GET", self._model_path("/segments"), params=params)
+        segments: list[dict[str, Any]] = body["segments"]
+        return segments
+
+    def events(self, *, kinds: Sequence[str] | None = None, limit: int | None = 100) -> list[Event]:
+        """This model's events, newest first (``limit=None``: the server's most, 1,000)."""
+        params = [("kind", kind) for kind in (kinds or ())]
+        params.append(("limit", str(_MAX_EVENTS if limit is None else limit)))
+        body = self._request("GET", self._model_path("/events"), params=params)
+        return [_event(item) for item in body["events"]]
+
+    # -- registry ----------------------------------------------------------------------------
+
+    def versions(self) -> list[dict[str, Any]]:
+        """The model's registered versions, oldest first: ``version``, ``created_at`` (a
+        datetime), ``created_by``, ``sha256``, ``train_rows`` and ``metrics`` — the fields of
+        ``FeedbackLoop.versions()`` records that the server publishes (not artifact paths)."""
+        body = self._request("GET", self._model_path("/versions"))
+        found: list[dict[str, Any]] = body["versions"]
+        for item in found:
+            item["created_at"] = _parse_time(item["created_at"])
+        return found
+
+    def aliases(self) -> dict[str, int]:
+        """Alias name → version (``champion``, ``challenger``, ...)."""
+        body = self._request("GET", self._model_path("/aliases"))
+        return {str(k): int(v) for k, v in body["aliases"].items()}
+
+    def set_alias(
+        self, alias: str, version: int | None, *, reason: str = "set by hand"
+    ) -> int | None:
+        """Point ``alias`` at a version (``None`` clears it); returns the version it pointed at."""
+        if not alias or len(alias) > 100:
+            raise ValidationError("must be 1 to 100 characters", field="alias")
+        body = self._request(
+            "PUT",
+            self._model_path(f"/aliases/{_quote(alias)}"),
+            body={"version": version, "reason": reason},
+            safe=False,
+        )
+        previous = body["previous"]
+        return None if previous is None else int(previous)
+
+    def promote(self, version: int, *, reason: str = "promoted by hand") -> None:
+        """Make ``version`` the champion (the previous champion stays registered)."""
+        self._request(
+            "POST",
+            self._model_path("/promote"),
+            body={"version": version, "reason": reason},
+            safe=False,
+        )
+
+    def rollback(self, *, reason: str = "rolled back by hand") -> int:
+        """Put the previous champion back; returns its version."""
+        body = self._request(
+            "POST", self._model_path("/rollback"), body={"reason": reason}, safe=False
+        )
+        return int(body["champion"])
+
+
+# -- encoding ---------------------------------------------------------------------------------
+
+
+def _quote(segment: str) -> str:
+    """One URL path segment (model and alias names may hold ``/``, spaces or ``%``)."""
+    from urllib.parse import quote
+
+    return quote(segment, safe="")
+
+
+def _window_param(window: Window) -> str:
+    """A window as the server reads it: ``'7d'``, ``'all'``, or seconds for a timedelta."""
+    if window is None:
+        return "all"
+    if isinstance(window, timedelta):
+        parse_duration(window)
+        return f"{window.total_seconds():g}s"
+    if isinstance(window, str):
+        if window != "all":
+            parse_duration(window)
+        return window
+    raise ValidationError(
+        "the server takes a duration ('7d', a timedelta) or 'all'", field="window"
+    )
+
+
+def _default(value: Any) -> Any:
+    """JSON for what ``json`` does not know: numpy scalars and arrays, times."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, datetime | date | pd.Timestamp):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _encode(body: Any) -> bytes:
+    """Compact JSON; NaN (missing) becomes null, infinities are refused as in-process."""
+    try:
+        text = json.dumps(body, allow_nan=False, default=_default, separators=(",", ":"))
+    except ValueError:
+        text = json.dumps(_jsonable(body), allow_nan=False, default=_default, separators=(",", ":"))
+    except TypeError as exc:
+        raise ValidationError(str(exc)) from None
+    return text.encode()
+
+
+def _jsonable(value: Any, *, field: str | None = None, row: int | None = None) -> Any:
+    """A value with numpy scalars, times and NaN (as null) turned into JSON's own types."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        if math.isnan(number):
+            return None
+        if math.isinf(number):
+            raise ValidationError("infinite values cannot be stored", field=field, row=row)
+        return number
+    if isinstance(value, dict):
+        return {k: _jsonable(v, field=field, row=row) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_jsonable(v, field=field, row=row) for v in value]
+    if value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise ValidationError(f"{type(value).__name__} is not JSON serialisable", field=field, row=row)
+
+
+def _with_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with an id on every row, made here so that a re-sent batch is identical."""
+    column = id_column([str(c) for c in frame.columns])
+    if column is None:
+        return frame.assign(prediction_id=[uuid.uuid4().hex for _ in range(len(frame))])
+    missing = frame[column].isna().to_numpy()
+    if not missing.any():
+        return frame
+    values = frame[column].astype(object).to_numpy(copy=True)
+    values[missing] = [uuid.uuid4().hex for _ in range(int(missing.sum()))]
+    return frame.assign(**{column: values})
+
+
+def _column(values: pd.Series, name: str) -> list[Any]:
+    """One column as JSON-ready Python values, vectorised by dtype; missing values are null."""
+    kind = values.dtype.kind
+    missing = values.isna().to_numpy()
+    if kind == "M":
+        stamps = pd.to_datetime(values, utc=True).dt.tz_localize(None).to_numpy()
+        text = np.datetime_as_string(stamps, unit="us", timezone="UTC").tolist()
+        out: list[Any] = text
+    elif kind == "f":
+        array = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        infinite = np.isinf(array)
+        if infinite.any():
+            raise ValidationError(
+                "infinite values cannot be stored", field=name, row=int(np.argmax(infinite))
+            )
+        out = array.tolist()
+    elif kind in "iub" and not missing.any():
+        return list(values.to_numpy().tolist())
+    else:
+        out = values.to_numpy(dtype=object).tolist()
+        if kind not in "iub":
+            for i, value in enumerate(out):
+                if isinstance(value, np.generic | datetime | date | np.ndarray | tuple):
+                    out[i] = _jsonable(value, field=name, row=i)
+    if missing.any():
+        for i in np.flatnonzero(missing).tolist():
+            out[i] = None
+    return out
+
+
+def _features_in_dict(frame: pd.DataFrame) -> pd.DataFrame:
+    """Feature columns folded into the ``features`` dict a prediction row carries.
+
+    As in-process, every column that is not a prediction field is a feature unless a
+    ``features`` column is given.
+    """
+    id_col = id_column([str(c) for c in frame.columns])
+    extra = [
+        c for c in frame.columns if str(c) not in RESERVED and str(c) not in ("features", id_col)
+    ]
+    if not extra:
+        return frame
+    if "features" in frame:
+        names = [str(c) for c in extra]
+        raise ValidationError(
+            f"unknown columns {names}: put features in the `features` dict", field=names[0]
+        )
+    names = [str(c) for c in extra]
+    columns = [_column(frame[c], name) for c, name in zip(extra, names, strict=True)]
+    features = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+    return frame.drop(columns=extra).assign(
+        features=pd.Series(features, index=frame.index, dtype=object)
+    )
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame as a list of JSON-ready row dicts."""
+    names = [str(c) for c in frame.columns]
+    columns = [_column(frame[c], name) for c, name in zip(frame.columns, names, strict=True)]
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+# -- decoding ---------------------------------------------------------------------------------
+
+
+def _log_result(body: dict[str, Any]) -> LogResult:
+    return LogResult(
+        inserted=int(body["inserted"]),
+        retried=int(body["retried"]),
+        outcomes=int(body["outcomes"]),
+        joined=int(body["joined"]),
+        prediction_ids=[str(p) for p in body.get("prediction_ids", [])],
+    )
+
+
+def _add_log(a: LogResult, b: LogResult) -> LogResult:
+    return LogResult(
+        inserted=a.inserted + b.inserted,
+        retried=a.retried + b.retried,
+        outcomes=a.outcomes + b.outcomes,
+        joined=a.joined + b.joined,
+        prediction_ids=a.prediction_ids + b.prediction_ids,
+    )
+
+
+def _outcome_result(body: dict[str, Any]) -> OutcomeResult:
+    return OutcomeResult(
+        stored=int(body["stored"]), matched=int(body["matched"]), unmatched=int(body["unmatched"])
+    )
+
+
+def _parse_time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _event(item: dict[str, Any]) -> Event:
+    return Event(
+        id=int(item["id"]),
+        time=_parse_time(item["time"]),
+        kind=item["kind"],
+        model=item.get("model"),
+        version=item.get("version"),
+        actor=item.get("actor", ""),
+        reason=item.get("reason", ""),
+        evidence=item.get("evidence") or {},
+    )
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds a 429/503 asks to wait (``Retry-After`` in seconds), capped."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return min(max(float(value), 0.0), _MAX_RETRY_AFTER_S)
+    except ValueError:
+        return None

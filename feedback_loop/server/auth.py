@@ -1,0 +1,152 @@
+"""Who may call what: API keys checked before the body is read, scopes checked per route.
+
+``Authenticate`` (middleware) turns ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``
+into a :class:`Principal`, or answers 401 before a single body byte is read. ``authorize``
+(a dependency) checks the route's scope and the key's model limits, answering 403.
+Scopes: ``ingest`` logs predictions and outcomes, ``read`` reads, ``admin`` changes models,
+aliases and keys and implies the other two.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Literal
+
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import OperationalError
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import RedirectResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from feedback_loop.clock import Clock
+from feedback_loop.server.errors import ApiError, error_reply
+from feedback_loop.server.keys import ANONYMOUS, KeyStore, Principal
+from feedback_loop.timeutil import to_us
+
+logger = logging.getLogger("feedback_loop.server")
+
+ScopeName = Literal["ingest", "read", "admin"]
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc"})
+PUBLIC_PATHS |= {"/openapi.json", "/ui/login"}
+DASHBOARD = "/ui"
+DASHBOARD_COOKIE = "fl_key"
+AUTH_DISABLED_HEADER = (b"x-feedback-loop-auth", b"disabled")
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+# Declared for the OpenAPI document (the "Authorize" button); the middleware does the work.
+bearer_scheme = HTTPBearer(auto_error=False, description="`Authorization: Bearer fl_...`")
+header_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: fl_...`")
+
+
+def dashboard_cookie(headers: dict[bytes, bytes]) -> str | None:
+    """The dashboard's sign-in cookie (accepted under ``/ui`` only, never by the API)."""
+    for part in headers.get(b"cookie", b"").decode("latin-1").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == DASHBOARD_COOKIE and value:
+            return value
+    return None
+
+
+def presented_key(headers: dict[bytes, bytes]) -> str | None:
+    authorization = headers.get(b"authorization", b"").decode("latin-1").strip()
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    header = headers.get(b"x-api-key", b"").decode("latin-1").strip()
+    return header or None
+
+
+class Authenticate:
+    """ASGI middleware: find the caller's principal, or refuse with 401."""
+
+    def __init__(self, app: ASGIApp, keys: KeyStore, clock: Clock):
+        self.app = app
+        self.keys = keys
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", []))
+        dashboard = scope["path"] == DASHBOARD or scope["path"].startswith(DASHBOARD + "/")
+        key = presented_key(headers) or (dashboard_cookie(headers) if dashboard else None)
+        if key is None and dashboard:  # a browser: to the sign-in page
+            await RedirectResponse("/ui/login", status_code=303)(scope, receive, send)
+            return
+        if key is None:
+            reply = error_reply(
+                401,
+                "unauthorized",
+                "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key`",
+                headers=_CHALLENGE,
+            )
+            await reply(scope, receive, send)
+            return
+        now_us = to_us(self.clock.now())
+        try:
+            principal = await run_in_threadpool(self.keys.verify, key, now_us=now_us)
+        except OperationalError:
+            reply = error_reply(503, "database_unavailable", "the database cannot be reached")
+            await reply(scope, receive, send)
+            return
+        if principal is None and dashboard:
+            await RedirectResponse("/ui/login", status_code=303)(scope, receive, send)
+            return
+        if principal is None:
+            reply = error_reply(
+                401, "unauthorized", "the API key is unknown or revoked", headers=_CHALLENGE
+            )
+            await reply(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+
+class AuthDisabled:
+    """ASGI middleware for ``--no-auth``: every caller is an admin, and every response says
+    so in ``X-Feedback-Loop-Auth: disabled``."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = ANONYMOUS
+
+        async def mark(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), AUTH_DISABLED_HEADER]
+            await send(message)
+
+        await self.app(scope, receive, mark)
+
+
+def authorize(scope: ScopeName, *, all_models: bool = False) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the caller, if its key has ``scope`` and may use the path's model
+    (``all_models``: only keys without model limits, for routes that span every model)."""
+
+    async def check(
+        request: Request,
+        _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+        _header: Annotated[str | None, Security(header_scheme)],
+    ) -> Principal:
+        principal = request.scope.get("state", {}).get("principal")
+        if not isinstance(principal, Principal):  # the middleware always sets one
+            raise ApiError(401, "unauthorized", "an API key is required", headers=_CHALLENGE)
+        if not principal.has_scope(scope):
+            raise ApiError(403, "forbidden", f"this API key lacks the {scope!r} scope")
+        if all_models and principal.models is not None:
+            raise ApiError(403, "forbidden", "this route needs a key without model limits")
+        model = request.path_params.get("model")
+        if model is not None and not principal.may_use(model):
+            raise ApiError(
+                403, "forbidden", f"this API key may not use model {model!r}", field="model"
+            )
+        return principal
+
+    return check

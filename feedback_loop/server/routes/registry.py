@@ -1,0 +1,83 @@
+"""The model registry over HTTP: versions, aliases, retraining requests, promotion, rollback.
+
+Every change is recorded with the calling key's name as the actor.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from feedback_loop.server.context import Admin, Context, Read
+from feedback_loop.server.errors import ApiError
+from feedback_loop.server.responses import Reply, reply
+from feedback_loop.server.schemas import (
+    AliasMap,
+    AliasMove,
+    AliasOut,
+    ChampionOut,
+    EventReply,
+    PromoteRequest,
+    RetrainRequest,
+    RollbackRequest,
+    VersionList,
+)
+from feedback_loop.store.events import Event
+from feedback_loop.timeutil import from_us
+
+router = APIRouter(prefix="/v1/models/{model}", tags=["registry"])
+
+
+@router.get("/versions", response_model=VersionList, summary="Registered versions, oldest first")
+def versions(model: str, ctx: Context, _: Read) -> Reply:
+    found = [
+        {
+            "version": v.version,
+            "created_at": from_us(v.created_at).isoformat(),
+            "created_by": v.created_by,
+            "sha256": v.sha256,
+            "train_rows": v.train_rows,
+            "metrics": v.metrics,
+        }
+        for v in ctx.loops.get(model).versions()
+    ]
+    return reply({"versions": found})
+
+
+@router.get("/aliases", response_model=AliasMap, summary="Aliases and the versions they name")
+def aliases(model: str, ctx: Context, _: Read) -> Reply:
+    return reply({"aliases": ctx.loops.get(model).aliases()})
+
+
+@router.put("/aliases/{alias}", response_model=AliasOut, summary="Point an alias at a version")
+def set_alias(model: str, alias: str, body: AliasMove, ctx: Context, who: Admin) -> Reply:
+    previous = ctx.loops.get(model).set_alias(
+        alias, body.version, actor=who.actor, reason=body.reason
+    )
+    return reply({"alias": alias, "version": body.version, "previous": previous})
+
+
+@router.post(
+    "/retrain",
+    status_code=202,
+    response_model=EventReply,
+    summary="Queue a retraining job for the worker",
+)
+def retrain(model: str, ctx: Context, who: Admin, body: RetrainRequest | None = None) -> Reply:
+    reason = (body or RetrainRequest()).reason
+    outcome = ctx.loops.get(model).trigger_retraining(reason, actor=who.actor)
+    if not isinstance(outcome, Event):  # the server's loops have no trainer: they queue
+        raise ApiError(500, "internal_error", "retraining ran in the server instead of a worker")
+    return reply({"event": outcome.to_dict()}, 202)
+
+
+@router.post("/promote", response_model=ChampionOut, summary="Make a version the champion")
+def promote(model: str, body: PromoteRequest, ctx: Context, who: Admin) -> Reply:
+    ctx.loops.get(model).promote(body.version, actor=who.actor, reason=body.reason)
+    return reply({"champion": body.version})
+
+
+@router.post("/rollback", response_model=ChampionOut, summary="Put the previous champion back")
+def rollback(model: str, ctx: Context, who: Admin, body: RollbackRequest | None = None) -> Reply:
+    reason = (body or RollbackRequest()).reason
+    champion = ctx.loops.get(model).rollback(actor=who.actor, reason=reason)
+    return reply({"champion": champion})

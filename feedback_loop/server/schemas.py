@@ -1,0 +1,219 @@
+"""Request and response bodies of the REST API.
+
+Request models check the shape (which keys, which JSON types); the library checks the meaning
+(labels, times, the model's task) and names the row and field of any problem.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Task = Literal["binary", "multiclass", "regression"]
+# Numbers the database stores in 32-bit columns (versions, key ids), and epoch seconds up to the
+# last second Python's datetime can hold (9999-12-31).
+Version = Annotated[int, Field(ge=1, le=2**31 - 1)]
+EpochSeconds = Annotated[float, Field(ge=0, le=253_402_300_799)]
+Timestamp = str | EpochSeconds
+
+
+def _named_id_to_prediction_id(data: Any) -> Any:
+    """``{"game_id": "g1", ...}`` means ``{"prediction_id": "g1", ...}`` when it is the only
+    ``*_id`` key; with several, the extra keys are refused by name."""
+    if not isinstance(data, dict) or "prediction_id" in data:
+        return data
+    named = [k for k in data if isinstance(k, str) and k.endswith("_id")]
+    if len(named) != 1:
+        return data
+    out = dict(data)
+    out["prediction_id"] = out.pop(named[0])
+    return out
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IdKeyed(Strict):
+    @model_validator(mode="before")
+    @classmethod
+    def rename_id_key(cls, data: Any) -> Any:
+        return _named_id_to_prediction_id(data)
+
+
+class PredictionRow(IdKeyed):
+    """One prediction; the id is ``prediction_id`` or any single ``*_id`` key (``game_id``)."""
+
+    prediction_id: str | int | None = None
+    timestamp: Timestamp | None = None
+    prediction: Any = Field(
+        description="A label, a number, or a dict such as {'label': 1, 'score': 0.9}."
+    )
+    features: dict[str, Any] | None = None
+    actual: Any = None
+    version: str | int | None = None
+    tags: dict[str, Any] | None = None
+    latency_ms: float | None = None
+
+
+class PredictionRows(Strict):
+    rows: list[PredictionRow]
+
+
+class OutcomeRow(IdKeyed):
+    """The ground truth of one prediction (``actual`` and/or ``feedback``)."""
+
+    prediction_id: str | int
+    actual: Any = None
+    feedback: Any = None
+    source: str | None = Field(default=None, description="natural, feedback, review or business")
+    timestamp: Timestamp | None = None
+
+
+class OutcomeRows(Strict):
+    rows: list[OutcomeRow]
+
+
+class ModelDeclaration(Strict):
+    task: Task | None = None
+    label_key: str | None = None
+    score_key: str | None = None
+    positive_label: Any = None
+    negative_label: Any = None
+    primary_metric: str | None = None
+
+
+class AliasMove(Strict):
+    version: Version | None = Field(description="The version to point at; null removes the alias.")
+    reason: str = "set through the API"
+
+
+class RetrainRequest(Strict):
+    reason: str = "retraining requested through the API"
+
+
+class PromoteRequest(Strict):
+    version: Version
+    reason: str = "promoted through the API"
+
+
+class RollbackRequest(Strict):
+    reason: str = "rolled back through the API"
+
+
+class KeyRequest(Strict):
+    name: str
+    scopes: list[Literal["ingest", "read", "admin"]]
+    models: list[str] | None = None
+
+
+# -- responses (for the OpenAPI document) ---------------------------------------------------
+
+
+class LogResultOut(BaseModel):
+    inserted: int
+    retried: int
+    outcomes: int
+    joined: int
+    prediction_ids: list[str]
+
+
+class OutcomeResultOut(BaseModel):
+    stored: int
+    matched: int
+    unmatched: int
+
+
+class ModelOut(BaseModel):
+    model: str
+    task: Task | None
+
+
+class ModelListItem(BaseModel):
+    name: str
+    task: Task | None
+
+
+class ModelList(BaseModel):
+    models: list[ModelListItem]
+
+
+class EventOut(BaseModel):
+    id: int
+    time: str
+    kind: str
+    model: str | None
+    version: str | None
+    actor: str
+    reason: str
+    evidence: dict[str, Any]
+
+
+class EventList(BaseModel):
+    events: list[EventOut]
+
+
+class EventReply(BaseModel):
+    event: EventOut
+
+
+class VersionOut(BaseModel):
+    version: int
+    created_at: str
+    created_by: str
+    sha256: str
+    train_rows: int | None
+    metrics: dict[str, Any]
+
+
+class VersionList(BaseModel):
+    versions: list[VersionOut]
+
+
+class AliasMap(BaseModel):
+    aliases: dict[str, int]
+
+
+class AliasOut(BaseModel):
+    alias: str
+    version: int | None
+    previous: int | None
+
+
+class ChampionOut(BaseModel):
+    champion: int
+
+
+class SegmentList(BaseModel):
+    segments: list[dict[str, Any]]
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+    field: str | None
+    row: int | None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+class KeyOut(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    scopes: list[str]
+    models: list[str] | None
+    created_at: str
+    revoked_at: str | None
+    last_used_at: str | None
+
+
+class NewKeyOut(KeyOut):
+    key: str = Field(description="The secret: shown once, never stored.")
+
+
+class KeyList(BaseModel):
+    keys: list[KeyOut]
