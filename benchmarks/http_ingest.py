@@ -123,8 +123,9 @@ def sampled(server: Server, folder: Path | None, name: str) -> Iterator[None]:
         return
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     out = folder / f"{name}.txt"
+    command = [spy, "record", "--subprocesses", "-p", str(server.pid), "-f", "raw", "-r", "200"]
     process = subprocess.Popen(
-        [spy, "record", "-p", str(server.pid), "-f", "raw", "-r", "200", "-o", str(out)],
+        [*command, "-o", str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -303,6 +304,22 @@ def single(server: Server, model: str, clients: int, seconds: float, prefix: str
     return in_threads(clients, work)
 
 
+def healthz(server: Server, clients: int, seconds: float) -> Timings:
+    """``GET /healthz`` from each thread: what the HTTP stack alone costs on this machine."""
+    stop = time.perf_counter() + seconds
+
+    def work(_: int) -> list[float]:
+        out = []
+        with httpx.Client(base_url=server.url) as http:
+            while time.perf_counter() < stop:
+                start = time.perf_counter()
+                http.get("/healthz").raise_for_status()
+                out.append(time.perf_counter() - start)
+        return out
+
+    return in_threads(clients, work)
+
+
 # -- report -----------------------------------------------------------------------------------
 
 
@@ -368,6 +385,7 @@ def main() -> None:
             with sampled(server, args.profile, "single"):
                 one = single(server, "bench-single", args.clients, args.seconds, f"{run}-s")
             console.log(f"single: {len(one.latencies) / one.seconds:,.0f} requests/s")
+            bare = healthz(server, args.clients, min(args.seconds, 3.0))
             with Client(server.url, "bench-batch", api_key=server.key) as check:
                 stored = check.get_metrics(window="all")["predictions"]
             assert stored == 2 * rows, f"{stored} predictions stored, {2 * rows} sent"
@@ -412,6 +430,12 @@ def main() -> None:
         f"{one.percentile(50):.1f} / {one.percentile(95):.1f} / {p99:.1f} ms",
         f"p99 ≤ {TARGET_P99_MS:.0f} ms",
         _met(p99 <= TARGET_P99_MS),
+    )
+    table.add_row(
+        f"  for scale: GET /healthz, {args.clients} keep-alive clients",
+        f"{len(bare.latencies) / bare.seconds:,.0f} requests/s",
+        "",
+        "",
     )
     console.print(table)
     if args.profile:

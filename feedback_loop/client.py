@@ -244,7 +244,7 @@ class Client:
                     ) from None
             else:
                 status = response.status_code
-                if status < 400:
+                if 200 <= status < 300:
                     return response.json() if response.content else None
                 retryable = status in (_RETRY_STATUS if safe else _NOT_ACTED_STATUS)
                 if not retryable or attempt >= self.retries:
@@ -395,18 +395,23 @@ class Client:
             return LogResult(0, 0, 0, 0, [])
         if "prediction" not in frame:
             raise ValidationError("is required", field="prediction", row=0)
-        records = _records(_features_in_dict(_with_ids(frame)))
+        frame = _with_ids(frame)
+        features = _feature_columns(frame)
+        _check_finite(frame)
         self._ensure_model()
-        total = LogResult(0, 0, 0, 0, [])
-        for offset, batch in self._batches(records):
+        counts = {"inserted": 0, "retried": 0, "outcomes": 0, "joined": 0}
+        ids: list[str] = []
+        for offset, part in self._slices(frame):
             body = self._request(
                 "POST",
                 self._model_path("/predictions"),
-                body={"rows": batch},
+                body={"rows": _records(part, offset, features=features)},
                 row_offset=offset,
             )
-            total = _add_log(total, _log_result(body))
-        return total
+            for name in counts:
+                counts[name] += int(body[name])
+            ids.extend(str(p) for p in body["prediction_ids"])
+        return LogResult(**counts, prediction_ids=ids)
 
     def log_outcome(
         self,
@@ -439,15 +444,15 @@ class Client:
         frame = to_frame(rows)
         if len(frame) == 0:
             return OutcomeResult(0, 0, 0)
-        records = _records(frame)
+        _check_finite(frame)
         self._ensure_model()
         stored = matched = unmatched = 0
-        for offset, batch in self._batches(records):
+        for offset, part in self._slices(frame):
             result = _outcome_result(
                 self._request(
                     "POST",
                     self._model_path("/outcomes"),
-                    body={"rows": batch},
+                    body={"rows": _records(part, offset)},
                     row_offset=offset,
                 )
             )
@@ -456,9 +461,10 @@ class Client:
             unmatched += result.unmatched
         return OutcomeResult(stored, matched, unmatched)
 
-    def _batches(self, records: list[dict[str, Any]]) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-        for start in range(0, len(records), self.batch_size):
-            yield start, records[start : start + self.batch_size]
+    def _slices(self, frame: pd.DataFrame) -> Iterator[tuple[int, pd.DataFrame]]:
+        """The frame in requests of ``batch_size`` rows, each encoded only when sent."""
+        for start in range(0, len(frame), self.batch_size):
+            yield start, frame.iloc[start : start + self.batch_size]
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -692,6 +698,20 @@ def _with_ids(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**{column: values})
 
 
+def _check_finite(frame: pd.DataFrame) -> None:
+    """Infinities cannot travel as JSON, nor be stored: refused up front, as in-process."""
+    for name in frame.columns:
+        values = frame[name]
+        if values.dtype.kind == "f":
+            infinite = np.isinf(values.to_numpy(dtype=np.float64, na_value=np.nan))
+            if infinite.any():
+                raise ValidationError(
+                    "infinite values cannot be stored",
+                    field=str(name),
+                    row=int(np.argmax(infinite)),
+                )
+
+
 def _column(values: pd.Series, name: str) -> list[Any]:
     """One column as JSON-ready Python values, vectorised by dtype; missing values are null."""
     kind = values.dtype.kind
@@ -701,13 +721,7 @@ def _column(values: pd.Series, name: str) -> list[Any]:
         text = np.datetime_as_string(stamps, unit="us", timezone="UTC").tolist()
         out: list[Any] = text
     elif kind == "f":
-        array = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        infinite = np.isinf(array)
-        if infinite.any():
-            raise ValidationError(
-                "infinite values cannot be stored", field=name, row=int(np.argmax(infinite))
-            )
-        out = array.tolist()
+        out = values.to_numpy(dtype=np.float64, na_value=np.nan).tolist()
     elif kind in "iub" and not missing.any():
         return list(values.to_numpy().tolist())
     else:
@@ -722,36 +736,43 @@ def _column(values: pd.Series, name: str) -> list[Any]:
     return out
 
 
-def _features_in_dict(frame: pd.DataFrame) -> pd.DataFrame:
-    """Feature columns folded into the ``features`` dict a prediction row carries.
-
-    As in-process, every column that is not a prediction field is a feature unless a
-    ``features`` column is given.
-    """
+def _feature_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns that are features: as in-process, every column that is not a prediction
+    field, unless a ``features`` dict column is given (then there must be none)."""
     id_col = id_column([str(c) for c in frame.columns])
     extra = [
         c for c in frame.columns if str(c) not in RESERVED and str(c) not in ("features", id_col)
     ]
-    if not extra:
-        return frame
-    if "features" in frame:
+    if extra and "features" in frame:
         names = [str(c) for c in extra]
         raise ValidationError(
             f"unknown columns {names}: put features in the `features` dict", field=names[0]
         )
-    names = [str(c) for c in extra]
-    columns = [_column(frame[c], name) for c, name in zip(extra, names, strict=True)]
-    features = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
-    return frame.drop(columns=extra).assign(
-        features=pd.Series(features, index=frame.index, dtype=object)
-    )
+    for name in extra:
+        if not isinstance(name, str):
+            raise ValidationError("feature names must be strings", field=str(name))
+    return extra
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """A frame as a list of JSON-ready row dicts."""
-    names = [str(c) for c in frame.columns]
-    columns = [_column(frame[c], name) for c, name in zip(frame.columns, names, strict=True)]
-    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+def _records(
+    frame: pd.DataFrame, offset: int, *, features: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts, the ``features`` columns folded into one ``features`` dict
+    (the row shape the server takes). Errors name rows counted from ``offset``."""
+    try:
+        labels = [c for c in frame.columns if c not in features]
+        names = [str(c) for c in labels]
+        columns = [_column(frame[c], name) for c, name in zip(labels, names, strict=True)]
+        if features:
+            values = [_column(frame[name], name) for name in features]
+            names.append("features")
+            columns.append(
+                [dict(zip(features, row, strict=True)) for row in zip(*values, strict=True)]
+            )
+    except ValidationError as exc:
+        row = None if exc.row is None else exc.row + offset
+        raise ValidationError(exc.message, field=exc.field, row=row) from None
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 # -- decoding ---------------------------------------------------------------------------------
@@ -763,17 +784,7 @@ def _log_result(body: dict[str, Any]) -> LogResult:
         retried=int(body["retried"]),
         outcomes=int(body["outcomes"]),
         joined=int(body["joined"]),
-        prediction_ids=[str(p) for p in body.get("prediction_ids", [])],
-    )
-
-
-def _add_log(a: LogResult, b: LogResult) -> LogResult:
-    return LogResult(
-        inserted=a.inserted + b.inserted,
-        retried=a.retried + b.retried,
-        outcomes=a.outcomes + b.outcomes,
-        joined=a.joined + b.joined,
-        prediction_ids=a.prediction_ids + b.prediction_ids,
+        prediction_ids=[str(p) for p in body["prediction_ids"]],
     )
 
 

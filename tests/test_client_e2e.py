@@ -271,6 +271,8 @@ def test_bulk_ingest_and_outcomes_match_the_in_process_loop(served: Served) -> N
     result = client.log_outcomes(outcomes)
     assert result == OutcomeResult(stored=len(labeled) + 2, matched=len(labeled), unmatched=2)
     assert client.log_outcome("not-yet-1", 1, source="review") == OutcomeResult(1, 0, 1)
+    late = client.log_prediction("not-yet-2", prediction={"label": 1, "score": 0.9})
+    assert (late.inserted, late.joined) == (1, 1)  # the outcome that came first is joined
 
     local = served.loop("bulk")
     for kwargs in (
@@ -281,7 +283,7 @@ def test_bulk_ingest_and_outcomes_match_the_in_process_loop(served: Served) -> N
         {"window": "7d", "segment": {"region": "eu"}},
     ):
         assert comparable(client.get_metrics(**kwargs)) == comparable(local.get_metrics(**kwargs))
-    assert client.get_metrics()["labeled"] == len(labeled)
+    assert client.get_metrics()["labeled"] == len(labeled) + 1
     assert client.task == "binary"
 
 
