@@ -77,6 +77,7 @@ def run(host: str, port: int, *, workers: int, database_url: str | None, auth: b
             workers=workers,
             log_config=log_config(),
             server_header=False,
+            http="feedback_loop.server.protocol:NoDelayH11Protocol",
             **options,
         )
     finally:
