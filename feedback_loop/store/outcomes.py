@@ -139,6 +139,14 @@ def apply_latest(conn: Connection, model_id: int, pid_query: str, **params: obje
 
 def join_pending(conn: Connection, model_id: int, new_ids_query: str, **params: object) -> int:
     """Join outcomes that arrived before their predictions; returns how many were matched."""
+    # Usually none are waiting: an indexed probe is far cheaper than the UPDATE's plan, which
+    # PostgreSQL may turn into a scan of every outcome.
+    waiting = conn.execute(
+        text("SELECT 1 FROM outcomes WHERE model_id = :m AND matched = :f LIMIT 1"),
+        {"m": model_id, "f": False},
+    ).first()
+    if waiting is None:
+        return 0
     matched = conn.execute(
         text(
             f"""
