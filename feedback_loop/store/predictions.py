@@ -28,6 +28,7 @@ _COLUMNS = (
     ("pred_value", "DOUBLE PRECISION"),
     ("latency_ms", "DOUBLE PRECISION"),
 )
+SMALL_BATCH = 200  # PostgreSQL: fewer rows than this skip the staging table
 _PAYLOAD = "id, features, prediction, proba, schema_id, numeric"
 _COPIED = (
     "prediction_id",
@@ -88,7 +89,9 @@ def insert_predictions(
         nullable(rows.latency_ms),
         strict=True,
     )
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql" and n <= SMALL_BATCH:
+        returned, new_query, params = _insert_postgresql_small(conn, model_id, values, now_us)
+    elif conn.dialect.name == "postgresql":
         returned, new_query, params = _insert_postgresql(conn, model_id, values, now_us)
     else:
         returned, new_query, params = _insert_sqlite(conn, model_id, values, now_us)
@@ -100,6 +103,30 @@ def insert_predictions(
     )
     _insert_payloads(conn, rows, new_index, [row_id[rows.prediction_id[i]] for i in new_index])
     return InsertResult(len(new_index), n - len(new_index), new_index, new_query, params)
+
+
+def _insert_postgresql_small(
+    conn: Connection, model_id: int, values: Iterable[Sequence[Any]], now_us: int
+) -> tuple[list[tuple[str, int]], str, dict[str, Any]]:
+    """A few rows: one multi-row INSERT with bound values, no staging table."""
+    rows = [(model_id, *row, now_us) for row in values]
+    copied = ", ".join(_COPIED)
+    marks = "(" + ", ".join(["%s"] * (len(_COPIED) + 2)) + ")"
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO predictions (model_id, {copied}, ingested_at) VALUES "
+            + ", ".join([marks] * len(rows))
+            + " ON CONFLICT (model_id, prediction_id) DO NOTHING RETURNING prediction_id, id",
+            [value for row in rows for value in row],
+        )
+        returned = cursor.fetchall()
+    ids = [pid for _, pid, *_ in rows]
+    query = (
+        "SELECT prediction_id FROM predictions WHERE model_id = :m AND prediction_id = ANY(:ids)"
+    )
+    return returned, query, {"m": model_id, "ids": ids}
 
 
 def _insert_postgresql(
