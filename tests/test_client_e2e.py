@@ -16,8 +16,8 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
-import psycopg
 import pytest
+from conftest import postgres_schema
 
 from feedback_loop import (
     DuplicatePredictionError,
@@ -42,7 +42,6 @@ from feedback_loop.recording import LogResult
 from feedback_loop.store.events import Event
 from feedback_loop.store.outcomes import OutcomeResult
 
-PG_URL = os.environ.get("FEEDBACK_LOOP_TEST_PG", "postgresql://127.0.0.1/test")
 READY_TIMEOUT_S = 60.0
 # Keys of a metrics dict that name the moment of the call rather than the data.
 MOMENT_KEYS = ("window_start", "window_end")
@@ -153,49 +152,30 @@ class Served:
         )
 
 
-def _pg_error() -> str | None:
-    try:
-        with psycopg.connect(PG_URL, connect_timeout=3):
-            return None
-    except psycopg.Error as exc:
-        return str(exc)
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp(f"served-{request.param}")
-    schema = None
-    if request.param == "sqlite":
-        db_url = f"sqlite:///{tmp / 'server.db'}"
-    else:
-        error = _pg_error()
-        if error is not None:
-            if os.environ.get("CI"):
-                pytest.fail(f"PostgreSQL is required in CI: {error}")
-            pytest.skip(f"PostgreSQL not reachable: {error}")
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-        db_url = f"{PG_URL}?options=-csearch_path%3D{schema}"
-    server = ServerProcess(db_url, tmp / "server.log")
-    try:
-        server.start()
-        yield Served(
-            url=server.url,
-            db_url=db_url,
-            ingest=create_key(db_url, "quickstart", "ingest", "read"),
-            admin=create_key(db_url, "ops", "admin"),
-            reader=create_key(db_url, "dashboard", "read"),
-            tmp=tmp,
-        )
-    finally:
-        server.stop()
-        dispose_engines()
-        if schema is not None:
-            with psycopg.connect(PG_URL, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            db_url = f"sqlite:///{tmp / 'server.db'}"
+        else:
+            db_url = stack.enter_context(postgres_schema())
+        server = ServerProcess(db_url, tmp / "server.log")
+        try:
+            server.start()
+            yield Served(
+                url=server.url,
+                db_url=db_url,
+                ingest=create_key(db_url, "quickstart", "ingest", "read"),
+                admin=create_key(db_url, "ops", "admin"),
+                reader=create_key(db_url, "dashboard", "read"),
+                tmp=tmp,
+            )
+        finally:
+            server.stop()
+            dispose_engines()
 
 
 def comparable(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -18,45 +18,18 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psycopg
-import pytest
 
 from feedback_loop.client import Client, ServerError
 
-PG_URL = os.environ.get("FEEDBACK_LOOP_TEST_PG", "postgresql://127.0.0.1/test")
 MODEL = "killed"
 BATCHES = 100
 ROWS = 500
 KILL_AT = (15, 45, 75)  # batches attempted before each kill
 DEADLINE_S = 240.0  # the whole test, start to finish
-
-
-def _pg_error() -> str | None:
-    try:
-        with psycopg.connect(PG_URL, connect_timeout=3):
-            return None
-    except psycopg.Error as exc:
-        return str(exc)
-
-
-@pytest.fixture
-def pg_schema() -> Iterator[str]:
-    error = _pg_error()
-    if error is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {error}")
-        pytest.skip(f"PostgreSQL not reachable: {error}")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    yield schema
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def _free_port() -> int:
@@ -139,10 +112,10 @@ class Sender(threading.Thread):
 
 
 def test_sigkill_mid_ingest_loses_no_acknowledged_row_and_stores_none_twice(
-    pg_schema: str, tmp_path: Path
+    pg_url: str, tmp_path: Path
 ) -> None:
     started = time.monotonic()
-    db_url = f"{PG_URL}?options=-csearch_path%3D{pg_schema}"
+    db_url = pg_url
     port = _free_port()
     log = tmp_path / "server.log"
     server = _serve(db_url, port, log)
