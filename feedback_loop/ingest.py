@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ import pandas as pd
 
 from feedback_loop.errors import ValidationError
 from feedback_loop.tasks import TaskSpec, infer_task, parse_actual, parse_prediction
-from feedback_loop.timeutil import to_us_array
+from feedback_loop.timeutil import to_us, to_us_array
 
 RESERVED = ("prediction_id", "timestamp", "prediction", "actual", "version", "tags", "latency_ms")
 OUTCOME_SOURCES = ("natural", "feedback", "review", "business")
@@ -53,6 +54,83 @@ class PredictionBatch:
 
     def __len__(self) -> int:
         return len(self.prediction_id)
+
+
+def single_prediction(
+    spec: TaskSpec,
+    now_us: int,
+    *,
+    prediction_id: str,
+    prediction: Any,
+    features: Any,
+    actual: Any,
+    timestamp: Any,
+    version: Any,
+    tags: Any,
+    latency_ms: Any,
+) -> PredictionBatch:
+    """One prediction given as keyword arguments, validated, as a batch of one row."""
+    ts = now_us if timestamp is None else to_us(timestamp)
+    parsed = parse_prediction(prediction, spec)
+    if features is not None and not isinstance(features, dict):
+        raise ValidationError("must be a dict", field="features")
+    if tags is not None and not isinstance(tags, dict):
+        raise ValidationError("must be a dict", field="tags")
+    if latency_ms is not None and (
+        isinstance(latency_ms, bool)
+        or not isinstance(latency_ms, int | float)
+        or not np.isfinite(latency_ms)
+        or latency_ms < 0
+    ):
+        raise ValidationError("must be a non-negative number", field="latency_ms")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, str | int)):
+        raise ValidationError("must be a string", field="version")
+    return PredictionBatch(
+        prediction_id=[prediction_id],
+        ts=np.array([ts], dtype=np.int64),
+        version=[None if version is None else str(version)],
+        tags=[None if tags is None else canonical_json(tags, field="tags", row=None)],
+        features=[
+            None if features is None else canonical_json(features, field="features", row=None)
+        ],
+        prediction=[canonical_json(prediction, field="prediction", row=None)],
+        label=[parsed.label],
+        score=np.array([np.nan if parsed.score is None else parsed.score]),
+        proba=[parsed.proba],
+        value=np.array([np.nan if parsed.value is None else parsed.value]),
+        latency_ms=np.array([np.nan if latency_ms is None else float(latency_ms)]),
+        actual=[None if actual is None else parse_actual(actual, spec)],
+        ts_given=np.array([timestamp is not None]),
+    )
+
+
+def concat_batches(batches: Sequence[PredictionBatch]) -> PredictionBatch:
+    """One batch holding the rows of ``batches`` in order (batches without a feature matrix,
+    as single calls make them)."""
+    if any(batch.matrix is not None for batch in batches):
+        raise ValueError("batches with feature matrices are stored one by one")
+
+    def joined(name: str) -> list[Any]:
+        return [value for batch in batches for value in getattr(batch, name)]
+
+    def stacked(name: str) -> np.ndarray:
+        return np.concatenate([getattr(batch, name) for batch in batches])
+
+    return PredictionBatch(
+        prediction_id=joined("prediction_id"),
+        ts=stacked("ts"),
+        version=joined("version"),
+        tags=joined("tags"),
+        features=joined("features"),
+        prediction=joined("prediction"),
+        label=joined("label"),
+        score=stacked("score"),
+        proba=joined("proba"),
+        value=stacked("value"),
+        latency_ms=stacked("latency_ms"),
+        actual=joined("actual"),
+        ts_given=stacked("ts_given"),
+    )
 
 
 @dataclass

@@ -11,27 +11,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-import numpy as np
 from sqlalchemy import Engine
 
 from feedback_loop import lifecycle, watch
 from feedback_loop.clock import Clock, SystemClock
 from feedback_loop.drift_report import DriftReport
 from feedback_loop.errors import FeedbackLoopError, ValidationError
+from feedback_loop.group_commit import GroupCommit
 from feedback_loop.ingest import (
     OutcomeBatch,
     PredictionBatch,
-    canonical_json,
     new_ids,
     outcome_batch,
     prediction_batch,
     resolve_task,
+    single_prediction,
     to_frame,
 )
 from feedback_loop.lifecycle import RetrainOutcome
@@ -42,6 +43,7 @@ from feedback_loop.recording import (
     ModelState,
     merge_spec,
     store_outcomes,
+    store_prediction_groups,
     store_predictions,
 )
 from feedback_loop.registry import service as registry_service
@@ -58,7 +60,7 @@ from feedback_loop.store.predictions import fetch_prediction
 from feedback_loop.store.reader import WindowFilter
 from feedback_loop.store.references import load_reference, save_reference
 from feedback_loop.store.registry import VersionRecord
-from feedback_loop.tasks import TASKS, TaskSpec, parse_actual, parse_prediction
+from feedback_loop.tasks import TASKS, TaskSpec
 from feedback_loop.timeutil import Window, from_us, parse_duration, resolve_window, to_us
 from feedback_loop.training.dataset import DatasetSpec
 from feedback_loop.training.gating import GateConfig
@@ -169,6 +171,10 @@ class FeedbackLoop:
         self._policy: Policy | None = None
         self._policy_inputs = (False, False)
         self._lock = threading.Lock()
+        # Single predictions logged at once from several threads share a transaction.
+        self._single_writes: GroupCommit[PredictionBatch, LogResult] = GroupCommit(
+            self._write_singles
+        )
 
     # -- model state -------------------------------------------------------------------------
 
@@ -222,42 +228,59 @@ class FeedbackLoop:
         """
         pid = _single_id(prediction_id, id_keyword)
         state = self._model_state(prediction)
-        now = self._now_us()
-        ts = now if timestamp is None else to_us(timestamp)
-        parsed = parse_prediction(prediction, state.spec)
-        if features is not None and not isinstance(features, dict):
-            raise ValidationError("must be a dict", field="features")
-        if tags is not None and not isinstance(tags, dict):
-            raise ValidationError("must be a dict", field="tags")
-        if latency_ms is not None and (
-            isinstance(latency_ms, bool)
-            or not isinstance(latency_ms, int | float)
-            or not np.isfinite(latency_ms)
-            or latency_ms < 0
-        ):
-            raise ValidationError("must be a non-negative number", field="latency_ms")
-        if version is not None and (
-            isinstance(version, bool) or not isinstance(version, str | int)
-        ):
-            raise ValidationError("must be a string", field="version")
-        batch = PredictionBatch(
-            prediction_id=[pid or new_ids(1)[0]],
-            ts=np.array([ts], dtype=np.int64),
-            version=[None if version is None else str(version)],
-            tags=[None if tags is None else canonical_json(tags, field="tags", row=None)],
-            features=[
-                None if features is None else canonical_json(features, field="features", row=None)
-            ],
-            prediction=[canonical_json(prediction, field="prediction", row=None)],
-            label=[parsed.label],
-            score=np.array([np.nan if parsed.score is None else parsed.score]),
-            proba=[parsed.proba],
-            value=np.array([np.nan if parsed.value is None else parsed.value]),
-            latency_ms=np.array([np.nan if latency_ms is None else float(latency_ms)]),
-            actual=[None if actual is None else parse_actual(actual, state.spec)],
-            ts_given=np.array([timestamp is not None]),
+        batch = single_prediction(
+            state.spec,
+            self._now_us(),
+            prediction_id=pid or new_ids(1)[0],
+            prediction=prediction,
+            features=features,
+            actual=actual,
+            timestamp=timestamp,
+            version=version,
+            tags=tags,
+            latency_ms=latency_ms,
         )
-        return store_predictions(self.engine, state, batch, now)
+        return self._single_writes.submit(batch)
+
+    async def log_prediction_async(
+        self,
+        prediction_id: str | None = None,
+        *,
+        prediction: Any,
+        features: dict[str, Any] | None = None,
+        actual: Any = None,
+        timestamp: Any = None,
+        version: str | int | None = None,
+        tags: dict[str, Any] | None = None,
+        latency_ms: float | None = None,
+        **id_keyword: Any,
+    ) -> LogResult:
+        """``log_prediction`` for asyncio code (a model served by FastAPI, say): the row is
+        validated on the calling event loop, which goes on serving while it is written.
+
+        Calls made at the same time, from tasks or threads, share one transaction.
+        """
+        pid = _single_id(prediction_id, id_keyword)
+        state = self._state
+        if state is None or state.spec.task is None:  # settling the task writes to the database
+            state = await asyncio.to_thread(self._model_state, prediction)
+        batch = single_prediction(
+            state.spec,
+            self._now_us(),
+            prediction_id=pid or new_ids(1)[0],
+            prediction=prediction,
+            features=features,
+            actual=actual,
+            timestamp=timestamp,
+            version=version,
+            tags=tags,
+            latency_ms=latency_ms,
+        )
+        return await self._single_writes.submit_async(batch)
+
+    def _write_singles(self, batches: Sequence[PredictionBatch]) -> list[LogResult | BaseException]:
+        state = self._model_state()
+        return store_prediction_groups(self.engine, state, batches, self._now_us())
 
     def log_predictions(self, rows: Any) -> LogResult:
         """Log many predictions at once: a list of dicts, a DataFrame or an Arrow table.

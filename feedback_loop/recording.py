@@ -7,7 +7,8 @@ transaction has committed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine
 
 from feedback_loop.errors import ValidationError
-from feedback_loop.ingest import OutcomeBatch, PredictionBatch
+from feedback_loop.ingest import OutcomeBatch, PredictionBatch, concat_batches
 from feedback_loop.store import models as model_store
 from feedback_loop.store.blocks import lock_shared, mark_dirty, period_of
 from feedback_loop.store.engine import write_transaction
@@ -162,16 +163,67 @@ def store_predictions(
     engine: Engine, state: ModelState, batch: PredictionBatch, now_us: int
 ) -> LogResult:
     with _restoring_codes(state):
-        return _store_predictions(engine, state, batch, now_us)
+        return _store_predictions(engine, state, batch, now_us).result()
+
+
+def store_prediction_groups(
+    engine: Engine, state: ModelState, batches: Sequence[PredictionBatch], now_us: int
+) -> list[LogResult | BaseException]:
+    """Store several callers' batches in one transaction, one result each.
+
+    Should the transaction fail, each batch is stored again on its own, so a bad row fails only
+    the batch it came in and the others are stored as if sent alone.
+    """
+    ids = [pid for batch in batches for pid in batch.prediction_id]
+    if len(batches) > 1 and len(set(ids)) == len(ids):  # a repeated id: one batch at a time
+        try:
+            with _restoring_codes(state):
+                stored = _store_predictions(engine, state, concat_batches(batches), now_us)
+            bounds = np.cumsum([0, *(len(b) for b in batches)]).tolist()
+            return [stored.result(a, b) for a, b in itertools.pairwise(bounds)]
+        except Exception:
+            pass
+    results: list[LogResult | BaseException] = []
+    for batch in batches:
+        try:
+            results.append(store_predictions(engine, state, batch, now_us))
+        except Exception as exc:
+            results.append(exc)
+    return results
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """Row by row, what one transaction stored."""
+
+    prediction_ids: list[str]
+    inserted: np.ndarray  # bool: stored now (else an identical retry)
+    outcomes: np.ndarray  # int: outcomes logged with the prediction and stored now
+    joined: np.ndarray  # int: earlier outcomes joined onto the prediction
+
+    def result(self, start: int = 0, stop: int | None = None) -> LogResult:
+        part = slice(start, len(self.prediction_ids) if stop is None else stop)
+        inserted = int(self.inserted[part].sum())
+        return LogResult(
+            inserted=inserted,
+            retried=len(self.inserted[part]) - inserted,
+            outcomes=int(self.outcomes[part].sum()),
+            joined=int(self.joined[part].sum()),
+            prediction_ids=self.prediction_ids[part],
+        )
 
 
 def _store_predictions(
     engine: Engine, state: ModelState, batch: PredictionBatch, now_us: int
-) -> LogResult:
+) -> _Stored:
     check_not_before_epoch(batch.ts)
     bad_version = [i for i, v in enumerate(batch.version) if v is not None and not v.isprintable()]
     if bad_version:
         raise ValidationError("must be printable text", field="version", row=bad_version[0])
+    n = len(batch)
+    inserted = np.zeros(n, dtype=bool)
+    outcomes = np.zeros(n, dtype=np.int64)
+    joined = np.zeros(n, dtype=np.int64)
     with write_transaction(engine) as conn:
         lock_shared(conn, state.id)
         rows = PredictionRows(
@@ -196,13 +248,15 @@ def _store_predictions(
         )
         result = insert_predictions(conn, state.name, state.id, rows, now_us)
         new = result.new_index
+        inserted[new] = True
         versions = [batch.version[i] or "" for i in new.tolist()]
         mark_dirty(conn, state.id, zip(period_of(batch.ts[new]).tolist(), versions, strict=True))
-        joined = 0
         if result.inserted:
-            joined = join_pending(conn, state.id, result.new_ids_query, **result.new_ids_params)
-        with_actual = [i for i in result.new_index.tolist() if batch.actual[i] is not None]
-        stored_outcomes = 0
+            matched = join_pending(conn, state.id, result.new_ids_query, **result.new_ids_params)
+            if matched:
+                position = {pid: i for i, pid in enumerate(batch.prediction_id)}
+                np.add.at(joined, [position[pid] for pid in matched], 1)
+        with_actual = [i for i in new.tolist() if batch.actual[i] is not None]
         if with_actual:
             pick = np.array(with_actual, dtype=np.int64)
             inline = OutcomeBatch(
@@ -213,14 +267,9 @@ def _store_predictions(
                 actual_json=[_json(batch.actual[i]) for i in with_actual],
                 correct=[None] * len(with_actual),
             )
-            stored_outcomes = _insert_outcome_batch(conn, state, inline, now_us).stored
-    return LogResult(
-        inserted=result.inserted,
-        retried=result.retried,
-        outcomes=stored_outcomes,
-        joined=joined,
-        prediction_ids=batch.prediction_id,
-    )
+            _insert_outcome_batch(conn, state, inline, now_us)
+            outcomes[pick] = 1  # a new prediction has no outcome yet: its own is always stored
+    return _Stored(batch.prediction_id, inserted, outcomes, joined)
 
 
 def _json(value: Any) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -151,3 +152,29 @@ def test_cli_create_list_revoke(db_url) -> None:
     assert runner.invoke(app, ["keys", "revoke", "999", "--db", db_url]).exit_code == 1
     bad = runner.invoke(app, ["keys", "create", "--name", "x", "--scope", "root", "--db", db_url])
     assert bad.exit_code == 1 and "unknown scope" in bad.output
+
+
+def test_a_verified_key_is_trusted_briefly(store: KeyStore, monkeypatch) -> None:
+    import feedback_loop.server.keys as keys_module
+
+    record, key = store.create("svc", ["ingest"], now_us=NOW)
+    assert store.recently_verified(key) is None  # never verified yet
+    principal = store.verify(key, now_us=NOW)
+    assert principal is not None and store.recently_verified(key) == principal
+    assert store.recently_verified(key + "x") is None  # another key is not trusted by it
+
+    # Revoked through another process (here: another store), it is trusted for the moment...
+    KeyStore(store.engine).revoke(record.id, now_us=NOW + 1)
+    assert store.recently_verified(key) == principal
+    # ...and not once the moment has passed.
+    later = time.monotonic() + keys_module.VERIFIED_FOR_S + 0.01
+    monkeypatch.setattr(keys_module.time, "monotonic", lambda: later)
+    assert store.recently_verified(key) is None
+    assert store.verify(key, now_us=NOW + 2) is None
+    monkeypatch.undo()
+
+    # Revoked through this store: distrusted at once.
+    record2, key2 = store.create("svc2", ["ingest"], now_us=NOW)
+    assert store.verify(key2, now_us=NOW) is not None
+    store.revoke(record2.id, now_us=NOW + 3)
+    assert store.recently_verified(key2) is None

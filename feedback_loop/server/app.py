@@ -8,6 +8,7 @@ and FastAPI runs such endpoints in its thread pool.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -76,6 +77,10 @@ def create_app(
             logger.error("database not ready at start: %s", type(exc).__name__)
         if dispatcher is not None:
             dispatcher.start()
+        # The library, NumPy, pandas and scikit-learn leave a million long-lived objects behind;
+        # a full collection scanning them all stops the process for 100 ms or more, while it may
+        # hold the database's write lock. Frozen, they are never scanned again.
+        gc.freeze()
         try:
             yield
         finally:

@@ -31,7 +31,8 @@ class ServerContext:
         return to_us(self.clock.now())
 
 
-def get_context(request: Request) -> ServerContext:
+async def get_context(request: Request) -> ServerContext:
+    # ``async`` because it never blocks: a plain ``def`` dependency costs a thread-pool hop.
     context: ServerContext = request.app.state.context
     return context
 

@@ -32,6 +32,9 @@ SCOPES = ("ingest", "read", "admin")
 KEY_PATTERN = re.compile(r"fl_([a-z0-9]{8})_([A-Za-z0-9_-]{20,100})")
 _PREFIX_ALPHABET = string.ascii_lowercase + string.digits
 LAST_USED_EVERY_S = 60.0  # write last_used_at at most this often per key and process
+# A verified key is trusted this long without a database read; a key revoked through another
+# process stops working within this time (through this process, at once).
+VERIFIED_FOR_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,7 @@ class KeyStore:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._last_written: dict[int, float] = {}
+        self._verified: dict[str, tuple[Principal, float]] = {}  # by hash: caller, trusted until
         self._lock = threading.Lock()
 
     def create(
@@ -176,7 +180,19 @@ class KeyStore:
                 .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
                 .values(revoked_at=now_us)
             )
+        with self._lock:
+            self._verified.clear()
         return self.find(key_id)
+
+    def recently_verified(self, key: str) -> Principal | None:
+        """The caller of a key verified less than ``VERIFIED_FOR_S`` ago, without a database
+        read (None: verify it)."""
+        hashed = hash_key(key)
+        with self._lock:
+            found = self._verified.get(hashed)
+        if found is None or found[1] < time.monotonic():
+            return None
+        return found[0]
 
     def verify(self, key: str, *, now_us: int) -> Principal | None:
         """The caller a presented key stands for, or None if it is unknown, wrong or revoked."""
@@ -191,7 +207,12 @@ class KeyStore:
             return None
         self._touch(row.id, now_us)
         models = None if row.models is None else frozenset(json.loads(row.models))
-        return Principal(row.id, row.name, frozenset(json.loads(row.scopes)), models)
+        principal = Principal(row.id, row.name, frozenset(json.loads(row.scopes)), models)
+        with self._lock:
+            if len(self._verified) > 10_000:  # only expired entries are lost
+                self._verified.clear()
+            self._verified[row.hash] = (principal, time.monotonic() + VERIFIED_FOR_S)
+        return principal
 
     def _touch(self, key_id: int, now_us: int) -> None:
         """Record use, but not on every request: a write per call would contend with ingest."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from sqlalchemy import Engine
@@ -59,10 +60,26 @@ class ModelLoops:
         try:
             yield loop
         except BaseException:
-            with self._lock:
-                if self._loops.get(model) is loop:
-                    del self._loops[model]
+            self._forget(model, loop)
             raise
+
+    @asynccontextmanager
+    async def writing_async(self, model: str) -> AsyncIterator[FeedbackLoop]:
+        """``writing`` for async routes: a loop not made yet is made in a worker thread (that
+        reads the database)."""
+        loop = self._loops.get(model)
+        if loop is None:
+            loop = await asyncio.to_thread(self.get, model, create=True)
+        try:
+            yield loop
+        except BaseException:
+            self._forget(model, loop)
+            raise
+
+    def _forget(self, model: str, loop: FeedbackLoop) -> None:
+        with self._lock:
+            if self._loops.get(model) is loop:
+                del self._loops[model]
 
     def declare(self, model: str, spec: dict[str, Any]) -> FeedbackLoop:
         """Create the model if needed and store its declared task and label keys; a

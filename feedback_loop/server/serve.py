@@ -16,7 +16,9 @@ import tempfile
 from typing import Any
 
 from feedback_loop.server.keys import redact
+from feedback_loop.server.protocol import protocol_path
 from feedback_loop.server.settings import ENV_DB, ENV_NO_AUTH
+from feedback_loop.store.checkpoint import ENV_CHECKPOINT
 
 APP_FACTORY = "feedback_loop.server.app:create_app_from_env"
 # A new worker imports the whole library (numpy, pandas, scikit-learn: seconds on a small
@@ -61,6 +63,8 @@ def run(host: str, port: int, *, workers: int, database_url: str | None, auth: b
         os.environ.pop(ENV_NO_AUTH, None)
     else:
         os.environ[ENV_NO_AUTH] = "1"
+    # A server writes all the time: checkpoint SQLite's log beside the requests, not in one.
+    os.environ.setdefault(ENV_CHECKPOINT, "background")
     metrics_dir = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         metrics_dir = tempfile.mkdtemp(prefix="feedback-loop-metrics-")
@@ -77,7 +81,8 @@ def run(host: str, port: int, *, workers: int, database_url: str | None, auth: b
             workers=workers,
             log_config=log_config(),
             server_header=False,
-            http="feedback_loop.server.protocol:NoDelayH11Protocol",
+            http=protocol_path(),
+            loop="auto",  # uvloop where installed
             **options,
         )
     finally:

@@ -137,8 +137,11 @@ def apply_latest(conn: Connection, model_id: int, pid_query: str, **params: obje
     )
 
 
-def join_pending(conn: Connection, model_id: int, new_ids_query: str, **params: object) -> int:
-    """Join outcomes that arrived before their predictions; returns how many were matched."""
+def join_pending(
+    conn: Connection, model_id: int, new_ids_query: str, **params: object
+) -> list[str]:
+    """Join outcomes that arrived before their predictions; returns the prediction id of each
+    outcome matched (an id appears once per outcome)."""
     # Usually none are waiting: an indexed probe is far cheaper than the UPDATE's plan, which
     # PostgreSQL may turn into a scan of every outcome.
     waiting = conn.execute(
@@ -146,20 +149,23 @@ def join_pending(conn: Connection, model_id: int, new_ids_query: str, **params: 
         {"m": model_id, "f": False},
     ).first()
     if waiting is None:
-        return 0
-    matched = conn.execute(
-        text(
-            f"""
-            UPDATE outcomes SET matched = :t
-            WHERE model_id = :m AND matched = :f AND prediction_id IN ({new_ids_query})
-            """
-        ),
-        {"m": model_id, "t": True, "f": False, **params},
-    ).rowcount
+        return []
+    matched = list(
+        conn.execute(
+            text(
+                f"""
+                UPDATE outcomes SET matched = :t
+                WHERE model_id = :m AND matched = :f AND prediction_id IN ({new_ids_query})
+                RETURNING prediction_id
+                """
+            ),
+            {"m": model_id, "t": True, "f": False, **params},
+        ).scalars()
+    )
     if matched:
         apply_latest(conn, model_id, new_ids_query, **params)
         mark_dirty_for(conn, model_id, new_ids_query, **params)
-    return int(matched)
+    return matched
 
 
 def unmatched_count(conn: Connection, model_id: int) -> int:

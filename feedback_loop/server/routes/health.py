@@ -14,7 +14,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", summary="The process is alive")
-def healthz() -> Reply:
+async def healthz() -> Reply:
     return reply({"status": "ok"})
 
 

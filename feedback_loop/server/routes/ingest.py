@@ -1,4 +1,7 @@
-"""Logging predictions and outcomes: one transaction per request, 201 once committed."""
+"""Logging predictions and outcomes: 201 once committed.
+
+A batch is one transaction; single predictions arriving together share one.
+"""
 
 from __future__ import annotations
 
@@ -53,9 +56,11 @@ def log_predictions(model: str, body: PredictionRows, ctx: Context, _: Ingest) -
 @router.post(
     "/prediction", status_code=201, response_model=LogResultOut, summary="Log one prediction"
 )
-def log_prediction(model: str, body: PredictionRow, ctx: Context, _: Ingest) -> Reply:
-    with ctx.loops.writing(model) as loop:
-        result = loop.log_prediction(**body.model_dump(exclude_unset=True))
+async def log_prediction(model: str, body: PredictionRow, ctx: Context, _: Ingest) -> Reply:
+    # async: validated on the event loop, then written with the other single predictions of
+    # the moment in one transaction (see ``feedback_loop.group_commit``), no thread-pool hop.
+    async with ctx.loops.writing_async(model) as loop:
+        result = await loop.log_prediction_async(**body.model_dump(exclude_unset=True))
     ctx.metrics.predictions.labels(model=model).inc(result.inserted)
     return reply(_logged(result), 201)
 

@@ -1,0 +1,116 @@
+"""SQLite writers: the writer lock queues them across threads and processes, and a server's
+background checkpointer keeps the write-ahead log from growing without a checkpoint in any
+commit."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from feedback_loop.store import checkpoint
+from feedback_loop.store.engine import make_engine, write_transaction
+
+
+def _make_table(url: str) -> None:
+    engine = make_engine(url)
+    with write_transaction(engine) as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS t (who TEXT, at REAL)"))
+    engine.dispose()
+
+
+def test_writers_in_threads_take_turns(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    _make_table(url)
+    engine = make_engine(url)
+    inside = threading.Event()
+    spans: dict[str, tuple[float, float]] = {}
+
+    def write(name: str, hold: float) -> None:
+        with write_transaction(engine) as conn:
+            start = time.perf_counter()
+            inside.set()
+            conn.execute(text("INSERT INTO t VALUES (:w, :a)"), {"w": name, "a": start})
+            time.sleep(hold)
+            spans[name] = (start, time.perf_counter())
+
+    first = threading.Thread(target=write, args=("first", 0.3))
+    first.start()
+    inside.wait(5)
+    write("second", 0.0)  # queued on the lock file, not failed and not interleaved
+    first.join()
+    assert spans["second"][0] >= spans["first"][1]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM t")).scalar_one() == 2
+    assert (tmp_path / "w.db-writer.lock").exists()
+    engine.dispose()
+
+
+def test_a_writer_in_another_process_waits_for_the_lock(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    _make_table(url)
+    engine = make_engine(url)
+    child = (
+        "import sys, time\n"
+        "from sqlalchemy import text\n"
+        "from feedback_loop.store.engine import make_engine, write_transaction\n"
+        f"engine = make_engine({url!r})\n"
+        "with write_transaction(engine) as conn:\n"
+        "    conn.execute(text(\"INSERT INTO t VALUES ('child', :a)\"), {'a': time.time()})\n"
+        "print(time.time())\n"
+    )
+    with write_transaction(engine) as conn:
+        process = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+        time.sleep(1.5)  # the child has started and is waiting for the lock
+        assert process.poll() is None
+        released = time.time()
+        conn.execute(text("INSERT INTO t VALUES ('parent', :a)"), {"a": released})
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0
+    assert float(out) >= released
+    engine.dispose()
+
+
+def test_background_checkpoints(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(checkpoint.ENV_CHECKPOINT, "background")
+    monkeypatch.setattr(checkpoint, "EVERY_S", 0.05)
+    path = tmp_path / "c.db"
+    url = f"sqlite:///{path}"
+    _make_table(url)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 0
+    for i in range(200):
+        with write_transaction(engine) as conn:
+            conn.execute(text("INSERT INTO t VALUES (:w, :a)"), {"w": "x" * 500, "a": i})
+    assert str(path.resolve()) in checkpoint._started
+    # Commits never checkpoint now, so the rows reach the database file only through the
+    # thread: the file grows to hold them (~100 kB) while nobody else touches it.
+    deadline = time.monotonic() + 10
+    while path.stat().st_size < 100_000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.stat().st_size >= 100_000
+    probe = sqlite3.connect(path)
+    assert probe.execute("SELECT COUNT(*) FROM t").fetchone() == (200,)
+    probe.close()
+    engine.dispose()
+
+
+def test_without_the_thread_commits_checkpoint_as_sqlite_does(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 1000
+    engine.dispose()
+
+
+def test_checkpoint_mode_is_checked(monkeypatch) -> None:
+    monkeypatch.setenv(checkpoint.ENV_CHECKPOINT, "sometimes")
+    with pytest.raises(ValueError, match=checkpoint.ENV_CHECKPOINT):
+        checkpoint.in_background()
