@@ -18,6 +18,7 @@ import threading
 
 ENV_CHECKPOINT = "FEEDBACK_LOOP_SQLITE_CHECKPOINT"
 EVERY_S = 1.0
+WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes kept of the log file when it restarts
 
 logger = logging.getLogger("feedback_loop.store")
 _started: dict[str, threading.Thread] = {}

@@ -101,6 +101,8 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         if background:
             cursor.execute("PRAGMA wal_autocheckpoint=0")
+            # A log that grew during a burst is cut back when it next starts over.
+            cursor.execute(f"PRAGMA journal_size_limit={checkpoint.WAL_SIZE_LIMIT}")
         cursor.close()
         if background:
             checkpoint.ensure_checkpointer(sqlite_path(engine))
