@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -104,33 +104,24 @@ def single_prediction(
     )
 
 
-def concat_batches(batches: Sequence[PredictionBatch]) -> PredictionBatch:
-    """One batch holding the rows of ``batches`` in order (batches without a feature matrix,
-    as single calls make them)."""
-    if any(batch.matrix is not None for batch in batches):
+B = TypeVar("B", "PredictionBatch", "OutcomeBatch")
+
+
+def concat_batches(batches: Sequence[B]) -> B:
+    """One batch holding the rows of ``batches`` in order: lists joined, arrays concatenated
+    (for batches without a feature matrix, as single calls make them)."""
+    if any(getattr(batch, "matrix", None) is not None for batch in batches):
         raise ValueError("batches with feature matrices are stored one by one")
-
-    def joined(name: str) -> list[Any]:
-        return [value for batch in batches for value in getattr(batch, name)]
-
-    def stacked(name: str) -> np.ndarray:
-        return np.concatenate([getattr(batch, name) for batch in batches])
-
-    return PredictionBatch(
-        prediction_id=joined("prediction_id"),
-        ts=stacked("ts"),
-        version=joined("version"),
-        tags=joined("tags"),
-        features=joined("features"),
-        prediction=joined("prediction"),
-        label=joined("label"),
-        score=stacked("score"),
-        proba=joined("proba"),
-        value=stacked("value"),
-        latency_ms=stacked("latency_ms"),
-        actual=joined("actual"),
-        ts_given=stacked("ts_given"),
-    )
+    first = batches[0]
+    columns: dict[str, Any] = {}
+    for spec in fields(first):
+        values = [getattr(batch, spec.name) for batch in batches]
+        if isinstance(values[0], np.ndarray):
+            columns[spec.name] = np.concatenate(values)
+        elif isinstance(values[0], list):
+            columns[spec.name] = [value for column in values for value in column]
+        # else: the matrix's (empty) companions keep their defaults
+    return type(first)(**columns)
 
 
 @dataclass

@@ -42,6 +42,7 @@ from feedback_loop.recording import (
     LogResult,
     ModelState,
     merge_spec,
+    store_outcome_groups,
     store_outcomes,
     store_prediction_groups,
     store_predictions,
@@ -174,6 +175,9 @@ class FeedbackLoop:
         # Single predictions logged at once from several threads share a transaction.
         self._single_writes: GroupCommit[PredictionBatch, LogResult] = GroupCommit(
             self._write_singles
+        )
+        self._single_outcomes: GroupCommit[OutcomeBatch, OutcomeResult] = GroupCommit(
+            self._write_single_outcomes
         )
 
     # -- model state -------------------------------------------------------------------------
@@ -320,7 +324,8 @@ class FeedbackLoop:
         row = {"prediction_id": pid, "actual": actual, "source": source, "feedback": feedback}
         if timestamp is not None:
             row["timestamp"] = timestamp
-        return self.log_outcomes([row])
+        _, batch = self._outcome_batch(to_frame([row]))
+        return self._single_outcomes.submit(batch)
 
     def log_outcomes(self, rows: Any) -> OutcomeResult:
         """Log many outcomes at once (all or none): ``prediction_id``, ``actual`` and/or
@@ -328,6 +333,16 @@ class FeedbackLoop:
         frame = to_frame(rows)
         if len(frame) == 0:
             return OutcomeResult(0, 0, 0)
+        state, batch = self._outcome_batch(frame)
+        return store_outcomes(self.engine, state, batch, self._now_us())
+
+    def _write_single_outcomes(
+        self, batches: Sequence[OutcomeBatch]
+    ) -> list[OutcomeResult | BaseException]:
+        return store_outcome_groups(self.engine, self._model_state(), batches, self._now_us())
+
+    def _outcome_batch(self, frame: Any) -> tuple[ModelState, OutcomeBatch]:
+        """Validated outcomes (settling the model's task from them if no prediction did)."""
         state = self._model_state()
         if state.spec.task is None:
             if "actual" not in frame or frame["actual"].isna().all():
@@ -337,9 +352,7 @@ class FeedbackLoop:
                     field="actual",
                 )
             state = self._settle_task_from_actual(frame["actual"].dropna().iloc[0])
-        now = self._now_us()
-        batch: OutcomeBatch = outcome_batch(frame, state.spec, now)
-        return store_outcomes(self.engine, state, batch, now)
+        return state, outcome_batch(frame, state.spec, self._now_us())
 
     def _settle_task_from_actual(self, actual: Any) -> ModelState:
         value = (

@@ -25,7 +25,7 @@ from feedback_loop.store.engine import write_transaction
 from feedback_loop.store.outcomes import (
     OutcomeResult,
     OutcomeRows,
-    insert_outcomes,
+    insert_outcome_rows,
     join_pending,
 )
 from feedback_loop.store.predictions import PredictionRows, insert_predictions
@@ -280,7 +280,8 @@ def _json(value: Any) -> str:
 
 def _insert_outcome_batch(
     conn: Connection, state: ModelState, batch: OutcomeBatch, now_us: int
-) -> OutcomeResult:
+) -> np.ndarray:
+    """Store the outcomes; whether each found its prediction."""
     regression = state.spec.task == "regression"
     n = len(batch)
     rows = OutcomeRows(
@@ -292,7 +293,12 @@ def _insert_outcome_batch(
         actual_value=list(batch.actual) if regression else [None] * n,
         correct=batch.correct,
     )
-    return insert_outcomes(conn, state.id, rows, now_us)
+    return insert_outcome_rows(conn, state.id, rows, now_us)
+
+
+def _outcome_result(matched: np.ndarray) -> OutcomeResult:
+    found = int(matched.sum())
+    return OutcomeResult(stored=len(matched), matched=found, unmatched=len(matched) - found)
 
 
 def store_outcomes(
@@ -300,4 +306,27 @@ def store_outcomes(
 ) -> OutcomeResult:
     with _restoring_codes(state), write_transaction(engine) as conn:
         lock_shared(conn, state.id)
-        return _insert_outcome_batch(conn, state, batch, now_us)
+        return _outcome_result(_insert_outcome_batch(conn, state, batch, now_us))
+
+
+def store_outcome_groups(
+    engine: Engine, state: ModelState, batches: Sequence[OutcomeBatch], now_us: int
+) -> list[OutcomeResult | BaseException]:
+    """Several callers' outcomes in one transaction, one result each (on failure each batch
+    is stored again on its own, as in ``store_prediction_groups``)."""
+    if len(batches) > 1:
+        try:
+            with _restoring_codes(state), write_transaction(engine) as conn:
+                lock_shared(conn, state.id)
+                matched = _insert_outcome_batch(conn, state, concat_batches(batches), now_us)
+            bounds = np.cumsum([0, *(len(b) for b in batches)]).tolist()
+            return [_outcome_result(matched[a:b]) for a, b in itertools.pairwise(bounds)]
+        except Exception:
+            pass
+    results: list[OutcomeResult | BaseException] = []
+    for batch in batches:
+        try:
+            results.append(store_outcomes(engine, state, batch, now_us))
+        except Exception as exc:
+            results.append(exc)
+    return results

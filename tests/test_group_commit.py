@@ -193,3 +193,32 @@ def test_log_prediction_async(db_url, clock) -> None:
     assert asyncio.run(main()) == [1] * 50
     assert loop.task == "binary"
     assert loop.get_metrics(window="all")["predictions"] == 50
+
+
+def test_outcomes_share_a_transaction_and_answer_each_caller(db_url, clock) -> None:
+    from feedback_loop.ingest import outcome_batch, to_frame
+    from feedback_loop.recording import store_outcome_groups
+
+    loop = FeedbackLoop("outcomes", tracking_db=db_url, clock=clock, task="binary")
+    loop.log_predictions([{"prediction_id": p, "prediction": 1} for p in ("a", "b")])
+    state = loop._model_state()
+
+    def one(pid: str, actual: object):
+        row = to_frame([{"prediction_id": pid, "actual": actual}])
+        return outcome_batch(row, state.spec, loop._now_us())
+
+    batches = [one("a", 1), one("later", 0), one("b", 7), one("b", 0)]  # 7: a third label
+    results = store_outcome_groups(loop.engine, state, batches, loop._now_us())
+    assert isinstance(results[2], ValidationError)
+    answers = [(r.stored, r.matched, r.unmatched) for r in results if not isinstance(r, Exception)]
+    assert answers == [(1, 1, 0), (1, 0, 1), (1, 1, 0)]
+    metrics = loop.get_metrics(window="all")
+    assert (metrics["labeled"], metrics["accuracy"]) == (2, 0.5)
+    assert loop.unmatched_outcomes() == 1
+
+    def log(i: int) -> tuple[int, int]:
+        result = loop.log_outcome("a" if i % 2 else "b", i % 2)
+        return result.stored, result.matched
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(log, range(40))) == [(1, 1)] * 40

@@ -52,9 +52,18 @@ def insert_outcomes(
     conn: Connection, model_id: int, rows: OutcomeRows, now_us: int
 ) -> OutcomeResult:
     """Store outcomes and move each touched prediction to its latest outcome."""
+    matched = insert_outcome_rows(conn, model_id, rows, now_us)
+    n, found = len(matched), int(matched.sum())
+    return OutcomeResult(stored=n, matched=found, unmatched=n - found)
+
+
+def insert_outcome_rows(
+    conn: Connection, model_id: int, rows: OutcomeRows, now_us: int
+) -> np.ndarray:
+    """``insert_outcomes``, answering row by row: whether each outcome found its prediction."""
     n = len(rows.prediction_id)
     if n == 0:
-        return OutcomeResult(0, 0, 0)
+        return np.zeros(0, dtype=bool)
     create_stage(conn, STAGE, _COLUMNS)
     fill_stage(
         conn,
@@ -88,20 +97,22 @@ def insert_outcomes(
         ),
         params,
     )
-    matched = conn.execute(
+    found = conn.execute(
         text(
             f"""
-            SELECT COUNT(*) FROM {STAGE} s
+            SELECT s.seq FROM {STAGE} s
             WHERE EXISTS (SELECT 1 FROM predictions p
                           WHERE p.model_id = :m AND p.prediction_id = s.prediction_id)
             """
         ),
         params,
-    ).scalar_one()
+    ).scalars()
+    matched = np.zeros(n, dtype=bool)
+    matched[np.fromiter(found, dtype=np.int64)] = True
     touched = f"SELECT DISTINCT prediction_id FROM {STAGE}"
     apply_latest(conn, model_id, touched)
     mark_dirty_for(conn, model_id, touched)
-    return OutcomeResult(stored=n, matched=int(matched), unmatched=n - int(matched))
+    return matched
 
 
 def apply_latest(conn: Connection, model_id: int, pid_query: str, **params: object) -> None:
