@@ -2,10 +2,12 @@
 
 Code written against :class:`feedback_loop.FeedbackLoop` runs against a server by changing its
 constructor line only: the methods take the same arguments and return the same objects
-(``LogResult``, ``OutcomeResult``, ``RetrainDecision``, ``Event``, plain dicts for metrics).
-Where the server publishes less than the library returns in-process, the client returns the
-JSON form: ``check_drift`` the ``DriftReport.to_dict()`` dict, ``versions`` dicts of the
-published fields. ``unmatched_outcomes`` and the registry's model loading have no endpoint.
+(``LogResult``, ``OutcomeResult``, ``RetrainDecision``, ``WatchVerdict``, ``Event``, plain
+dicts for metrics). Where the server publishes less than the library returns in-process, the
+client returns the JSON form: ``check_drift`` the ``DriftReport.to_dict()`` dict, ``versions``
+dicts of the published fields. The registry's model loading has no endpoint, and
+``set_reference`` takes a window of logged predictions only: training data (``features``) is
+uploaded through the Python API.
 
 >>> client = Client("http://127.0.0.1:8000", model_name="churn", api_key="...")  # doctest: +SKIP
 >>> client.log_prediction(customer_id="c1", prediction=1, actual=1).inserted  # doctest: +SKIP
@@ -16,8 +18,8 @@ Retries are safe. Every prediction gets its id here, before the first attempt (a
 the server accepts as a retry and never stores twice. Connection errors, timeouts, 429 and 5xx
 are retried with capped exponential backoff and jitter; a 4xx answer is never retried. Requests
 that change state and carry no such id (``trigger_retraining``, ``promote``, ``rollback``,
-``set_alias``) are retried only when the server cannot have acted on them: the connection was
-refused, or it answered 429 or 503.
+``set_alias``, ``set_reference``, ``watch_champion``, ``record_event``) are retried only when
+the server cannot have acted on them: the connection was refused, or it answered 429 or 503.
 
 Errors are the library's own: 422 raises :class:`~feedback_loop.ValidationError` (with the field
 and the row, counted from the start of what you passed), 409
@@ -58,6 +60,7 @@ from feedback_loop.store.events import Event
 from feedback_loop.store.outcomes import OutcomeResult
 from feedback_loop.tasks import TASKS
 from feedback_loop.timeutil import Window, parse_duration
+from feedback_loop.training.watchdog import WatchVerdict
 
 __all__ = ["AuthError", "Client", "ServerError"]
 
@@ -219,11 +222,13 @@ class Client:
         body: Any = None,
         safe: bool = True,
         row_offset: int = 0,
+        absent: str | None = None,
     ) -> Any:
         """Send one request, retrying what may be retried; the decoded JSON answer.
 
         ``safe`` requests may be repeated whatever happened to an earlier attempt; the others
-        only when the earlier attempt cannot have reached the application.
+        only when the earlier attempt cannot have reached the application. A 404 naming the
+        field ``absent`` answers None (an unknown id, not an unknown model).
         """
         content = None if body is None else _encode(body)
         query = None if params is None else httpx.QueryParams(tuple(params))
@@ -246,6 +251,8 @@ class Client:
                 status = response.status_code
                 if 200 <= status < 300:
                     return response.json() if response.content else None
+                if status == 404 and absent is not None and _error_field(response) == absent:
+                    return None
                 retryable = status in (_RETRY_STATUS if safe else _NOT_ACTED_STATUS)
                 if not retryable or attempt >= self.retries:
                     self._raise_for(response, method, path, row_offset)
@@ -461,12 +468,34 @@ class Client:
             unmatched += result.unmatched
         return OutcomeResult(stored, matched, unmatched)
 
+    def unmatched_outcomes(self) -> int:
+        """Outcomes whose prediction has not arrived (yet)."""
+        body = self._request("GET", self._model_path("/outcomes/unmatched"))
+        return int(body["unmatched"])
+
     def _slices(self, frame: pd.DataFrame) -> Iterator[tuple[int, pd.DataFrame]]:
         """The frame in requests of ``batch_size`` rows, each encoded only when sent."""
         for start in range(0, len(frame), self.batch_size):
             yield start, frame.iloc[start : start + self.batch_size]
 
     # -- reading -----------------------------------------------------------------------------
+
+    def get_prediction(self, prediction_id: str) -> dict[str, Any] | None:
+        """A stored prediction as logged (features, prediction, tags, ...) and its current
+        actual, or None if the id is unknown; ``timestamp`` and ``labeled_at`` are datetimes,
+        as in-process."""
+        text = str(prediction_id)
+        if not text:
+            return None  # no prediction is stored without an id
+        found: dict[str, Any] | None = self._request(
+            "GET", self._model_path(f"/predictions/{_quote(text)}"), absent="prediction_id"
+        )
+        if found is None:
+            return None
+        found["timestamp"] = _parse_time(found["timestamp"])
+        labeled_at = found.get("labeled_at")
+        found["labeled_at"] = None if labeled_at is None else _parse_time(labeled_at)
+        return found
 
     def get_metrics(
         self,
@@ -510,30 +539,80 @@ class Client:
         )
         return _event(body["event"])
 
+    def set_reference(
+        self,
+        features: Any = None,
+        *,
+        predictions: Any = None,
+        actuals: Any = None,
+        window: Window = None,
+        version: str | int | None = None,
+        name: str = "default",
+    ) -> dict[str, Any]:
+        """Store the reference that drift checks and label-free estimates compare against,
+        built on the server from a window of logged predictions: a duration (``'30d'``, a
+        timedelta), ``'all'``, or a ``(start, end)`` pair. Returns ``name``, ``version``,
+        ``rows`` and ``source``, as in-process.
+
+        A reference from training data (``features``, ``predictions``, ``actuals``) is set
+        with ``FeedbackLoop.set_reference`` on the database: the server takes no data upload.
+        """
+        if features is not None or predictions is not None or actuals is not None:
+            raise TypeError(
+                "Client.set_reference builds the reference from a window of logged predictions "
+                "only; uploading features, predictions or actuals is for the Python API "
+                "(FeedbackLoop.set_reference)"
+            )
+        if window is None:
+            raise ValidationError(
+                "give the window of logged predictions to build the reference from",
+                field="window",
+            )
+        body = {
+            "window": _window_body(window),
+            "version": None if version is None else str(version),
+            "name": name,
+        }
+        stored: dict[str, Any] = self._request(
+            "POST", self._model_path("/reference"), body=body, safe=False
+        )
+        return stored
+
     def check_drift(
-        self, window: Window = "7d", reference: str = "default", *, correction: str = "none"
+        self,
+        window: Window = "7d",
+        reference: str = "default",
+        *,
+        methods: dict[str, str] | None = None,
+        share_threshold: float = 0.5,
+        correction: str = "none",
     ) -> dict[str, Any]:
         """Drift of every feature, the prediction and the label over ``window`` against the
-        stored reference.
+        stored reference; ``methods`` picks a feature's test or distance (``{"age": "psi"}``).
 
         Returns the ``DriftReport.to_dict()`` form (a plain dict: ``drifted``,
         ``share_drifted``, ``drifted_columns``, ``columns`` with one result dict per column)
         rather than a ``DriftReport``, whose per-feature dataset detail does not travel.
         """
+        if methods is not None and not isinstance(methods, dict):
+            raise ValidationError("must be a dict of feature names to methods", field="methods")
         params = [
             ("window", _window_param(window)),
             ("reference", reference),
             ("correction", correction),
+            ("share_threshold", repr(float(share_threshold))),
         ]
+        params += [("method", f"{feature}:{method}") for feature, method in (methods or {}).items()]
         report: dict[str, Any] = self._request("GET", self._model_path("/drift"), params=params)
         return report
 
-    def estimate_performance(self, window: Window = "7d") -> dict[str, Any]:
+    def estimate_performance(
+        self, window: Window = "7d", reference: str = "default"
+    ) -> dict[str, Any]:
         """Label-free estimate of the window's quality (binary classifiers), as
-        ``FeedbackLoop.estimate_performance`` against the default reference."""
-        result: dict[str, Any] = self._request(
-            "GET", self._model_path("/estimate"), params=[("window", _window_param(window))]
-        )
+        ``FeedbackLoop.estimate_performance``: scores calibrated on ``reference``."""
+        params = [("window", _window_param(window)), ("reference", reference)]
+        result: dict[str, Any] = self._request("GET", self._model_path("/estimate"), params=params)
         return result
 
     def segments(
@@ -556,6 +635,36 @@ class Client:
         body = self._request("GET", self._model_path("/segments"), params=params)
         segments: list[dict[str, Any]] = body["segments"]
         return segments
+
+    def detect_concept_drift(
+        self, window: Window = "30d", detector: str = "adwin"
+    ) -> dict[str, Any]:
+        """Run a streaming concept-drift detector (``adwin``, ``ddm``, ``eddm``, ``hddm_a``,
+        ``page_hinkley``) over the window's errors in time order; the server records a detected
+        change as a ``concept_drift`` event."""
+        params = [("window", _window_param(window)), ("detector", detector)]
+        result: dict[str, Any] = self._request(
+            "GET", self._model_path("/concept-drift"), params=params
+        )
+        return result
+
+    def record_event(
+        self,
+        kind: str,
+        *,
+        reason: str,
+        evidence: dict[str, Any] | None = None,
+        version: str | None = None,
+    ) -> int:
+        """Append an event to the audit trail (the actor is the API key's name); its id."""
+        body = {
+            "kind": kind,
+            "reason": reason,
+            "evidence": _jsonable(evidence, field="evidence"),
+            "version": None if version is None else str(version),
+        }
+        answer = self._request("POST", self._model_path("/events"), body=body, safe=False)
+        return int(answer["id"])
 
     def events(self, *, kinds: Sequence[str] | None = None, limit: int | None = 100) -> list[Event]:
         """This model's events, newest first (``limit=None``: the server's most, 1,000)."""
@@ -596,6 +705,15 @@ class Client:
         previous = body["previous"]
         return None if previous is None else int(previous)
 
+    def alias_history(self, alias: str | None = None) -> list[dict[str, Any]]:
+        """Every move of ``alias`` (of every alias when None), oldest first: ``alias``,
+        ``version``, ``previous_version``, ``actor``, ``reason`` and ``time`` (a datetime)."""
+        path = "/alias-history" if alias is None else f"/aliases/{_quote(alias)}/history"
+        moves: list[dict[str, Any]] = self._request("GET", self._model_path(path))["history"]
+        for move in moves:
+            move["time"] = _parse_time(move["time"])
+        return moves
+
     def promote(self, version: int, *, reason: str = "promoted by hand") -> None:
         """Make ``version`` the champion (the previous champion stays registered)."""
         self._request(
@@ -611,6 +729,33 @@ class Client:
             "POST", self._model_path("/rollback"), body={"reason": reason}, safe=False
         )
         return int(body["champion"])
+
+    def watch_champion(
+        self,
+        *,
+        min_samples: int = 200,
+        margin: float = 0.0,
+        alpha: float = 0.01,
+        auto_rollback: bool = True,
+    ) -> WatchVerdict | None:
+        """Post-promotion watch: the server rolls back a new champion that is significantly
+        worse live than the one it replaced (None when there is no promotion to watch)."""
+        body = self._request(
+            "POST",
+            self._model_path("/watch"),
+            body={
+                "min_samples": min_samples,
+                "margin": margin,
+                "alpha": alpha,
+                "auto_rollback": auto_rollback,
+            },
+            safe=False,
+        )
+        verdict = body["verdict"]
+        if verdict is None:
+            return None
+        names = {f.name for f in fields(WatchVerdict)}
+        return WatchVerdict(**{k: v for k, v in verdict.items() if k in names})
 
 
 # -- encoding ---------------------------------------------------------------------------------
@@ -637,6 +782,18 @@ def _window_param(window: Window) -> str:
     raise ValidationError(
         "the server takes a duration ('7d', a timedelta) or 'all'", field="window"
     )
+
+
+def _window_body(window: Window) -> Any:
+    """A window as a JSON body field: a duration or ``'all'``, or ``[start, end]``."""
+    if isinstance(window, tuple):
+        if len(window) != 2:
+            raise ValidationError("a window tuple must be (start, end)", field="window")
+        return [
+            _jsonable(pd.Timestamp(t) if isinstance(t, np.datetime64) else t, field="window")
+            for t in window
+        ]
+    return _window_param(window)
 
 
 def _default(value: Any) -> Any:
@@ -792,6 +949,16 @@ def _outcome_result(body: dict[str, Any]) -> OutcomeResult:
     return OutcomeResult(
         stored=int(body["stored"]), matched=int(body["matched"]), unmatched=int(body["unmatched"])
     )
+
+
+def _error_field(response: httpx.Response) -> Any:
+    """The ``field`` of an error answer, if it has one."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return None
+    detail = payload.get("error") if isinstance(payload, dict) else None
+    return detail.get("field") if isinstance(detail, dict) else None
 
 
 def _parse_time(text: str) -> datetime:

@@ -27,6 +27,7 @@ from feedback_loop.timeutil import to_us, to_us_array
 RESERVED = ("prediction_id", "timestamp", "prediction", "actual", "version", "tags", "latency_ms")
 OUTCOME_SOURCES = ("natural", "feedback", "review", "business")
 MAX_ID_LENGTH = 200
+NUL_MESSAGE = "must not contain the NUL character (PostgreSQL text cannot hold it)"
 
 
 @dataclass
@@ -231,6 +232,9 @@ def _ids(frame: pd.DataFrame, column: str | None) -> list[str]:
         raise ValidationError(
             f"must be 1 to {MAX_ID_LENGTH} characters", field=column, row=int(np.argmax(bad))
         )
+    nul = text.str.contains("\x00", regex=False).to_numpy()
+    if nul.any():
+        raise ValidationError(NUL_MESSAGE, field=column, row=int(np.argmax(nul)))
     ids: list[str] = text.tolist()
     return ids
 

@@ -26,6 +26,8 @@ from feedback_loop.drift_report import DriftReport
 from feedback_loop.errors import FeedbackLoopError, ValidationError
 from feedback_loop.group_commit import GroupCommit
 from feedback_loop.ingest import (
+    MAX_ID_LENGTH,
+    NUL_MESSAGE,
     OutcomeBatch,
     PredictionBatch,
     new_ids,
@@ -141,6 +143,8 @@ class FeedbackLoop:
             raise ValidationError(
                 "must be a non-empty string of at most 200 characters", field="model_name"
             )
+        if "\x00" in model_name:
+            raise ValidationError(NUL_MESSAGE, field="model_name")
         if task is not None and task not in TASKS:
             raise ValidationError(f"must be one of {', '.join(TASKS)}", field="task")
         if retrain_threshold is not None and not isinstance(retrain_threshold, int | float):
@@ -411,6 +415,10 @@ class FeedbackLoop:
         start, end = resolve_window(window, self.clock.now())
         if segment is not None and not isinstance(segment, dict):
             raise ValidationError("must be a dict of tag values", field="segment")
+        if segment and any("\x00" in str(item) for pair in segment.items() for item in pair):
+            raise ValidationError(NUL_MESSAGE, field="segment")
+        if version is not None and not str(version).isprintable():
+            raise ValidationError("must be printable text", field="version")
         flt = WindowFilter(
             model_id=state.id,
             start_us=start,
@@ -937,6 +945,8 @@ def _single_id(prediction_id: str | None, id_keyword: dict[str, Any]) -> str | N
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ValidationError("must be a string or an integer", field="prediction_id")
     text = str(value)
-    if not text or len(text) > 200:
-        raise ValidationError("must be 1 to 200 characters", field="prediction_id")
+    if not text or len(text) > MAX_ID_LENGTH:
+        raise ValidationError(f"must be 1 to {MAX_ID_LENGTH} characters", field="prediction_id")
+    if "\x00" in text:
+        raise ValidationError(NUL_MESSAGE, field="prediction_id")
     return text

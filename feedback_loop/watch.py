@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from feedback_loop.drift import compare, dataset_drift, profile_from_dict
 from feedback_loop.drift.detectors import ADWIN, DDM, EDDM, HDDM_A, DriftDetector, PageHinkley, run
 from feedback_loop.drift.estimation import ScoreCalibrator, estimate_binary
+from feedback_loop.drift.profile import CATEGORICAL_METHODS, NUMERIC_METHODS
 from feedback_loop.drift.result import DriftResult
 from feedback_loop.drift_report import DriftReport
 from feedback_loop.errors import ValidationError
@@ -130,11 +131,11 @@ def check_drift(
             values = column.array  # counted on its codes
         else:
             values = categorical_values(column)
-        columns[name] = compare(profile, values, chosen.get(name))
+        columns[name] = _compare(profile, values, name, chosen.get(name))
     features_only = dict(columns)
     for key, current in _model_columns(state, data).items():
         if key in stored and len(current):
-            columns[key] = compare(profile_from_dict(stored[key]), current, chosen.get(key))
+            columns[key] = _compare(profile_from_dict(stored[key]), current, key, chosen.get(key))
     verdict = (
         dataset_drift(features_only, share_threshold=share_threshold, correction=correction)  # type: ignore[arg-type]
         if features_only
@@ -155,6 +156,23 @@ def check_drift(
         dataset=verdict,
         missing=missing,
     )
+
+
+def _compare(profile: Any, values: Any, name: str, method: str | None) -> DriftResult:
+    """``compare``, with a method that does not suit the column reported as the user's error."""
+    if method is None:
+        return compare(profile, values, None)
+    suited = NUMERIC_METHODS if profile.kind == "numeric" else CATEGORICAL_METHODS
+    if method not in suited:
+        raise ValidationError(
+            f"column {name!r} is {profile.kind}: use one of {', '.join(suited)}", field="method"
+        )
+    try:
+        return compare(profile, values, method)
+    except ValueError as exc:
+        raise ValidationError(
+            f"{method!r} cannot test column {name!r}: {exc}", field="method"
+        ) from exc
 
 
 def _model_columns(state: ModelState, data: WindowFeatures) -> dict[str, np.ndarray]:

@@ -41,6 +41,7 @@ from feedback_loop.loop import dispose_engines
 from feedback_loop.recording import LogResult
 from feedback_loop.store.events import Event
 from feedback_loop.store.outcomes import OutcomeResult
+from feedback_loop.training.watchdog import WatchVerdict
 
 READY_TIMEOUT_S = 60.0
 # Keys of a metrics dict that name the moment of the call rather than the data.
@@ -425,6 +426,84 @@ def test_monitoring_and_registry_round_trip(served: Served) -> None:
         ("rolled_back", str(first), "api:ops"),
         ("promoted", str(second), "api:ops"),
     ]
+
+
+def test_reading_back_references_watch_and_events_match_the_loop(served: Served) -> None:
+    now = datetime.now(UTC)
+    admin = served.client("parity", key=served.admin, task="binary")
+    local = served.loop("parity")
+    frame = _frame(600, seed=7, now=now)
+    admin.log_predictions(frame)
+    actual = (np.arange(600) % 3 == 0).astype(int)
+    admin.log_outcomes(pd.DataFrame({"prediction_id": frame["prediction_id"], "actual": actual}))
+    admin.log_outcome("not-logged-yet", 1)
+
+    first_id = str(frame["prediction_id"][0])
+    found = admin.get_prediction(first_id)
+    assert found is not None and found == local.get_prediction(first_id)
+    assert isinstance(found["timestamp"], datetime) and found["actual"] == 1
+    assert set(found["features"]) == {"tenure", "spend", "plan"}
+    assert admin.get_prediction("nobody") is None and admin.get_prediction("") is None
+    with pytest.raises(UnknownModelError):
+        served.client("never-made").get_prediction(first_id)
+    assert admin.unmatched_outcomes() == local.unmatched_outcomes() == 1
+
+    with pytest.raises(TypeError, match="Python API"):
+        admin.set_reference(frame)
+    with pytest.raises(ValidationError) as no_window:
+        admin.set_reference()
+    assert no_window.value.field == "window"
+    start, end = now - timedelta(days=7), now - timedelta(days=3)
+    stored = admin.set_reference(window=(start, end), name="early")
+    in_window = ((frame["timestamp"] >= start) & (frame["timestamp"] < end)).sum()
+    assert stored["name"] == "early" and stored["rows"] == in_window > 0
+
+    options: dict[str, Any] = {
+        "reference": "early",
+        "methods": {"tenure": "psi", "plan": "linf"},
+        "share_threshold": 0.9,
+    }
+    drift = admin.check_drift(window="3d", **options)
+    expected = local.check_drift(window="3d", **options).to_dict()
+    assert drift["columns"]["tenure"]["method"] == "psi"
+    assert drift["columns"]["plan"]["method"] == "linf"
+    for key in ("drifted", "share_drifted", "drifted_columns", "columns"):
+        assert drift[key] == expected[key], key
+    with pytest.raises(ValidationError) as bad_method:
+        admin.check_drift(reference="early", methods={"plan": "ks"})
+    assert bad_method.value.field == "method"
+    estimate = admin.estimate_performance(window="3d", reference="early")
+    assert estimate == local.estimate_performance(window="3d", reference="early")
+    assert estimate["calibrated"] is True
+    assert admin.detect_concept_drift() == local.detect_concept_drift()
+    assert admin.detect_concept_drift(
+        window="7d", detector="page_hinkley"
+    ) == local.detect_concept_drift(window="7d", detector="page_hinkley")
+
+    first = local.register_model({"weights": [1]})
+    second = local.register_model({"weights": [2]})
+    assert admin.watch_champion() is None  # nothing promoted yet
+    admin.set_alias("champion", first)
+    admin.promote(second, reason="better offline")
+    history = admin.alias_history("champion")
+    assert history == local.alias_history("champion")
+    assert [(m["version"], m["previous_version"]) for m in history] == [
+        (first, None),
+        (second, first),
+    ]
+    assert isinstance(history[0]["time"], datetime) and history[1]["actor"] == "api:ops"
+    assert admin.alias_history() == local.alias_history()
+    verdict = admin.watch_champion(min_samples=10_000)  # no prediction of the new one yet
+    assert isinstance(verdict, WatchVerdict) and not verdict.ready and verdict.n_new == 0
+    assert verdict == local.watch_champion(min_samples=10_000)
+
+    event_id = admin.record_event(
+        "manual_review", reason="looked at it", evidence={"n": np.int64(3)}, version="2"
+    )
+    (event,) = local.events(kinds=["manual_review"])
+    assert event.id == event_id and isinstance(event_id, int)
+    assert (event.actor, event.version, event.evidence) == ("api:ops", "2", {"n": 3})
+    assert admin.events(kinds=["manual_review"]) == [event]
 
 
 def test_a_declared_task_reaches_the_server_first(served: Served) -> None:

@@ -238,3 +238,19 @@ def test_features_round_trip_exactly(db_url, clock) -> None:
     loop.log_outcome("c", 1)
     assert loop.get_prediction("c")["actual"] == 1
     assert loop.get_prediction("missing") is None
+
+
+def test_nul_characters_are_refused_with_the_field(db_url, clock) -> None:
+    with pytest.raises(ValidationError, match="NUL") as caught:
+        FeedbackLoop("bad\x00name", tracking_db=db_url, clock=clock)
+    assert caught.value.field == "model_name"
+    loop = make_loop(db_url, clock)
+    with pytest.raises(ValidationError, match="NUL") as caught:
+        loop.log_prediction("a\x00b", prediction=1)
+    assert caught.value.field == "prediction_id"
+    with pytest.raises(ValidationError, match="NUL") as caught:
+        loop.log_predictions(
+            [{"prediction_id": "ok", "prediction": 1}, {"prediction_id": "x\x00", "prediction": 0}]
+        )
+    assert (caught.value.field, caught.value.row) == ("prediction_id", 1)
+    assert loop.get_metrics(window="all")["predictions"] == 0

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -16,8 +17,11 @@ from sqlalchemy import text
 from feedback_loop import FeedbackLoop, ManualClock
 from feedback_loop.server.app import create_app
 from feedback_loop.server.context import ServerContext
+from feedback_loop.server.responses import jsonable
+from feedback_loop.server.routes.monitoring import Detector
 from feedback_loop.server.settings import Settings
 from feedback_loop.timeutil import to_us
+from feedback_loop.watch import DETECTORS
 
 BODY_LIMIT = 100_000
 
@@ -184,6 +188,9 @@ def test_bad_input_names_the_row_and_field(api: Api) -> None:
 
     error = _error(api.client.get("/v1/models/m/events?limit=0", headers=read), 422)
     assert error["field"] == "limit"
+    # PostgreSQL text cannot hold NUL: an input error, not a database failure
+    error = _error(api.client.get("/v1/models/m/events?kind=a%00b", headers=read), 422)
+    assert error["field"] == "kind"
     error = _error(api.client.get("/v1/models/m/metrics?segment=eu", headers=read), 422)
     assert error["field"] == "segment"
     admin = api.key("admin")
@@ -197,6 +204,11 @@ def test_bad_input_names_the_row_and_field(api: Api) -> None:
         ("put", "/v1/models/m/aliases/x", {"version": 2**63}, "version"),
         ("delete", f"/v1/keys/{2**63}", None, "key_id"),
         ("put", "/v1/models/m", {"task": "ranking"}, "task"),
+        ("get", "/v1/models/m/drift?share_threshold=1.5", None, "share_threshold"),
+        ("get", "/v1/models/m/concept-drift?window=99999999999d", None, "window"),
+        ("post", "/v1/models/m/reference", {"window": [0, 1e300]}, "window"),
+        ("post", "/v1/models/m/watch", {"min_samples": 2**63}, "min_samples"),
+        ("post", "/v1/models/m/events", {"kind": "k", "reason": "r", "version": 2**63}, "version"),
     ]
     for method, path, body, field in too_big:
         response = api.client.request(method, path, json=body, headers=admin)
@@ -228,13 +240,22 @@ def test_duplicates_unknown_models_and_big_bodies(api: Api) -> None:
         "events",
         "versions",
         "aliases",
+        "predictions/p0",
+        "outcomes/unmatched",
+        "concept-drift",
+        "aliases/champion/history",
+        "alias-history",
     ):
         error = _error(api.client.get(f"/v1/models/nobody/{path}", headers=read), 404)
         assert (error["type"], error["field"]) == ("not_found", "model")
-    error = _error(
-        api.client.post("/v1/models/nobody/promote", json={"version": 1}, headers=admin), 404
-    )
-    assert error["field"] == "model"
+    for path, body in (
+        ("promote", {"version": 1}),
+        ("reference", {"window": "all"}),
+        ("watch", {}),
+        ("events", {"kind": "note", "reason": "r"}),
+    ):
+        error = _error(api.client.post(f"/v1/models/nobody/{path}", json=body, headers=admin), 404)
+        assert error["field"] == "model", path
     assert api.client.get("/v1/models", headers=read).json()["models"] == [
         {"name": "m", "task": "binary"}
     ]  # reads did not create models
@@ -292,6 +313,15 @@ def test_auth_matrix(api: Api) -> None:
         (admin, "get", "/v1/models/b/metrics", None, 200),
         (admin, "post", "/v1/models/b/retrain", {"reason": "test"}, 202),
         (ingest, "get", "/v1/keys", None, 403),
+        (ingest, "get", "/v1/models/a/outcomes/unmatched", None, 403),
+        (read, "get", "/v1/models/a/outcomes/unmatched", None, 200),
+        (read, "get", "/v1/models/a/alias-history", None, 200),
+        (limited, "get", "/v1/models/b/alias-history", None, 403),
+        (read, "post", "/v1/models/a/reference", {"window": "all"}, 403),
+        (read, "post", "/v1/models/a/watch", {}, 403),
+        (read, "post", "/v1/models/a/events", {"kind": "note", "reason": "r"}, 403),
+        (ingest, "post", "/v1/models/a/events", {"kind": "note", "reason": "r"}, 403),
+        (admin, "post", "/v1/models/b/events", {"kind": "note", "reason": "r"}, 201),
         ({"X-API-Key": read["Authorization"][7:]}, "get", "/v1/models/a/aliases", None, 200),
     ]
     for headers, method, path, body, expected in cases:
@@ -328,6 +358,24 @@ def test_auth_disabled_is_marked(db_url, clock) -> None:
         assert client.get("/healthz").headers["X-Feedback-Loop-Auth"] == "disabled"
         events = client.post("/v1/models/open/retrain", json={}).json()
         assert events["event"]["actor"] == "api"
+
+
+def test_nul_characters_are_a_4xx_everywhere(db_url, clock) -> None:
+    """PostgreSQL text cannot hold NUL: the library refuses it by name, the server's safety
+    net turns any the library lets through into a 422, never a 500."""
+    app = create_app(db_url, auth=False, clock=clock, settings=Settings(webhooks=False))
+    with TestClient(app) as client:
+        made = client.post("/v1/models/a%00b/prediction", json={"prediction": 1})
+        assert _error(made, 422)["field"] == "model_name"
+        bad_id = client.post("/v1/models/ok/prediction", json={"prediction_id": "x\u0000"})
+        assert bad_id.status_code == 422
+        assert client.post("/v1/models/ok/prediction", json={"prediction": 1}).status_code == 201
+        for path in (
+            "/v1/models/a%00b/metrics",
+            "/v1/models/ok/metrics?segment=r:%00",
+            "/v1/models/ok/metrics?version=%00",
+        ):
+            assert client.get(path).status_code in (404, 422), path
 
 
 def test_monitoring_routes(api: Api, tmp_path) -> None:
@@ -461,6 +509,250 @@ def test_registry_routes(api: Api, tmp_path) -> None:
     kinds = [e.kind for e in loop.events(kinds=["promoted", "rolled_back"])]
     assert kinds == ["rolled_back", "promoted"]
     assert {e.actor for e in loop.events(kinds=["promoted", "rolled_back"])} == {"api:release"}
+
+
+def test_a_logged_prediction_reads_back(api: Api) -> None:
+    ingest, read = api.key("ingest"), api.key("read")
+    rows = _rows(api.clock, 3)
+    rows[0]["game_id"] = "season/2024/g0"  # ids may hold '/'
+    assert (
+        api.client.post("/v1/models/m/predictions", json={"rows": rows}, headers=ingest).status_code
+        == 201
+    )
+    outcomes = [{"prediction_id": "p1", "actual": 1}, {"prediction_id": "ghost", "actual": 0}]
+    api.client.post("/v1/models/m/outcomes", json={"rows": outcomes}, headers=ingest)
+    loop = FeedbackLoop("m", tracking_db=api.context.loops.database_url, clock=api.clock)
+
+    for path in ("season/2024/g0", "season%2F2024%2Fg0"):
+        found = api.client.get(f"/v1/models/m/predictions/{path}", headers=read)
+        assert found.status_code == 200, found.text
+        assert found.json() == jsonable(loop.get_prediction("season/2024/g0"))
+    first = found.json()
+    assert first["features"] == {"city": "oslo", "x": 0.0} and first["tags"] == {"region": "us"}
+    assert first["prediction"] == {"label": 0, "score": 0.2} and first["version"] == "1"
+    assert (first["actual"], first["labeled_at"]) == (None, None)
+    labeled = api.client.get("/v1/models/m/predictions/p1", headers=read).json()
+    assert labeled["actual"] == 1 and labeled["labeled_at"] == api.clock.now().isoformat()
+
+    error = _error(api.client.get("/v1/models/m/predictions/ghost", headers=read), 404)
+    assert (error["type"], error["field"]) == ("not_found", "prediction_id")
+    error = _error(api.client.get("/v1/models/m/predictions/a%00b", headers=read), 422)
+    assert error["field"] == "prediction_id"
+    assert _error(api.client.get("/v1/models/m/predictions/p1", headers=ingest), 403)
+    unmatched = api.client.get("/v1/models/m/outcomes/unmatched", headers=read)
+    assert unmatched.json() == {"unmatched": 1} == {"unmatched": loop.unmatched_outcomes()}
+
+
+def test_reference_drift_options_and_concept_drift(api: Api) -> None:
+    read, ingest, admin = api.key("read"), api.key("ingest"), api.key("admin")
+    rng = np.random.default_rng(1)
+    n = 400
+    score = rng.uniform(0, 1, n)
+    label = (score >= 0.5).astype(int)
+    # right for the first half, mostly wrong for the second, which also drifts in x
+    wrong = (np.arange(n) >= n // 2) & (rng.random(n) < 0.7)
+    rows = [
+        {
+            "prediction_id": f"r{i}",
+            "timestamp": (api.clock.now() - timedelta(minutes=n - i)).isoformat(),
+            "prediction": {"label": int(label[i]), "score": float(score[i])},
+            "actual": int(label[i] ^ wrong[i]),
+            "features": {
+                "x": float(rng.normal(2.0 if i >= n // 2 else 0.0, 1.0)),
+                "plan": "pro" if i % 3 else "free",
+            },
+        }
+        for i in range(n)
+    ]
+    for start in range(0, n, 200):
+        batch = {"rows": rows[start : start + 200]}
+        assert (
+            api.client.post("/v1/models/m/predictions", json=batch, headers=ingest).status_code
+            == 201
+        )
+    first_half = [rows[0]["timestamp"], rows[n // 2]["timestamp"]]
+    stored = api.client.post("/v1/models/m/reference", json={"window": first_half}, headers=admin)
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["rows"] == n // 2
+    assert (stored.json()["name"], stored.json()["version"]) == ("default", "")
+    everything = api.client.post(
+        "/v1/models/m/reference", json={"window": "all", "name": "everything"}, headers=admin
+    ).json()
+    assert everything["rows"] == n
+    kinds = [e.kind for e in FeedbackLoop("m", tracking_db=api.context.loops.database_url).events()]
+    assert kinds == ["reference_set", "reference_set"]
+    for body, field in (
+        ({"window": "soon"}, "window"),
+        ({"window": [first_half[1], first_half[0]]}, "window"),
+        ({"window": ["someday", first_half[1]]}, "window start"),
+        ({"window": "all", "name": ""}, "name"),
+        ({"window": "all", "name": "a\u0000b"}, "name"),
+        ({"window": "all", "features": [{"x": 1.0}]}, "features"),
+        ({}, "window"),
+    ):
+        error = _error(api.client.post("/v1/models/m/reference", json=body, headers=admin), 422)
+        assert error["field"] == field, body
+
+    def drift(**params: object) -> dict:
+        response = api.client.get(
+            "/v1/models/m/drift", params={"window": "3h", **params}, headers=read
+        )
+        assert response.status_code == 200, response.text
+        body: dict = response.json()
+        return body
+
+    plain = drift()
+    assert plain["drifted_columns"] == ["x"] and plain["share_drifted"] == 0.5
+    assert plain["drifted"] is True  # half the features drifted, at the default 0.5
+    assert drift(share_threshold=1.0)["drifted"] is False
+    chosen = drift(method=["x:wasserstein", "plan:psi"])
+    assert chosen["columns"]["x"]["method"] == "wasserstein"
+    assert chosen["columns"]["plan"]["method"] == "psi"
+    assert drift(reference="everything")["columns"]["x"]["method"] == "ks"
+    for params, field in (
+        ({"share_threshold": 0}, "share_threshold"),
+        ({"share_threshold": "nan"}, "share_threshold"),
+        ({"method": "x"}, "method"),
+        ({"method": ":psi"}, "method"),
+        ({"method": "x:magic"}, "method"),
+        ({"method": "x:chi_square"}, "method"),  # a test for categories, on a number
+        ({"method": "plan:ks"}, "method"),
+        ({"reference": "a\x00b"}, "reference"),
+        ({"reference": "none-such", "method": "x:psi"}, "reference"),
+    ):
+        response = api.client.get("/v1/models/m/drift", params=params, headers=read)
+        assert _error(response, 422)["field"] == field, params
+
+    calibrated = api.client.get("/v1/models/m/estimate?window=1d", headers=read).json()
+    assert calibrated["calibrated"] is True
+    other = api.client.get(
+        "/v1/models/m/estimate", params={"window": "1d", "reference": "none-such"}, headers=read
+    ).json()
+    assert other["calibrated"] is False
+
+    assert set(get_args(Detector)) == set(DETECTORS)
+    found = api.client.get("/v1/models/m/concept-drift?window=1d", headers=read)
+    assert found.status_code == 200, found.text
+    result = found.json()
+    assert result["detector"] == "adwin" and result["n"] == n and result["change_points"]
+    assert result["mean_error_after_last"] > result["mean_error_before_last"]
+    events = api.client.get("/v1/models/m/events?kind=concept_drift", headers=read).json()
+    assert len(events["events"]) == 1
+    ddm = api.client.get("/v1/models/m/concept-drift?window=1d&detector=ddm", headers=read)
+    assert ddm.json()["detector"] == "ddm"
+    error = _error(api.client.get("/v1/models/m/concept-drift?detector=magic", headers=read), 422)
+    assert error["field"] == "detector"
+
+
+def test_alias_history_watch_and_recorded_events(api: Api, tmp_path) -> None:
+    read, ingest, admin = api.key("read"), api.key("ingest"), api.key("admin", name="release")
+    url = api.context.loops.database_url
+    loop = FeedbackLoop(
+        "w", tracking_db=url, clock=api.clock, task="binary", artifact_root=str(tmp_path)
+    )
+    first = loop.register_model({"weights": [1]})
+    second = loop.register_model({"weights": [2]})
+    watch = "/v1/models/w/watch"
+    assert api.client.post(watch, headers=admin).json() == {"verdict": None}  # nothing promoted
+
+    def log(version: int, start: int, right: bool) -> None:
+        rows = [
+            {
+                "prediction_id": f"v{version}-{i}",
+                "timestamp": (api.clock.now() + timedelta(minutes=start + i)).isoformat(),
+                "prediction": 1,
+                "actual": 1 if right else 0,
+                "version": str(version),
+            }
+            for i in range(60)
+        ]
+        response = api.client.post("/v1/models/w/predictions", json={"rows": rows}, headers=ingest)
+        assert response.status_code == 201, response.text
+
+    alias = "/v1/models/w/aliases/champion"
+    api.client.put(alias, json={"version": first, "reason": "first"}, headers=admin)
+    log(first, -70, right=True)  # the old champion's record, right every time
+    api.clock.advance(timedelta(hours=1))
+    api.client.post("/v1/models/w/promote", json={"version": second}, headers=admin)
+    log(second, 1, right=False)  # the new one is wrong every time
+    api.clock.advance(timedelta(hours=2))
+
+    waiting = api.client.post(watch, json={"min_samples": 100}, headers=admin)
+    assert waiting.status_code == 200, waiting.text
+    verdict = waiting.json()["verdict"]
+    assert (verdict["ready"], verdict["regressed"], verdict["n_new"]) == (False, False, 60)
+    assert api.client.get("/v1/models/w/aliases", headers=read).json()["aliases"] == {
+        "champion": second
+    }
+    judged = api.client.post(watch, json={"min_samples": 50, "alpha": 0.05}, headers=admin)
+    verdict = judged.json()["verdict"]
+    assert set(verdict) == {
+        "regressed",
+        "ready",
+        "new_error",
+        "previous_error",
+        "promised_error",
+        "p_value",
+        "promise_p_value",
+        "n_new",
+        "n_previous",
+        "reason",
+    }
+    assert (verdict["ready"], verdict["regressed"]) == (True, True)
+    assert (verdict["new_error"], verdict["previous_error"]) == (1.0, 0.0)
+    assert api.client.get("/v1/models/w/aliases", headers=read).json()["aliases"] == {
+        "champion": first
+    }  # rolled back
+    assert api.client.post(watch, json={}, headers=admin).json() == {"verdict": None}  # judged
+
+    api.client.put("/v1/models/w/aliases/challenger", json={"version": second}, headers=admin)
+    history = api.client.get(f"{alias}/history", headers=read)
+    assert history.status_code == 200, history.text
+    moves = history.json()["history"]
+    assert [(m["version"], m["previous_version"], m["actor"]) for m in moves] == [
+        (first, None, "api:release"),
+        (second, first, "api:release"),
+        (first, second, "watch"),
+    ]
+    assert moves == jsonable(loop.alias_history("champion"))
+    everything = api.client.get("/v1/models/w/alias-history", headers=read).json()["history"]
+    assert everything == jsonable(loop.alias_history())
+    assert [m["alias"] for m in everything] == ["champion"] * 3 + ["challenger"]
+    never = api.client.get("/v1/models/w/aliases/nobody/history", headers=read)
+    assert never.json() == {"history": []}
+
+    note = {"kind": "manual_review", "reason": "checked by hand", "evidence": {"tickets": 3}}
+    made = api.client.post("/v1/models/w/events", json={**note, "version": second}, headers=admin)
+    assert made.status_code == 201, made.text
+    (event,) = loop.events(kinds=["manual_review"])
+    assert made.json() == {"id": event.id}
+    assert (event.actor, event.reason, event.version) == ("api:release", "checked by hand", "2")
+    assert event.evidence == {"tickets": 3}
+    bare = api.client.post(
+        "/v1/models/w/events", json={"kind": "note", "reason": ""}, headers=admin
+    )
+    assert loop.events(kinds=["note"])[0].id == bare.json()["id"]
+    for body, field in (
+        ({"kind": "", "reason": "r"}, "kind"),
+        ({"kind": "k" * 61, "reason": "r"}, "kind"),
+        ({"kind": "a\u0000b", "reason": "r"}, "kind"),
+        ({"kind": "note"}, "reason"),
+        ({"kind": "note", "reason": "r", "version": "v" * 101}, "version"),
+        ({"kind": "note", "reason": "r", "actor": "someone else"}, "actor"),
+    ):
+        error = _error(api.client.post("/v1/models/w/events", json=body, headers=admin), 422)
+        assert error["field"] == field, body
+    for body, field in (
+        ({"min_samples": 0}, "min_samples"),
+        ({"alpha": 0}, "alpha"),
+        ({"alpha": 1}, "alpha"),
+        ({"auto_rollback": "maybe"}, "auto_rollback"),
+    ):
+        assert _error(api.client.post(watch, json=body, headers=admin), 422)["field"] == field
+    infinite = api.client.post(
+        watch, content=b'{"margin": 1e400}', headers={**admin, "Content-Type": "application/json"}
+    )
+    assert _error(infinite, 422)["field"] == "margin"
 
 
 def test_prometheus_scrape(api: Api) -> None:

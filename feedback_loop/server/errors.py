@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import adbc_driver_manager
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException
 
 from feedback_loop.errors import (
@@ -148,6 +150,17 @@ def install(app: FastAPI) -> None:
     async def database_down(_: Request, exc: OperationalError) -> Reply:
         logger.error("database error: %s", redact(str(exc.orig)))
         return error_reply(503, "database_unavailable", "the database cannot be reached")
+
+    @app.exception_handler(DataError)
+    @app.exception_handler(psycopg.DataError)
+    @app.exception_handler(adbc_driver_manager.DataError)
+    async def database_refused_value(_: Request, exc: Exception) -> Reply:
+        # A value the database cannot hold (a NUL character in text on PostgreSQL, say) that
+        # the library's own checks let through: the caller's input, so a 4xx.
+        cause = exc.orig if isinstance(exc, DataError) else exc
+        return error_reply(
+            422, "validation_error", f"the database refused a value: {redact(str(cause))[:200]}"
+        )
 
     @app.exception_handler(DBAPIError)
     async def database_error(_: Request, exc: DBAPIError) -> Reply:

@@ -31,6 +31,8 @@ from feedback_loop.timeutil import from_us
 SCOPES = ("ingest", "read", "admin")
 KEY_PATTERN = re.compile(r"fl_([a-z0-9]{8})_([A-Za-z0-9_-]{20,100})")
 _PREFIX_ALPHABET = string.ascii_lowercase + string.digits
+# Actions are recorded with the actor ``api:<key name>`` in a 200-character column.
+MAX_NAME_LENGTH = 196
 LAST_USED_EVERY_S = 60.0  # write last_used_at at most this often per key and process
 # A verified key is trusted this long without a database read; a key revoked through another
 # process stops working within this time (through this process, at once).
@@ -133,8 +135,8 @@ class KeyStore:
         self, name: str, scopes: list[str], *, models: list[str] | None = None, now_us: int
     ) -> tuple[KeyRecord, str]:
         """A new key; the returned secret is not stored anywhere and cannot be shown again."""
-        if not name.strip() or len(name) > 200:
-            raise ValidationError("must be 1 to 200 characters", field="name")
+        if not name.strip() or len(name) > MAX_NAME_LENGTH:
+            raise ValidationError(f"must be 1 to {MAX_NAME_LENGTH} characters", field="name")
         chosen = _check_scopes(scopes)
         if models is not None and not models:
             raise ValidationError("name at least one model, or leave it out", field="models")

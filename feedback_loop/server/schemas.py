@@ -6,9 +6,13 @@ Request models check the shape (which keys, which JSON types); the library check
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from feedback_loop.errors import ValidationError
+from feedback_loop.timeutil import parse_duration
 
 Task = Literal["binary", "multiclass", "regression"]
 # Numbers the database stores in 32-bit columns (versions, key ids), and epoch seconds up to the
@@ -16,6 +20,33 @@ Task = Literal["binary", "multiclass", "regression"]
 Version = Annotated[int, Field(ge=1, le=2**31 - 1)]
 EpochSeconds = Annotated[float, Field(ge=0, le=253_402_300_799)]
 Timestamp = str | EpochSeconds
+MAX_WINDOW = timedelta(days=100 * 365)
+
+
+def checked_window(value: str) -> str:
+    """Refuse, as a 422 naming ``window``, what the library cannot turn into a time range."""
+    if value == "all":
+        return value
+    try:
+        span = parse_duration(value)
+    except ValidationError as exc:
+        raise ValueError(exc.message) from exc
+    except OverflowError as exc:
+        raise ValueError("is too long: use 'all'") from exc
+    if span > MAX_WINDOW:
+        raise ValueError("is longer than 100 years: use 'all'")
+    return value
+
+
+def refuse_nul(value: str) -> str:
+    """PostgreSQL text cannot hold NUL: refused as input (422), not by the database (500)."""
+    if "\x00" in value:
+        raise ValueError("cannot contain the NUL character")
+    return value
+
+
+NulFree = Annotated[str, AfterValidator(refuse_nul)]
+DurationText = Annotated[str, AfterValidator(checked_window)]
 
 
 def _named_id_to_prediction_id(data: Any) -> Any:
@@ -102,6 +133,31 @@ class RollbackRequest(Strict):
     reason: str = "rolled back through the API"
 
 
+class ReferenceRequest(Strict):
+    window: DurationText | tuple[Timestamp, Timestamp] = Field(
+        description="The logged predictions to profile: a duration ending now (30d), 'all', "
+        "or [start, end] as ISO times or epoch seconds."
+    )
+    version: Annotated[NulFree, Field(max_length=100)] | Version | None = Field(
+        default=None, description="Only this version's predictions; the reference is its own."
+    )
+    name: Annotated[NulFree, Field(min_length=1, max_length=100)] = "default"
+
+
+class WatchRequest(Strict):
+    min_samples: Annotated[int, Field(ge=1, le=1_000_000)] = 200
+    margin: Annotated[float, Field(allow_inf_nan=False)] = 0.0
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    auto_rollback: bool = True
+
+
+class EventRequest(Strict):
+    kind: Annotated[NulFree, Field(min_length=1, max_length=60)]
+    reason: NulFree
+    evidence: dict[str, Any] | None = None
+    version: Annotated[NulFree, Field(max_length=100)] | Version | None = None
+
+
 class KeyRequest(Strict):
     name: str
     scopes: list[Literal["ingest", "read", "admin"]]
@@ -122,6 +178,22 @@ class LogResultOut(BaseModel):
 class OutcomeResultOut(BaseModel):
     stored: int
     matched: int
+    unmatched: int
+
+
+class PredictionOut(BaseModel):
+    prediction_id: str
+    timestamp: str
+    prediction: Any
+    features: dict[str, Any] | None
+    version: str | None
+    tags: dict[str, Any] | None
+    latency_ms: float | None
+    labeled_at: str | None
+    actual: Any
+
+
+class UnmatchedOut(BaseModel):
     unmatched: int
 
 
@@ -158,6 +230,26 @@ class EventReply(BaseModel):
     event: EventOut
 
 
+class EventId(BaseModel):
+    id: int
+
+
+class ReferenceOut(BaseModel):
+    name: str
+    version: str
+    rows: int
+    source: str
+
+
+class ConceptDriftOut(BaseModel):
+    detector: str
+    n: int
+    mean_error: float | None
+    change_points: list[str]
+    mean_error_before_last: float | None
+    mean_error_after_last: float | None
+
+
 class VersionOut(BaseModel):
     version: int
     created_at: str
@@ -181,8 +273,38 @@ class AliasOut(BaseModel):
     previous: int | None
 
 
+class AliasMoveOut(BaseModel):
+    alias: str
+    version: int | None
+    previous_version: int | None
+    actor: str
+    reason: str
+    time: str
+
+
+class AliasHistory(BaseModel):
+    history: list[AliasMoveOut]
+
+
 class ChampionOut(BaseModel):
     champion: int
+
+
+class VerdictOut(BaseModel):
+    regressed: bool
+    ready: bool
+    new_error: float | None
+    previous_error: float | None
+    promised_error: float | None
+    p_value: float | None
+    promise_p_value: float | None
+    n_new: int
+    n_previous: int
+    reason: str
+
+
+class WatchOut(BaseModel):
+    verdict: VerdictOut | None = Field(description="null when no promotion awaits judgement.")
 
 
 class SegmentList(BaseModel):

@@ -1,24 +1,29 @@
-"""Logging predictions and outcomes: 201 once committed.
+"""Logging predictions and outcomes: 201 once committed; and reading back what was logged.
 
 A batch is one transaction; single predictions arriving together share one.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
+from pydantic import AfterValidator
 
 from feedback_loop.recording import LogResult
-from feedback_loop.server.context import Context, Ingest
+from feedback_loop.server.context import Context, Ingest, Read
+from feedback_loop.server.errors import ApiError
 from feedback_loop.server.responses import Reply, reply
 from feedback_loop.server.schemas import (
     LogResultOut,
     OutcomeResultOut,
     OutcomeRow,
     OutcomeRows,
+    PredictionOut,
     PredictionRow,
     PredictionRows,
+    UnmatchedOut,
+    refuse_nul,
 )
 from feedback_loop.store.outcomes import OutcomeResult
 
@@ -87,3 +92,34 @@ def log_outcome(model: str, body: OutcomeRow, ctx: Context, _: Ingest) -> Reply:
         result = loop.log_outcomes([body.model_dump(exclude_unset=True)])
     ctx.metrics.outcomes.labels(model=model).inc(result.stored)
     return reply(_stored(result), 201)
+
+
+@router.get(
+    "/predictions/{prediction_id:path}",
+    response_model=PredictionOut,
+    summary="One logged prediction and its current actual",
+)
+def get_prediction(
+    model: str,
+    prediction_id: Annotated[str, AfterValidator(refuse_nul), Path(description="May hold '/'.")],
+    ctx: Context,
+    _: Read,
+) -> Reply:
+    """What was logged (features, prediction, tags, ...) with the actual joined so far, to
+    check one case by hand."""
+    found = ctx.loops.get(model).get_prediction(prediction_id)
+    if found is None:
+        raise ApiError(
+            404, "not_found", f"no prediction with id {prediction_id!r}", field="prediction_id"
+        )
+    return reply(found)
+
+
+@router.get(
+    "/outcomes/unmatched",
+    response_model=UnmatchedOut,
+    summary="How many outcomes wait for their prediction",
+)
+def unmatched_outcomes(model: str, ctx: Context, _: Read) -> Reply:
+    """A count that keeps growing means outcomes are logged under ids no prediction uses."""
+    return reply({"unmatched": ctx.loops.get(model).unmatched_outcomes()})

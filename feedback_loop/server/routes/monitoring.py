@@ -1,48 +1,43 @@
 """Reading a model's quality: metrics, the retrain decision, drift, estimates, segments,
-events. Each computes on request; the Prometheus gauges keep what was last computed."""
+concept drift, events; and setting what drift compares against. Each computes on request; the
+Prometheus gauges keep what was last computed."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import AfterValidator
 
+from feedback_loop.drift.profile import CATEGORICAL_METHODS, NUMERIC_METHODS
 from feedback_loop.errors import ValidationError
 from feedback_loop.retraining import decide
-from feedback_loop.server.context import Context, Read
+from feedback_loop.server.context import Admin, Context, Read
 from feedback_loop.server.prom import QUALITY_WINDOW
 from feedback_loop.server.responses import Reply, reply
-from feedback_loop.server.schemas import EventList, SegmentList
-from feedback_loop.timeutil import parse_duration
+from feedback_loop.server.schemas import (
+    ConceptDriftOut,
+    EventId,
+    EventList,
+    EventRequest,
+    NulFree,
+    ReferenceOut,
+    ReferenceRequest,
+    SegmentList,
+    checked_window,
+)
 
 router = APIRouter(prefix="/v1/models/{model}", tags=["monitoring"])
 
-MAX_WINDOW = timedelta(days=100 * 365)
-
-
-def _checked_window(value: str) -> str:
-    """Refuse, as a 422 naming ``window``, what the library cannot turn into a time range."""
-    if value == "all":
-        return value
-    try:
-        span = parse_duration(value)
-    except ValidationError as exc:
-        raise ValueError(exc.message) from exc
-    except OverflowError as exc:
-        raise ValueError("is too long: use 'all'") from exc
-    if span > MAX_WINDOW:
-        raise ValueError("is longer than 100 years: use 'all'")
-    return value
-
-
 Window = Annotated[
     str,
-    AfterValidator(_checked_window),
+    AfterValidator(checked_window),
     Query(description="A duration ending now (7d, 12h, 2w) or 'all'."),
 ]
+Reference = Annotated[NulFree, Query(description="The stored reference's name.")]
 Correction = Literal["none", "bonferroni", "benjamini_hochberg"]
+# The detectors of ``feedback_loop.watch.DETECTORS``, listed for the OpenAPI document.
+Detector = Literal["adwin", "ddm", "eddm", "hddm_a", "page_hinkley"]
 
 
 def _segment(values: list[str] | None) -> dict[str, str] | None:
@@ -54,6 +49,25 @@ def _segment(values: list[str] | None) -> dict[str, str] | None:
         if not sep or not key:
             raise ValidationError(f"{item!r}: use key:value", field="segment")
         out[key] = value
+    return out
+
+
+def _methods(values: list[str] | None) -> dict[str, str] | None:
+    """``feature:method`` items as ``check_drift``'s ``methods`` (the last ``:`` splits, so
+    feature names may hold colons)."""
+    if not values:
+        return None
+    known = sorted({*NUMERIC_METHODS, *CATEGORICAL_METHODS})
+    out: dict[str, str] = {}
+    for item in values:
+        feature, sep, method = item.rpartition(":")
+        if not sep or not feature:
+            raise ValidationError(f"{item!r}: use feature:method", field="method")
+        if method not in known:
+            raise ValidationError(
+                f"{item!r}: the method must be one of {', '.join(known)}", field="method"
+            )
+        out[feature] = method
     return out
 
 
@@ -109,18 +123,68 @@ def drift(
     ctx: Context,
     _: Read,
     window: Window = "7d",
-    reference: str = "default",
+    reference: Reference = "default",
     correction: Annotated[Correction, Query(description="Multiple-testing correction.")] = "none",
+    share_threshold: Annotated[
+        float, Query(gt=0, le=1, description="Share of drifted features that is dataset drift.")
+    ] = 0.5,
+    method: Annotated[
+        list[str] | None,
+        Query(description="A feature's test or distance, feature:method (repeatable)."),
+    ] = None,
 ) -> Reply:
     loop = ctx.loops.get(model)
-    report = loop.check_drift(window=window, reference=reference, correction=correction)
+    methods = _methods(method)
+    report = loop.check_drift(
+        window=window,
+        reference=reference,
+        methods=methods,
+        share_threshold=share_threshold,
+        correction=correction,
+    )
     ctx.metrics.observe_drift(model, None if report.dataset is None else report.dataset.share)
     return reply(report.to_dict())
 
 
 @router.get("/estimate", summary="Label-free performance estimate (binary classifiers)")
-def estimate(model: str, ctx: Context, _: Read, window: Window = "7d") -> Reply:
-    return reply(ctx.loops.get(model).estimate_performance(window=window))
+def estimate(
+    model: str, ctx: Context, _: Read, window: Window = "7d", reference: Reference = "default"
+) -> Reply:
+    """Scores are calibrated on the named reference when it has labeled scores
+    (``calibrated`` says whether they were)."""
+    return reply(ctx.loops.get(model).estimate_performance(window=window, reference=reference))
+
+
+@router.post(
+    "/reference",
+    response_model=ReferenceOut,
+    summary="Set a reference from a window of logged predictions (data uploads: Python API only)",
+)
+def set_reference(model: str, body: ReferenceRequest, ctx: Context, _: Admin) -> Reply:
+    """Profiles the window's features, predictions and labels once; drift checks and estimates
+    compare against it. A reference from training data stays with ``FeedbackLoop.set_reference``
+    next to the database: a training set is too large to send as JSON, and only its profile is
+    kept."""
+    stored = ctx.loops.get(model).set_reference(
+        window=body.window, version=body.version, name=body.name
+    )
+    return reply(stored)
+
+
+@router.get(
+    "/concept-drift",
+    response_model=ConceptDriftOut,
+    summary="Change points in the error rate (streaming detector)",
+)
+def concept_drift(
+    model: str,
+    ctx: Context,
+    _: Read,
+    window: Window = "30d",
+    detector: Annotated[Detector, Query(description="The streaming detector.")] = "adwin",
+) -> Reply:
+    """A detected change is recorded as a ``concept_drift`` event, as in-process."""
+    return reply(ctx.loops.get(model).detect_concept_drift(window=window, detector=detector))
 
 
 @router.get("/segments", response_model=SegmentList, summary="Metrics per slice, worst first")
@@ -144,8 +208,21 @@ def events(
     model: str,
     ctx: Context,
     _: Read,
-    kind: Annotated[list[str] | None, Query(description="Only these kinds (repeatable).")] = None,
+    kind: Annotated[
+        list[NulFree] | None, Query(description="Only these kinds (repeatable).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Reply:
     found = ctx.loops.get(model).events(kinds=kind or None, limit=limit)
     return reply({"events": [e.to_dict() for e in found]})
+
+
+@router.post("/events", status_code=201, response_model=EventId, summary="Record an event")
+def record_event(model: str, body: EventRequest, ctx: Context, who: Admin) -> Reply:
+    """For decisions made outside feedback-loop (a manual review, a deploy) to sit in the same
+    audit trail; the actor is the calling key."""
+    version = None if body.version is None else str(body.version)
+    event_id = ctx.loops.get(model).record_event(
+        body.kind, reason=body.reason, evidence=body.evidence, version=version, actor=who.actor
+    )
+    return reply({"id": event_id}, 201)

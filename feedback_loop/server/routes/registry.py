@@ -1,16 +1,22 @@
-"""The model registry over HTTP: versions, aliases, retraining requests, promotion, rollback.
+"""The model registry over HTTP: versions, aliases and their history, retraining requests,
+promotion, rollback and the post-promotion watch.
 
-Every change is recorded with the calling key's name as the actor.
+Every change is recorded with the calling key's name as the actor (a rollback the watch makes
+is recorded as the watch's).
 """
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter
+from pydantic import AfterValidator
 
 from feedback_loop.server.context import Admin, Context, Read
 from feedback_loop.server.errors import ApiError
 from feedback_loop.server.responses import Reply, reply
 from feedback_loop.server.schemas import (
+    AliasHistory,
     AliasMap,
     AliasMove,
     AliasOut,
@@ -20,6 +26,9 @@ from feedback_loop.server.schemas import (
     RetrainRequest,
     RollbackRequest,
     VersionList,
+    WatchOut,
+    WatchRequest,
+    refuse_nul,
 )
 from feedback_loop.store.events import Event
 from feedback_loop.timeutil import from_us
@@ -56,6 +65,23 @@ def set_alias(model: str, alias: str, body: AliasMove, ctx: Context, who: Admin)
     return reply({"alias": alias, "version": body.version, "previous": previous})
 
 
+@router.get(
+    "/aliases/{alias}/history",
+    response_model=AliasHistory,
+    summary="Every move of one alias, oldest first",
+)
+def alias_history(
+    model: str, alias: Annotated[str, AfterValidator(refuse_nul)], ctx: Context, _: Read
+) -> Reply:
+    """Who pointed the alias where, when and why (an alias never set has no history)."""
+    return reply({"history": ctx.loops.get(model).alias_history(alias)})
+
+
+@router.get("/alias-history", response_model=AliasHistory, summary="Every alias move, oldest first")
+def all_alias_history(model: str, ctx: Context, _: Read) -> Reply:
+    return reply({"history": ctx.loops.get(model).alias_history()})
+
+
 @router.post(
     "/retrain",
     status_code=202,
@@ -81,3 +107,21 @@ def rollback(model: str, ctx: Context, who: Admin, body: RollbackRequest | None 
     reason = (body or RollbackRequest()).reason
     champion = ctx.loops.get(model).rollback(actor=who.actor, reason=reason)
     return reply({"champion": champion})
+
+
+@router.post(
+    "/watch",
+    response_model=WatchOut,
+    summary="Judge the newest champion live; roll it back if it regressed",
+)
+def watch_champion(model: str, ctx: Context, _: Admin, body: WatchRequest | None = None) -> Reply:
+    """Admin only: a regression found here rolls the champion back (``auto_rollback``). A
+    promotion is judged once; after that, and with none to judge, the verdict is null."""
+    options = body or WatchRequest()
+    verdict = ctx.loops.get(model).watch_champion(
+        min_samples=options.min_samples,
+        margin=options.margin,
+        alpha=options.alpha,
+        auto_rollback=options.auto_rollback,
+    )
+    return reply({"verdict": None if verdict is None else verdict.to_dict()})
