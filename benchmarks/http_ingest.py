@@ -443,6 +443,8 @@ def main() -> None:
             with sampled(server, args.profile, "batch"):
                 for r in range(args.rounds):
                     part = bodies[1 + r :: args.rounds]
+                    if not part:
+                        break
                     raw = batch_raw(server, "bench-batch", part, args.batch_threads)
                     raw_rates.append(len(part) * args.batch_size / raw.seconds)
                     raw_latencies += raw.latencies

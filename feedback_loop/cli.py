@@ -530,6 +530,9 @@ def serve(
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="Accept requests without an API key (trusted hosts).")
     ] = False,
+    access_log: Annotated[
+        bool, typer.Option(help="Log a line per request (a busy ingest server may not want it).")
+    ] = True,
 ) -> None:
     """Run the REST API (OpenAPI docs at /docs)."""
     from feedback_loop.server.serve import run
@@ -539,7 +542,7 @@ def serve(
             "[bold red]WARNING: authentication is disabled: anyone who can reach "
             f"{host}:{port} may log, read, promote and roll back models.[/]"
         )
-    run(host, port, workers=workers, database_url=db, auth=not no_auth)
+    run(host, port, workers=workers, database_url=db, auth=not no_auth, access_log=access_log)
 
 
 @keys_app.command("create")

@@ -53,7 +53,15 @@ def log_config() -> dict[str, Any]:
     return config
 
 
-def run(host: str, port: int, *, workers: int, database_url: str | None, auth: bool) -> None:
+def run(
+    host: str,
+    port: int,
+    *,
+    workers: int,
+    database_url: str | None,
+    auth: bool,
+    access_log: bool = True,
+) -> None:
     """Serve until interrupted. Settings reach the workers through the environment."""
     import uvicorn
 
@@ -81,6 +89,7 @@ def run(host: str, port: int, *, workers: int, database_url: str | None, auth: b
             workers=workers,
             log_config=log_config(),
             server_header=False,
+            access_log=access_log,
             http=protocol_path(),
             loop="auto",  # uvloop where installed
             **options,

@@ -4,9 +4,12 @@ By default SQLite checkpoints inside the commit that pushes the write-ahead log 
 pages; that commit then copies the log into the database and waits for the disk to flush it
 (often 50–150 ms), and every writer queued behind it waits as well. A server sets
 ``FEEDBACK_LOOP_SQLITE_CHECKPOINT=background``: connections then never checkpoint on commit,
-and one daemon thread per database file and process runs a ``PASSIVE`` checkpoint every
-``EVERY_S`` seconds, which copies what no reader still needs without blocking readers or
-writers.
+and one daemon thread per database file and process checkpoints every ``EVERY_S`` seconds:
+first a ``PASSIVE`` pass beside the writers, which copies the bulk of the log; then, holding the
+writer lock, a second pass for the few pages written meanwhile. The log is then wholly in the
+database and no writer has added to it, so the next writer starts it over from the beginning;
+without that moment a log under steady writes would never start over and grow without end.
+The second pass holds writers back for about a millisecond.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import logging
 import os
 import sqlite3
 import threading
+
+from feedback_loop.store.writer_lock import writer_lock
 
 ENV_CHECKPOINT = "FEEDBACK_LOOP_SQLITE_CHECKPOINT"
 EVERY_S = 1.0
@@ -53,6 +58,8 @@ def _checkpoint_forever(path: str) -> None:
         while not stop.wait(EVERY_S):
             try:
                 connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                with writer_lock(path):
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             except sqlite3.Error as exc:  # busy, or the file went away: try again later
                 logger.debug("background checkpoint of %s: %s", path, exc)
     finally:

@@ -1,17 +1,13 @@
 """Database engines: one URL in, a configured SQLAlchemy engine out.
 
 SQLite runs in WAL mode so readers never block the writer; write transactions start with
-``BEGIN IMMEDIATE`` so two writers never fail on a lock upgrade. Before that, a writer takes an
-exclusive ``flock`` on a file beside the database: writers in any thread or process then queue
-and wake the moment the lock is free, instead of polling in SQLite's busy handler, whose sleeps
-(up to 100 ms each) would set the tail latency of a busy server. PostgreSQL goes through
-psycopg 3.
+``BEGIN IMMEDIATE`` so two writers never fail on a lock upgrade, after taking the database's
+writer lock (``writer_lock``). PostgreSQL goes through psycopg 3.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +17,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from feedback_loop.store import checkpoint
+from feedback_loop.store.writer_lock import writer_lock
 
 DEFAULT_DB_FILE = "feedback_loop.db"
 ENV_DB = "FEEDBACK_LOOP_DB"
@@ -119,23 +116,10 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         with engine.begin() as conn:
             yield conn
         return
-    with sqlite_writer_lock(engine), engine.connect() as conn:
+    with writer_lock(sqlite_path(engine)), engine.connect() as conn:
         conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
         with conn.begin():
             yield conn
-
-
-@contextmanager
-def sqlite_writer_lock(engine: Engine) -> Iterator[None]:
-    """Hold the database's writer lock file (every open file is its own lock holder)."""
-    if sys.platform == "win32":  # no flock: SQLite's busy timeout does the queueing
-        yield
-        return
-    import fcntl
-
-    with open(f"{sqlite_path(engine)}-writer.lock", "ab") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield  # closing the file releases the lock, also if this thread dies
 
 
 @contextmanager
