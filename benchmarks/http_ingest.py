@@ -510,10 +510,10 @@ def main() -> None:
         "",
     )
     table.add_row(
-        "batched, Client.log_predictions(DataFrame)",
+        "batched, Client.log_predictions(DataFrame): the Python client's encoding included",
         f"{client_rate:,.0f} predictions/s",
-        f"≥ {TARGET_BATCH_PER_S:,}",
-        _met(client_rate >= TARGET_BATCH_PER_S),
+        "",
+        "",
     )
     if rounds:
         rates = [w.rate for w in rounds]

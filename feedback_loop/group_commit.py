@@ -71,9 +71,12 @@ class GroupCommit(Generic[T, R]):
 
     async def submit_async(self, item: T) -> R:
         """``submit`` for asyncio code: the event loop goes on while the group is written."""
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
         if not self._enqueue(_Slot(item, future)):
-            await asyncio.to_thread(self._write_queue)
+            # Not awaited: the writer may go on to later groups, and this caller's answer
+            # must not wait for those.
+            loop.run_in_executor(None, self._write_queue)
         return await future
 
     def _enqueue(self, slot: _Slot[T, R]) -> bool:

@@ -222,3 +222,25 @@ def test_outcomes_share_a_transaction_and_answer_each_caller(db_url, clock) -> N
 
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(log, range(40))) == [(1, 1)] * 40
+
+
+def test_an_async_leader_is_answered_while_later_groups_are_written() -> None:
+    """The task that started the writer gets its answer with its own group, even when callers
+    keep arriving and the writer never runs out of work."""
+    group = GroupCommit(SlowDoubler(0.05))
+
+    async def main() -> float:
+        start = time.perf_counter()
+        first = asyncio.ensure_future(group.submit_async(1))
+        others = []
+        answered_after = None
+        while time.perf_counter() - start < 0.6:  # a queue that never empties
+            others.append(asyncio.ensure_future(group.submit_async(2)))
+            await asyncio.sleep(0.005)
+            if first.done() and answered_after is None:
+                answered_after = time.perf_counter() - start
+        assert await first == 2 and all(x == 4 for x in await asyncio.gather(*others))
+        assert answered_after is not None
+        return answered_after
+
+    assert asyncio.run(main()) < 0.3
