@@ -61,6 +61,8 @@ def sqlite_path(engine: Engine) -> str:
     database = engine.url.database
     if not database or database == ":memory:":
         raise ValueError("an in-memory SQLite database cannot be shared; use a file path")
+    if os.path.isabs(database):  # as make_engine leaves it: no file-system calls per write
+        return database
     return str(Path(database).resolve())
 
 
@@ -75,7 +77,8 @@ def make_engine(url: str | None = None) -> Engine:
                 "use sqlite:///PATH.db"
             )
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(full, connect_args={"timeout": 30})
+        absolute = make_url(full).set(database=str(Path(database).resolve()))
+        engine = create_engine(absolute, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
     return create_engine(full, pool_pre_ping=True)

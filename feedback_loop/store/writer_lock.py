@@ -9,18 +9,35 @@ checkpointer takes it too, for the moment it needs the log to stand still.
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import BinaryIO
+
+# Each thread keeps its own open lock file per database: an open file is a lock holder of its
+# own, so threads exclude each other as processes do, and no write pays for an open and close.
+_files = threading.local()
 
 
 @contextmanager
 def writer_lock(database_path: str) -> Iterator[None]:
-    """Hold the lock (every open file is its own holder, so threads exclude each other too)."""
+    """Hold the lock for the block."""
     if sys.platform == "win32":  # no flock: SQLite's busy timeout does the queueing
         yield
         return
     import fcntl
 
-    with open(f"{database_path}-writer.lock", "ab") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield  # closing the file releases the lock, also if this thread dies
+    lock = _lock_file(database_path)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _lock_file(database_path: str) -> BinaryIO:
+    files: dict[str, BinaryIO] = _files.__dict__.setdefault("by_path", {})
+    lock = files.get(database_path)
+    if lock is None or lock.closed:
+        lock = files[database_path] = open(f"{database_path}-writer.lock", "ab")  # noqa: SIM115
+    return lock
