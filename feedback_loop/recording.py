@@ -8,10 +8,10 @@ transaction has committed.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,9 @@ from feedback_loop.store.outcomes import (
 from feedback_loop.store.predictions import PredictionRows, insert_predictions
 from feedback_loop.tasks import TaskSpec, label_key
 from feedback_loop.timeutil import check_not_before_epoch
+
+_B = TypeVar("_B")
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -179,14 +182,24 @@ def store_prediction_groups(
         try:
             with _restoring_codes(state):
                 stored = _store_predictions(engine, state, concat_batches(batches), now_us)
-            bounds = np.cumsum([0, *(len(b) for b in batches)]).tolist()
-            return [stored.result(a, b) for a, b in itertools.pairwise(bounds)]
+            return [stored.result(a, b) for a, b in _bounds(batches)]
         except Exception:
             pass
-    results: list[LogResult | BaseException] = []
+    return _each_alone(lambda batch: store_predictions(engine, state, batch, now_us), batches)
+
+
+def _bounds(batches: Sequence[Sized]) -> list[tuple[int, int]]:
+    """Where each batch's rows are in the batches joined."""
+    ends = np.cumsum([0, *(len(b) for b in batches)]).tolist()
+    return list(itertools.pairwise(ends))
+
+
+def _each_alone(store: Callable[[_B], _R], batches: Sequence[_B]) -> list[_R | BaseException]:
+    """Each batch in a transaction of its own: its result, or the error it alone caused."""
+    results: list[_R | BaseException] = []
     for batch in batches:
         try:
-            results.append(store_predictions(engine, state, batch, now_us))
+            results.append(store(batch))
         except Exception as exc:
             results.append(exc)
     return results
@@ -319,14 +332,7 @@ def store_outcome_groups(
             with _restoring_codes(state), write_transaction(engine) as conn:
                 lock_shared(conn, state.id)
                 matched = _insert_outcome_batch(conn, state, concat_batches(batches), now_us)
-            bounds = np.cumsum([0, *(len(b) for b in batches)]).tolist()
-            return [_outcome_result(matched[a:b]) for a, b in itertools.pairwise(bounds)]
+            return [_outcome_result(matched[a:b]) for a, b in _bounds(batches)]
         except Exception:
             pass
-    results: list[OutcomeResult | BaseException] = []
-    for batch in batches:
-        try:
-            results.append(store_outcomes(engine, state, batch, now_us))
-        except Exception as exc:
-            results.append(exc)
-    return results
+    return _each_alone(lambda batch: store_outcomes(engine, state, batch, now_us), batches)
