@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from feedback_loop.store import checkpoint
 from feedback_loop.store.engine import make_engine, write_transaction
@@ -77,13 +77,18 @@ def test_a_writer_in_another_process_waits_for_the_lock(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_background_checkpoints(tmp_path: Path, monkeypatch) -> None:
+def _checkpointed_in_background(path: Path, monkeypatch, every_s: float) -> Engine:
+    """An engine on a fresh database whose log a background thread checkpoints."""
     monkeypatch.setenv(checkpoint.ENV_CHECKPOINT, "background")
-    monkeypatch.setattr(checkpoint, "EVERY_S", 0.05)
-    path = tmp_path / "c.db"
+    monkeypatch.setattr(checkpoint, "EVERY_S", every_s)
     url = f"sqlite:///{path}"
     _make_table(url)
-    engine = make_engine(url)
+    return make_engine(url)
+
+
+def test_background_checkpoints(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "c.db"
+    engine = _checkpointed_in_background(path, monkeypatch, 0.05)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 0
     for i in range(200):
@@ -119,12 +124,8 @@ def test_checkpoint_mode_is_checked(monkeypatch) -> None:
 def test_the_log_starts_over_under_steady_writes(tmp_path: Path, monkeypatch) -> None:
     """Writers that never pause must not grow the log without end: the checkpointer's pass
     under the writer lock lets the next writer start the log over."""
-    monkeypatch.setenv(checkpoint.ENV_CHECKPOINT, "background")
-    monkeypatch.setattr(checkpoint, "EVERY_S", 0.02)
     path = tmp_path / "steady.db"
-    url = f"sqlite:///{path}"
-    _make_table(url)
-    engine = make_engine(url)
+    engine = _checkpointed_in_background(path, monkeypatch, 0.02)
     row = {"w": "x" * 3000, "a": 0.0}
     deadline = time.monotonic() + 2.0
     commits = 0
