@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from feedback_loop.errors import ValidationError
+from feedback_loop.errors import RejectedVersionError, ValidationError
+from feedback_loop.store.events import Event
 from feedback_loop.store.reader import Rows, WindowFilter, read_rows
 from feedback_loop.timeutil import from_us, to_us
 from feedback_loop.training.dataset import Dataset, DatasetSpec, assemble
@@ -171,6 +172,15 @@ def _train_predictions(model: Any, X: pd.DataFrame, task: str, positive: Any) ->
         return None
 
 
+def gate_verdict(loop: FeedbackLoop, version: int) -> Event | None:
+    """The gate's newest verdict on ``version`` (a ``gate_passed`` or ``gate_rejected``
+    event), or None for a version that was never gated (registered by hand)."""
+    for event in loop.events(kinds=["gate_passed", "gate_rejected"], limit=None):
+        if event.version == str(version):
+            return event  # newest first
+    return None
+
+
 def promote_version(
     loop: FeedbackLoop,
     version: int,
@@ -178,38 +188,68 @@ def promote_version(
     actor: str,
     reason: str,
     evidence: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> int | None:
-    """Move ``champion`` to ``version``; the previous champion stays registered."""
+    """Move ``champion`` to ``version``; the previous champion stays registered.
+
+    A version the gate rejected is only promoted with ``force``, and the override is kept in
+    the ``promoted`` event's evidence (``forced`` and the gate's verdict)."""
+    extra = dict(evidence or {})
+    verdict = gate_verdict(loop, version)
+    if verdict is not None and verdict.kind == "gate_rejected":
+        if not force:
+            raise RejectedVersionError(version, verdict.reason)
+        extra["forced"] = {"gate_rejected": verdict.reason, "event": verdict.id}
     previous = loop.set_alias(CHAMPION, version, actor=actor, reason=reason)
     loop.record_event(
         "promoted",
         reason=f"version {version} promoted over {previous}: {reason}",
         version=str(version),
         actor=actor,
-        evidence={"previous": previous, **(evidence or {})},
+        evidence={"previous": previous, **extra},
     )
     return previous
+
+
+ROLLBACK_PREFIX = "rollback: "
+
+
+def champion_stack(moves: list[dict[str, Any]]) -> list[int]:
+    """The champions in force, oldest first, replayed from the champion's alias history.
+
+    Every move to a new version pushes it (a move to the current champion changes nothing);
+    a rollback (a move whose reason starts with ``rollback: ``, written only by
+    :func:`rollback`) pops back to the version it restored; removing the alias empties the
+    stack. The top is the champion; the one below it is where a rollback goes, so successive
+    rollbacks walk the history backwards instead of bouncing between two versions."""
+    stack: list[int] = []
+    for move in moves:
+        version = move["version"]
+        if version is None:
+            stack = []
+        elif str(move["reason"]).startswith(ROLLBACK_PREFIX):
+            while stack and stack[-1] != version:
+                stack.pop()
+            if not stack:  # a history this rule did not write: start again from here
+                stack = [version]
+        elif not stack or stack[-1] != version:
+            stack.append(version)
+    return stack
 
 
 def rollback(
     loop: FeedbackLoop, *, actor: str, reason: str, evidence: dict[str, Any] | None = None
 ) -> int:
-    """Move ``champion`` back to the version it held before the last promotion."""
-    moves = [m for m in loop.alias_history(CHAMPION) if m["version"] is not None]
+    """Move ``champion`` back to the champion before the current one (see
+    :func:`champion_stack`): a second rollback goes one step further back."""
     current = loop.aliases().get(CHAMPION)
-    previous = next(
-        (
-            m["previous_version"]
-            for m in reversed(moves)
-            if m["version"] == current and m["previous_version"] is not None
-        ),
-        None,
-    )
-    if previous is None:
+    stack = champion_stack(loop.alias_history(CHAMPION))
+    if current is None or len(stack) < 2 or stack[-1] != current:
         raise ValidationError(
             "the champion has no previous version to roll back to", field="champion"
         )
-    loop.set_alias(CHAMPION, previous, actor=actor, reason=f"rollback: {reason}")
+    previous = stack[-2]
+    loop.set_alias(CHAMPION, previous, actor=actor, reason=f"{ROLLBACK_PREFIX}{reason}")
     loop.record_event(
         "rolled_back",
         reason=f"champion {current} rolled back to {previous}: {reason}",

@@ -734,13 +734,21 @@ class FeedbackLoop:
         )
 
     def promote(
-        self, version: int, *, actor: str = "user", reason: str = "promoted by hand"
+        self,
+        version: int,
+        *,
+        actor: str = "user",
+        reason: str = "promoted by hand",
+        force: bool = False,
     ) -> None:
-        """Make ``version`` the champion (the previous champion stays registered)."""
-        lifecycle.promote_version(self, version, actor=actor, reason=reason)
+        """Make ``version`` the champion (the previous champion stays registered). A version
+        the gate rejected raises :class:`~feedback_loop.RejectedVersionError` unless
+        ``force=True``; a forced promotion is recorded as such in the ``promoted`` event."""
+        lifecycle.promote_version(self, version, actor=actor, reason=reason, force=force)
 
     def rollback(self, *, actor: str = "user", reason: str = "rolled back by hand") -> int:
-        """Put the previous champion back; returns its version."""
+        """Put back the champion before the current one; returns its version. Rollbacks walk
+        the champion's history backwards: a second one goes one promotion further back."""
         return lifecycle.rollback(self, actor=actor, reason=reason)
 
     def watch_champion(

@@ -1,0 +1,119 @@
+"""The loop's own paths attacked as a user would: promoting what the gate rejected, rolling
+back twice, hostile model names, failures inside a retrain, command trainers on tagged data,
+CLI exit codes and reads of unknown models, and a worker that lost its lease."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sklearn.dummy import DummyClassifier
+from test_client_e2e import Served, served  # noqa: F401  (a fixture: real servers)
+from test_lifecycle import _batch, _champion, _serve
+from test_lifecycle import loop as life  # noqa: F401  (a fixture)
+from typer.testing import CliRunner
+
+from feedback_loop import FeedbackLoop, RejectedVersionError, ValidationError
+from feedback_loop.cli import app
+from feedback_loop.lifecycle import RetrainOutcome
+
+runner = CliRunner()
+
+
+# -- 18. manual promotion and rollback ------------------------------------------------------
+
+
+def _rejected(loop: FeedbackLoop, version: int) -> None:
+    """Record the gate's rejection of ``version`` as ``retrain`` records it."""
+    loop.record_event(
+        "gate_rejected",
+        reason=f"candidate {version} vs champion 1: failed improvement",
+        version=str(version),
+        evidence={"passed": False, "checks": [{"name": "improvement", "passed": False}]},
+    )
+
+
+def test_promoting_a_version_the_gate_rejected_needs_force(life, clock) -> None:  # noqa: F811
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    champion = _champion(life, rng)
+    _serve(life, clock, champion, _batch(rng, 800, flipped=False), "a")
+    life.set_trainer(DummyClassifier(strategy="most_frequent"))
+    outcome = life.trigger_retraining("try a worse model")
+    assert isinstance(outcome, RetrainOutcome) and not outcome.promoted
+    assert outcome.candidate == 2
+
+    with pytest.raises(RejectedVersionError, match="rejected by the gate") as raised:
+        life.promote(2)
+    assert raised.value.version == 2
+    assert life.aliases()["champion"] == 1
+    assert not life.events(kinds=["promoted"])  # a refused promotion changes nothing
+
+    life.promote(2, force=True, reason="the gate is wrong here")
+    assert life.aliases()["champion"] == 2
+    event = life.events(kinds=["promoted"])[0]
+    assert event.evidence["forced"]["gate_rejected"].startswith("candidate 2 vs champion 1")
+
+
+def test_rollback_follows_the_champion_history_backwards(db_url, tmp_path) -> None:
+    loop = FeedbackLoop("stack", tracking_db=db_url, artifact_root=str(tmp_path / "a"))
+    for weights in range(4):
+        loop.register_model({"weights": weights})
+    for version in (1, 2, 3):
+        loop.promote(version)
+    assert loop.rollback() == 2
+    assert loop.rollback() == 1  # not back to 3, the version just rolled away from
+    with pytest.raises(ValidationError, match="no previous version"):
+        loop.rollback()
+    assert loop.aliases()["champion"] == 1
+
+    loop.promote(2)
+    loop.promote(4)
+    assert loop.rollback() == 2
+    loop.promote(3)
+    assert loop.rollback() == 2  # the rolled-away 4 is not in the history any more
+    assert loop.rollback() == 1
+    assert [e.evidence["from"] for e in loop.events(kinds=["rolled_back"])] == [2, 3, 4, 2, 3]
+
+
+def test_rejected_promotion_through_the_server_and_the_client(served: Served) -> None:  # noqa: F811
+    local = served.loop("gated", task="binary")
+    admin = served.client("gated", key=served.admin)
+    first = local.register_model({"weights": [1]})
+    second = local.register_model({"weights": [2]})
+    local.promote(first)
+    _rejected(local, second)
+
+    with pytest.raises(RejectedVersionError, match="rejected by the gate") as raised:
+        admin.promote(second)
+    assert raised.value.version == second
+    answer = httpx.post(
+        f"{served.url}/v1/models/gated/promote",
+        json={"version": second},
+        headers={"Authorization": f"Bearer {served.admin}"},
+    )
+    assert answer.status_code == 409
+    error = answer.json()["error"]
+    assert error["type"] == "rejected_version" and error["field"] == "version"
+    assert "force" in error["message"]
+    assert local.aliases()["champion"] == first
+
+    admin.promote(second, force=True)
+    assert local.aliases()["champion"] == second
+    promoted = local.events(kinds=["promoted"])[0]
+    assert promoted.actor == "api:ops" and "forced" in promoted.evidence
+
+
+def test_cli_promote_of_a_rejected_version_warns_and_needs_force(db_url, tmp_path) -> None:
+    loop = FeedbackLoop("cli-gated", tracking_db=db_url, artifact_root=str(tmp_path / "a"))
+    loop.register_model({"weights": 1})
+    loop.register_model({"weights": 2})
+    _rejected(loop, 2)
+    args = ["promote", "-m", "cli-gated", "2", "--db", db_url]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code != 0
+    assert "rejected by the gate" in refused.output and "--force" in refused.output
+    assert loop.aliases() == {}
+    forced = runner.invoke(app, [*args, "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert loop.aliases() == {"champion": 2}
