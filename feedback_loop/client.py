@@ -56,6 +56,7 @@ from feedback_loop.errors import (
 )
 from feedback_loop.ingest import RESERVED, id_column, to_frame
 from feedback_loop.loop import _single_id
+from feedback_loop.naming import check_model_name
 from feedback_loop.recording import LogResult
 from feedback_loop.retraining import RetrainDecision
 from feedback_loop.store.events import Event
@@ -146,12 +147,8 @@ class Client:
         backoff: float = 0.2,
         transport: httpx.BaseTransport | None = None,
     ):
-        if model_name is not None and (
-            not isinstance(model_name, str) or not model_name.strip() or len(model_name) > 200
-        ):
-            raise ValidationError(
-                "must be a non-empty string of at most 200 characters", field="model_name"
-            )
+        if model_name is not None:
+            check_model_name(model_name)
         if task is not None and task not in TASKS:
             raise ValidationError(f"must be one of {', '.join(TASKS)}", field="task")
         if retrain_threshold is not None and (

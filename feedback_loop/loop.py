@@ -39,6 +39,7 @@ from feedback_loop.ingest import (
 )
 from feedback_loop.lifecycle import RetrainOutcome
 from feedback_loop.monitoring import LOWER_IS_BETTER, default_primary_metric, window_metrics
+from feedback_loop.naming import check_model_name
 from feedback_loop.policy import Evidence, Policy, PolicyDecision
 from feedback_loop.recording import (
     LogResult,
@@ -139,12 +140,7 @@ class FeedbackLoop:
         clock: Clock | None = None,
         artifact_root: str | None = None,
     ):
-        if not isinstance(model_name, str) or not model_name.strip() or len(model_name) > 200:
-            raise ValidationError(
-                "must be a non-empty string of at most 200 characters", field="model_name"
-            )
-        if "\x00" in model_name:
-            raise ValidationError(NUL_MESSAGE, field="model_name")
+        check_model_name(model_name)
         if task is not None and task not in TASKS:
             raise ValidationError(f"must be one of {', '.join(TASKS)}", field="task")
         if retrain_threshold is not None and not isinstance(retrain_threshold, int | float):

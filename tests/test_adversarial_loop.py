@@ -4,6 +4,10 @@ CLI exit codes and reads of unknown models, and a worker that lost its lease."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
 import httpx
 import pytest
 from sklearn.dummy import DummyClassifier
@@ -14,7 +18,9 @@ from typer.testing import CliRunner
 
 from feedback_loop import FeedbackLoop, RejectedVersionError, ValidationError
 from feedback_loop.cli import app
+from feedback_loop.client import Client
 from feedback_loop.lifecycle import RetrainOutcome
+from feedback_loop.registry.artifacts import LocalArtifactStore
 
 runner = CliRunner()
 
@@ -117,3 +123,59 @@ def test_cli_promote_of_a_rejected_version_warns_and_needs_force(db_url, tmp_pat
     forced = runner.invoke(app, [*args, "--force"])
     assert forced.exit_code == 0, forced.output
     assert loop.aliases() == {"champion": 2}
+
+
+# -- 11. model names and artifact paths -----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "..\\x", "a\x01b", "tab\tname", " ", "x" * 201])
+def test_hostile_model_names_are_refused_on_every_face(db_url, tmp_path, name: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        FeedbackLoop(name, tracking_db=db_url, artifact_root=str(tmp_path / "a"))
+    assert raised.value.field == "model_name"
+    with pytest.raises(ValidationError) as raised:
+        Client("http://127.0.0.1:9", model_name=name)
+    assert raised.value.field == "model_name"
+    refused = runner.invoke(app, ["metrics", "-m", name, "--db", db_url])
+    assert refused.exit_code != 0 and "model_name" in refused.output
+    assert not (tmp_path / "a").exists() and not list(tmp_path.parent.glob("*/model.bin"))
+
+
+@pytest.mark.parametrize("name", ["..", ".", "../../escape", "..\\..\\x", ".hidden", "a\x00b"])
+def test_artifacts_stay_under_the_root_whatever_the_name(tmp_path, name: str) -> None:
+    root = tmp_path / "root"
+    store = LocalArtifactStore(root)
+    stored = store.put(name, {"w": 1})
+    path = Path(url2pathname(urlsplit(stored.uri).path))
+    assert path.is_relative_to(root.resolve())
+    assert path.parent.parent.parent == root.resolve()  # ROOT/MODEL/ID/model.bin
+    assert not path.parent.parent.name.startswith(".")
+    assert LocalArtifactStore.get(stored.uri, stored.sha256, stored.serializer) == {"w": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["root"]
+
+
+def test_non_ascii_names_and_a_root_with_a_space_load_again(db_url, tmp_path) -> None:
+    root = tmp_path / "artifact root with space"
+    loop = FeedbackLoop("modèle-ü", tracking_db=db_url, artifact_root=str(root))
+    version = loop.register_model({"weights": [1, 2]}, alias="champion")
+    record = loop.versions()[0]
+    assert record.artifact_uri.startswith("file://") and " " not in record.artifact_uri
+    assert loop.load_model(version) == {"weights": [1, 2]}
+    again = FeedbackLoop("modèle-ü", tracking_db=db_url, artifact_root=str(root))
+    assert again.load_model("champion") == {"weights": [1, 2]}
+    assert [p.parent.parent.parent for p in root.rglob("model.bin")] == [root.resolve()]
+
+
+def test_the_server_refuses_a_dot_dot_model(served: Served) -> None:  # noqa: F811
+    answer = httpx.post(
+        f"{served.url}/v1/models/%2E%2E/predictions",
+        json={"rows": [{"prediction_id": "p1", "prediction": 1}]},
+        headers={"Authorization": f"Bearer {served.admin}"},
+    )
+    assert answer.status_code in (404, 422), answer.text
+    if answer.status_code == 422:
+        assert answer.json()["error"]["field"] == "model_name"
+    listed = httpx.get(
+        f"{served.url}/v1/models", headers={"Authorization": f"Bearer {served.admin}"}
+    )
+    assert ".." not in [m["name"] for m in listed.json()["models"]]
