@@ -451,6 +451,12 @@ def worker(
         bool, typer.Option(help="Evaluate policies and run one job, then exit.")
     ] = False,
     poll: Annotated[float, typer.Option(help="Seconds between polls.")] = 10.0,
+    max_attempts: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Claims of a job that never finish (crash, lost lease) before it fails."
+        ),
+    ] = 3,
 ) -> None:
     """Run retraining policies on a schedule and execute training jobs."""
     from datetime import timedelta
@@ -461,6 +467,7 @@ def worker(
         runner = load_worker(config, db)
     except (FeedbackLoopError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from exc
+    runner.max_attempts = max_attempts
     if once:
         queued = runner.evaluate_policies()
         done = runner.run_once()

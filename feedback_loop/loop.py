@@ -52,6 +52,7 @@ from feedback_loop.recording import (
 )
 from feedback_loop.registry import service as registry_service
 from feedback_loop.registry.artifacts import LocalArtifactStore
+from feedback_loop.registry.service import Guard
 from feedback_loop.retraining import RetrainDecision, decide
 from feedback_loop.store import jobs as jobs_store
 from feedback_loop.store import models as model_store
@@ -793,6 +794,39 @@ class FeedbackLoop:
         """Store a new version (1, 2, ...) of the model with its artifact (SHA-256 recorded),
         its training window and metrics, and — given its training ``features`` (with optional
         ``predictions`` and ``actuals``) — its reference profile. Returns the version."""
+        return self._register(
+            model,
+            features=features,
+            predictions=predictions,
+            actuals=actuals,
+            train_start=train_start,
+            train_end=train_end,
+            train_rows=train_rows,
+            metrics=metrics,
+            info=info,
+            serializer=serializer,
+            alias=alias,
+            actor=actor,
+        )
+
+    def _register(
+        self,
+        model: Any,
+        *,
+        features: Any = None,
+        predictions: Any = None,
+        actuals: Any = None,
+        train_start: Any = None,
+        train_end: Any = None,
+        train_rows: int | None = None,
+        metrics: dict[str, Any] | None = None,
+        info: dict[str, Any] | None = None,
+        serializer: str = "joblib",
+        alias: str | None = None,
+        actor: str = "user",
+        guard: Guard | None = None,
+    ) -> int:
+        """``register_model``, with a ``guard`` run inside the registering transaction."""
         state = self._model_state()
         reference = None
         frame = None
@@ -822,6 +856,7 @@ class FeedbackLoop:
             info=details,
             reference=reference,
             alias=alias,
+            guard=guard,
         )
 
     def _resolve_version(self, version: int | str) -> int:

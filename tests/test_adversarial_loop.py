@@ -4,13 +4,18 @@ CLI exit codes and reads of unknown models, and a worker that lost its lease."""
 
 from __future__ import annotations
 
+import sys
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 import httpx
+import numpy as np
+import pandas as pd
 import pytest
 from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegression
 from test_client_e2e import Served, served  # noqa: F401  (a fixture: real servers)
 from test_lifecycle import _batch, _champion, _serve
 from test_lifecycle import loop as life  # noqa: F401  (a fixture)
@@ -21,6 +26,8 @@ from feedback_loop.cli import app
 from feedback_loop.client import Client
 from feedback_loop.lifecycle import RetrainOutcome
 from feedback_loop.registry.artifacts import LocalArtifactStore
+from feedback_loop.training.dataset import DatasetSpec
+from feedback_loop.training.gating import GateConfig
 
 runner = CliRunner()
 
@@ -39,8 +46,6 @@ def _rejected(loop: FeedbackLoop, version: int) -> None:
 
 
 def test_promoting_a_version_the_gate_rejected_needs_force(life, clock) -> None:  # noqa: F811
-    import numpy as np
-
     rng = np.random.default_rng(1)
     champion = _champion(life, rng)
     _serve(life, clock, champion, _batch(rng, 800, flipped=False), "a")
@@ -179,3 +184,125 @@ def test_the_server_refuses_a_dot_dot_model(served: Served) -> None:  # noqa: F8
         f"{served.url}/v1/models", headers={"Authorization": f"Bearer {served.admin}"}
     )
     assert ".." not in [m["name"] for m in listed.json()["models"]]
+
+
+# -- 12. tags follow the holdout; every retrain failure is recorded --------------------------
+
+
+def _tagged_loop(db_url: str, tmp_path: Path, clock, n: int = 1200) -> FeedbackLoop:
+    """A binary model logged with features and a ``region`` tag, fully labeled, whose
+    champion (version 1) always predicts the majority class: a real model beats it."""
+    loop = FeedbackLoop(
+        "tagged", tracking_db=db_url, clock=clock, task="binary", artifact_root=str(tmp_path / "a")
+    )
+    rng = np.random.default_rng(7)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    y = (x1 + 0.5 * x2 + rng.normal(0, 0.3, n) > 0).astype(int)
+    start = clock.now() - timedelta(hours=2)
+    loop.log_predictions(
+        pd.DataFrame(
+            {
+                "prediction_id": [f"t{i}" for i in range(n)],
+                "timestamp": [start + timedelta(seconds=5 * i) for i in range(n)],
+                "prediction": [{"label": 1, "score": 0.6}] * n,
+                "actual": y,
+                "x1": x1,
+                "x2": x2,
+                "tags": [{"region": ("north", "south", "east")[i % 3]} for i in range(n)],
+            }
+        )
+    )
+    features = pd.DataFrame({"x1": x1, "x2": x2})
+    dummy = DummyClassifier(strategy="most_frequent").fit(features, y)
+    loop.register_model(dummy, features=features, actuals=y, alias="champion")
+    loop.set_trainer(
+        LogisticRegression(),
+        dataset=DatasetSpec(window=timedelta(days=1), holdout=0.25),
+        gate=GateConfig(segment_by=("region",), min_support=30),
+    )
+    return loop
+
+
+def test_a_segment_gate_on_logged_tags_retrains(db_url, tmp_path, clock) -> None:
+    loop = _tagged_loop(db_url, tmp_path, clock)
+    outcome = loop.trigger_retraining("accuracy fell")
+    assert isinstance(outcome, RetrainOutcome)
+    assert outcome.failed is None, outcome.reason
+    assert outcome.promoted and outcome.holdout_rows == 300
+    segments = next(c for c in outcome.gate["checks"] if c["name"] == "segments")
+    assert segments["passed"] and "error" not in segments["detail"], segments
+    assert not loop.events(kinds=["retrain_failed"])
+
+
+def _fail_at(stage: str, monkeypatch: pytest.MonkeyPatch, loop: FeedbackLoop) -> None:
+    """Make one stage of the retraining raise."""
+    import feedback_loop.lifecycle as lifecycle
+    import feedback_loop.registry.service as service
+
+    def boom(*_: object, **__: object) -> None:
+        raise RuntimeError(f"injected {stage} failure")
+
+    if stage == "train":
+        loop.set_trainer(boom)
+    elif stage == "register":
+        monkeypatch.setattr(service, "register", boom)
+    elif stage == "gate":
+        monkeypatch.setattr(lifecycle, "run_gate", boom)
+    else:  # the promotion's own transaction fails after moving the champion
+        real = lifecycle.write_event
+
+        def refuse_promoted(conn: object, **values: object) -> int:
+            if values["kind"] == "promoted":
+                raise RuntimeError("injected promote failure")
+            return real(conn, **values)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(lifecycle, "write_event", refuse_promoted)
+
+
+@pytest.mark.parametrize("stage", ["train", "register", "gate", "promote"])
+def test_any_retrain_failure_ends_with_an_event_and_no_unvetted_alias(
+    db_url, tmp_path, clock, monkeypatch, stage: str
+) -> None:
+    loop = _tagged_loop(db_url, tmp_path, clock, n=600)
+    _fail_at(stage, monkeypatch, loop)
+    outcome = loop.trigger_retraining("nightly")
+    assert isinstance(outcome, RetrainOutcome) and not outcome.promoted
+    assert outcome.failed == stage and f"injected {stage} failure" in outcome.reason
+    failed = loop.events(kinds=["retrain_failed"])
+    assert len(failed) == 1 and failed[0].evidence["stage"] == stage
+    assert loop.aliases()["champion"] == 1 and not loop.events(kinds=["promoted"])
+    judged = {int(e.version) for e in loop.events(kinds=["gate_passed", "gate_rejected"])}
+    unvetted = {v for a, v in loop.aliases().items() if a != "champion"} - judged
+    assert not unvetted, loop.aliases()
+    if stage in ("gate", "promote"):
+        assert outcome.candidate == 2 and failed[0].evidence["candidate"] == 2
+    if stage == "gate":
+        assert "challenger" not in loop.aliases()
+
+
+# -- 13. a command trainer on a model logged with tags ---------------------------------------
+
+TRAIN_SCRIPT = """
+import sys
+import joblib
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+data = pd.read_parquet(args["--data"])
+y = data.pop("__label__")
+data.pop("__weight__") if "__weight__" in data else None
+joblib.dump(LogisticRegression().fit(data, y), args["--out"])
+"""
+
+
+def test_a_command_trainer_trains_a_model_logged_with_tags(db_url, tmp_path, clock) -> None:
+    loop = _tagged_loop(db_url, tmp_path, clock, n=600)
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN_SCRIPT)
+    loop.set_trainer(f"{sys.executable} {script} --data {{data}} --out {{out}}")
+    outcome = loop.trigger_retraining("nightly")
+    failed = loop.events(kinds=["retrain_failed"])
+    assert not failed, failed[0].reason
+    assert isinstance(outcome, RetrainOutcome) and outcome.candidate == 2
+    assert loop.load_model(2).coef_.shape == (1, 2)
