@@ -5,6 +5,7 @@ CLI exit codes and reads of unknown models, and a worker that lost its lease."""
 from __future__ import annotations
 
 import sys
+import threading
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,13 +22,18 @@ from test_lifecycle import _batch, _champion, _serve
 from test_lifecycle import loop as life  # noqa: F401  (a fixture)
 from typer.testing import CliRunner
 
-from feedback_loop import FeedbackLoop, RejectedVersionError, ValidationError
+from feedback_loop import FeedbackLoop, ManualClock, RejectedVersionError, ValidationError
 from feedback_loop.cli import app
 from feedback_loop.client import Client
 from feedback_loop.lifecycle import RetrainOutcome
 from feedback_loop.registry.artifacts import LocalArtifactStore
+from feedback_loop.store import jobs as jobs_store
+from feedback_loop.store.engine import read_transaction, write_transaction
+from feedback_loop.timeutil import to_us
 from feedback_loop.training.dataset import DatasetSpec
 from feedback_loop.training.gating import GateConfig
+from feedback_loop.training.trainers import as_trainer
+from feedback_loop.worker import ModelJob, Worker
 
 runner = CliRunner()
 
@@ -306,3 +312,89 @@ def test_a_command_trainer_trains_a_model_logged_with_tags(db_url, tmp_path, clo
     assert not failed, failed[0].reason
     assert isinstance(outcome, RetrainOutcome) and outcome.candidate == 2
     assert loop.load_model(2).coef_.shape == (1, 2)
+
+
+# -- 15. a worker that lost its lease writes nothing; poison jobs stop ----------------------
+
+
+def _job(loop: FeedbackLoop) -> jobs_store.Job:
+    with read_transaction(loop.engine) as conn:
+        return jobs_store.list_jobs(conn, loop._model_state().id)[0]
+
+
+def test_a_worker_that_lost_its_lease_registers_nothing(db_url, tmp_path, clock) -> None:
+    loop = _tagged_loop(db_url, tmp_path, clock, n=600)
+    queued = FeedbackLoop("tagged", tracking_db=db_url, clock=clock)
+    queued.trigger_retraining("nightly")  # no trainer here: a job for the workers
+    started, release = threading.Event(), threading.Event()
+
+    def paused(data: object) -> object:
+        started.set()  # the job is claimed and training: now it stalls past its lease
+        assert release.wait(120), "the test never released the first worker"
+        return as_trainer(LogisticRegression()).train(data)  # type: ignore[arg-type]
+
+    lease, never = timedelta(minutes=1), timedelta(days=1)  # no heartbeat during the test
+    first = Worker(
+        {"tagged": ModelJob(loop, as_trainer(paused))},
+        name="first",
+        lease=lease,
+        heartbeat_every=never,
+        clock=ManualClock(clock.now()),
+    )
+    later = ManualClock(clock.now() + timedelta(minutes=10))  # the first lease has run out
+    second = Worker(
+        {"tagged": ModelJob(loop, as_trainer(LogisticRegression()))},
+        name="second",
+        lease=lease,
+        heartbeat_every=never,
+        clock=later,
+    )
+    results: list[dict | None] = []
+    stalled = threading.Thread(target=lambda: results.append(first.run_once()))
+    stalled.start()
+    try:
+        assert started.wait(120), "the first worker never started training"
+        done = second.run_once()
+    finally:
+        release.set()
+        stalled.join(120)
+    assert done is not None and done["status"] == "succeeded", done
+    assert results and results[0] is not None
+    assert results[0]["status"] == "lost_lease" and results[0]["lost_lease"], results[0]
+    assert [v.version for v in loop.versions()] == [1, 2]  # one candidate for one job
+    assert len(loop.events(kinds=["gate_passed", "gate_rejected"])) == 1
+    assert {e.actor for e in loop.events(kinds=["version_registered"])} >= {"second"}
+    assert "first" not in {e.actor for e in loop.events(kinds=["version_registered"])}
+    job = _job(loop)
+    assert (job.status, job.attempts, job.lease_owner) == ("succeeded", 2, "second")
+
+
+def test_a_poison_job_stops_after_its_attempts(db_url, tmp_path, clock) -> None:
+    loop = _tagged_loop(db_url, tmp_path, clock, n=300)
+    loop.set_trainer(None)
+    loop.trigger_retraining("nightly")
+    model_id = loop._model_state().id
+    start, lease = to_us(clock.now()), 60_000_000
+    for attempt in range(2):  # two workers claim it and die without a word
+        with write_transaction(loop.engine) as conn:
+            claimed = jobs_store.claim(
+                conn, f"w{attempt}", start + attempt * 2 * lease, lease, model_id
+            )
+        assert claimed is not None and claimed.attempts == attempt + 1
+    worker = Worker(
+        {"tagged": ModelJob(loop, as_trainer(LogisticRegression()))},
+        name="third",
+        clock=ManualClock(clock.now() + timedelta(minutes=10)),
+        max_attempts=2,
+    )
+    assert worker.run_once() is None  # not run a third time
+    job = _job(loop)
+    assert job.status == "failed" and "2 attempt(s)" in (job.error or "")
+    event = loop.events(kinds=["job_failed"])[0]
+    assert event.actor == "third" and event.evidence == {
+        "job": job.id,
+        "attempts": 2,
+        "max_attempts": 2,
+    }
+    assert [v.version for v in loop.versions()] == [1]
+    assert worker.run_once() is None
