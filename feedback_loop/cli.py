@@ -435,6 +435,8 @@ def retrain(
     except FeedbackLoopError as exc:
         raise _fail(str(exc)) from exc
     if isinstance(outcome, RetrainOutcome):
+        if outcome.failed:
+            raise _fail(f"retraining failed: {outcome.reason}")
         word = "promoted" if outcome.promoted else "not promoted"
         console.print(f"candidate {outcome.candidate}: {word} ({outcome.reason})")
     else:
@@ -472,6 +474,8 @@ def worker(
         queued = runner.evaluate_policies()
         done = runner.run_once()
         console.print(f"policies fired for: {', '.join(queued) or 'none'}; job: {done}")
+        if done is not None and done["status"] != "succeeded":
+            raise _fail(f"job {done['job']} {done['status']}: {done['error']}")
         return
     console.print(f"worker {runner.name} polling every {poll:g} s (Ctrl-C to stop)")
     try:

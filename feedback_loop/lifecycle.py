@@ -57,7 +57,7 @@ def labeled_dataset(loop: FeedbackLoop, spec: DatasetSpec) -> tuple[Dataset, lis
     the gate's segment checks: they follow every row selection and the holdout split)."""
     from feedback_loop import watch
 
-    state = loop._model_state()
+    state = loop._read_state()
     regression = state.spec.task == "regression"
     now = loop._now_us()
     start = 0
@@ -106,6 +106,7 @@ def retrain(
     candidate together with the gate's verdict. ``guard`` runs inside every write's
     transaction (a worker's lease check); when it refuses (:class:`LeaseLostError`), nothing
     more is written and the error propagates."""
+    loop._model_state()  # a retraining writes (its events): the model row may be made here
     champion = loop.aliases().get(CHAMPION)
     _write_event(
         loop,
@@ -434,7 +435,7 @@ def watch_champion(
     judged = loop.events(kinds=["watch_passed", "rolled_back"], since=since, limit=1)
     if judged:
         return None
-    state = loop._model_state()
+    state = loop._read_state()
     regression = state.spec.task == "regression"
     since_us = to_us(since)
     with loop.engine.connect() as conn, conn.begin():

@@ -206,6 +206,24 @@ class FeedbackLoop:
             self._state = ModelState(record.id, self.model_name, spec, codes)
             return self._state
 
+    def _read_state(self) -> ModelState:
+        """The model's state for a read, which writes nothing: an unknown model raises
+        ``UnknownModelError`` (it is not created), and a declared task is used but not
+        stored."""
+        with self._lock:
+            if self._state is not None and self._state.spec.task is not None:
+                return self._state
+        with read_transaction(self.engine) as conn:
+            record = model_store.get_model(conn, self.model_name)
+            codes = model_store.label_codes(conn, record.id)
+        spec = merge_spec(record.spec, self._declared, self.model_name)
+        state = ModelState(record.id, self.model_name, spec, codes)
+        if spec.task is not None and spec == record.spec:  # nothing left to store: keep it
+            with self._lock:
+                if self._state is None:
+                    self._state = state
+        return state
+
     @property
     def task(self) -> str | None:
         """The model's task, once declared or inferred."""
@@ -365,7 +383,7 @@ class FeedbackLoop:
 
     def unmatched_outcomes(self) -> int:
         """Outcomes whose prediction has not arrived (yet)."""
-        state = self._model_state()
+        state = self._read_state()
         with read_transaction(self.engine) as conn:
             return unmatched_count(conn, state.id)
 
@@ -374,7 +392,7 @@ class FeedbackLoop:
     def get_prediction(self, prediction_id: str) -> dict[str, Any] | None:
         """A stored prediction as logged (features, prediction, tags, ...) and its current
         actual, or None if the id is unknown."""
-        state = self._model_state()
+        state = self._read_state()
         with read_transaction(self.engine) as conn:
             found = fetch_prediction(conn, state.id, str(prediction_id))
             values = model_store.label_values(conn, state.id)
@@ -408,7 +426,7 @@ class FeedbackLoop:
         ``log_loss`` and ``brier`` where scores exist. Regression: ``mae``, ``rmse``, ``mape``,
         ``r2``. A metric that is undefined on the window is ``None``.
         """
-        state = self._model_state()
+        state = self._read_state()
         start, end = resolve_window(window, self.clock.now())
         if segment is not None and not isinstance(segment, dict):
             raise ValidationError("must be a dict of tag values", field="segment")
@@ -429,7 +447,7 @@ class FeedbackLoop:
     # -- monitoring --------------------------------------------------------------------------
 
     def _window(self, window: Window, version: str | int | None = None) -> WindowFilter:
-        state = self._model_state()
+        state = self._read_state()
         start, end = resolve_window(window, self.clock.now())
         return WindowFilter(state.id, start, end, None if version is None else str(version))
 
@@ -493,7 +511,7 @@ class FeedbackLoop:
         return {"name": name, "version": version_key, "rows": n_rows, "source": source}
 
     def _reference(self, name: str, version: str | int | None) -> dict[str, Any]:
-        state = self._model_state()
+        state = self._read_state()
         with read_transaction(self.engine) as conn:
             found = load_reference(conn, state.id, name, None if version is None else str(version))
         if found is None:
@@ -519,7 +537,7 @@ class FeedbackLoop:
             raise ValidationError(
                 "must be none, bonferroni or benjamini_hochberg", field="correction"
             )
-        state = self._model_state()
+        state = self._read_state()
         stored = self._reference(reference, version)
         flt = self._window(window, version)
         data = watch.window_features(self.engine, flt, regression=state.spec.task == "regression")
@@ -552,7 +570,7 @@ class FeedbackLoop:
         """Label-free estimate (binary classifiers): expected accuracy, precision, recall, F1 and
         ROC AUC over all predictions of the window, from scores calibrated on the reference.
         Writes an ``estimate_breach`` event when the estimate breaches ``retrain_threshold``."""
-        state = self._model_state()
+        state = self._read_state()
         try:
             stored: dict[str, Any] | None = self._reference(reference, None)
         except ValidationError:
@@ -588,7 +606,7 @@ class FeedbackLoop:
         Writes a ``weak_segments`` event when slices breach ``retrain_threshold``."""
         if not by:
             raise ValidationError("name at least one tag or feature", field="by")
-        state = self._model_state()
+        state = self._read_state()
         chosen = metric or self.primary_metric
         data = watch.window_features(
             self.engine, self._window(window), regression=state.spec.task == "regression"
@@ -620,7 +638,7 @@ class FeedbackLoop:
         """Run a streaming concept-drift detector (``adwin``, ``ddm``, ``eddm``, ``hddm_a``,
         ``page_hinkley``) over the window's errors in time order; a detected change writes a
         ``concept_drift`` event with the change points."""
-        state = self._model_state()
+        state = self._read_state()
         data = watch.window_features(
             self.engine, self._window(window), regression=state.spec.task == "regression"
         )
@@ -636,7 +654,7 @@ class FeedbackLoop:
 
     @property
     def primary_metric(self) -> str:
-        spec = self._model_state().spec
+        spec = self._read_state().spec
         return spec.primary_metric or default_primary_metric(spec)
 
     def set_policy(
@@ -869,16 +887,16 @@ class FeedbackLoop:
 
     def load_model(self, version: int | str = "champion") -> Any:
         """The model object of a version or alias, loaded only if its SHA-256 matches."""
-        state = self._model_state()
+        state = self._read_state()
         return registry_service.load(self.engine, state.id, self._resolve_version(version))
 
     def versions(self) -> list[VersionRecord]:
-        state = self._model_state()
+        state = self._read_state()
         with read_transaction(self.engine) as conn:
             return registry_store.list_versions(conn, state.id)
 
     def aliases(self) -> dict[str, int]:
-        state = self._model_state()
+        state = self._read_state()
         with read_transaction(self.engine) as conn:
             return registry_store.all_aliases(conn, state.id)
 
@@ -904,7 +922,7 @@ class FeedbackLoop:
             raise ValidationError(str(exc), field="version") from exc
 
     def alias_history(self, alias: str | None = None) -> list[dict[str, Any]]:
-        state = self._model_state()
+        state = self._read_state()
         with read_transaction(self.engine) as conn:
             rows = registry_store.history(conn, state.id, alias)
         for row in rows:
@@ -945,7 +963,7 @@ class FeedbackLoop:
         limit: int | None = 100,
     ) -> list[Event]:
         """This model's events, newest first."""
-        state = self._model_state()
+        state = self._read_state()
         with read_transaction(self.engine) as conn:
             return read_events(
                 conn,

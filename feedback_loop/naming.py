@@ -10,21 +10,25 @@ from __future__ import annotations
 import unicodedata
 
 from feedback_loop.errors import ValidationError
+from feedback_loop.ingest import NUL_MESSAGE
 
 MAX_MODEL_NAME = 200
-NAME_RULE = (
-    f"must be 1 to {MAX_MODEL_NAME} characters, not only spaces, not '.' or '..', "
-    "without '/', '\\' or control characters"
-)
 
 
 def check_model_name(name: object) -> str:
     """``name`` if it is a valid model name; a ``ValidationError`` naming ``model_name``
-    otherwise."""
+    otherwise: 1 to 200 characters, not only spaces, not ``.`` or ``..``, without ``/``,
+    ``\\`` or control characters."""
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_MODEL_NAME:
-        raise ValidationError(NAME_RULE, field="model_name")
-    if name in (".", "..") or "/" in name or "\\" in name:
-        raise ValidationError(NAME_RULE, field="model_name")
-    if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
-        raise ValidationError(NAME_RULE, field="model_name")
-    return name
+        problem = f"must be a string of 1 to {MAX_MODEL_NAME} characters, not only spaces"
+    elif name in (".", ".."):
+        problem = "must not be '.' or '..'"
+    elif "/" in name or "\\" in name:
+        problem = "must not contain '/' or '\\'"
+    elif "\x00" in name:
+        problem = NUL_MESSAGE
+    elif any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+        problem = "must not contain control characters or lone surrogates"
+    else:
+        return name
+    raise ValidationError(problem, field="model_name")

@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from feedback_loop.clock import Clock, SystemClock
+from feedback_loop.errors import UnknownModelError
 from feedback_loop.lifecycle import retrain
 from feedback_loop.loop import FeedbackLoop
 from feedback_loop.policy import Policy
@@ -60,9 +61,12 @@ class Worker:
         for name, job in self.models.items():
             if job.policy is None:
                 continue
-            evidence = job.loop.policy_evidence(
-                with_drift=job.with_drift, with_estimate=job.with_estimate
-            )
+            try:
+                evidence = job.loop.policy_evidence(
+                    with_drift=job.with_drift, with_estimate=job.with_estimate
+                )
+            except UnknownModelError:  # nothing logged to it yet: nothing to evaluate
+                continue
             decision = job.policy.evaluate(evidence)
             if not decision:
                 continue
@@ -88,7 +92,10 @@ class Worker:
     def run_once(self) -> dict[str, Any] | None:
         """Claim and run one job; None when there was nothing to do."""
         for name, model in self.models.items():
-            model_id = model.loop._model_state().id
+            try:
+                model_id = model.loop._read_state().id
+            except UnknownModelError:  # never logged to: it has no jobs
+                continue
             with write_transaction(model.loop.engine) as conn:
                 job = jobs_store.claim(
                     conn, self.name, self._now(), _us(self.lease), model_id, self.max_attempts

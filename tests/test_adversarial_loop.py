@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
@@ -22,13 +22,21 @@ from test_lifecycle import _batch, _champion, _serve
 from test_lifecycle import loop as life  # noqa: F401  (a fixture)
 from typer.testing import CliRunner
 
-from feedback_loop import FeedbackLoop, ManualClock, RejectedVersionError, ValidationError
+from feedback_loop import (
+    FeedbackLoop,
+    ManualClock,
+    RejectedVersionError,
+    UnknownModelError,
+    ValidationError,
+)
 from feedback_loop.cli import app
 from feedback_loop.client import Client
 from feedback_loop.lifecycle import RetrainOutcome
 from feedback_loop.registry.artifacts import LocalArtifactStore
 from feedback_loop.store import jobs as jobs_store
-from feedback_loop.store.engine import read_transaction, write_transaction
+from feedback_loop.store import models as model_store
+from feedback_loop.store.engine import make_engine, read_transaction, write_transaction
+from feedback_loop.store.migrate import ensure_schema
 from feedback_loop.timeutil import to_us
 from feedback_loop.training.dataset import DatasetSpec
 from feedback_loop.training.gating import GateConfig
@@ -398,3 +406,74 @@ def test_a_poison_job_stops_after_its_attempts(db_url, tmp_path, clock) -> None:
     }
     assert [v.version for v in loop.versions()] == [1]
     assert worker.run_once() is None
+
+
+# -- 14. failing CLI commands exit non-zero; reads create nothing ---------------------------
+
+
+def _models(db_url: str) -> list[str]:
+    engine = make_engine(db_url)
+    ensure_schema(engine)
+    with read_transaction(engine) as conn:
+        return [m.name for m in model_store.list_models(conn)]
+
+
+def test_cli_retrain_and_worker_exit_non_zero_when_training_fails(db_url, tmp_path) -> None:
+    _tagged_loop(db_url, tmp_path, ManualClock(datetime.now(UTC)), n=300)  # the CLI's now
+    failing = f"{sys.executable} -c 'import sys; sys.exit(3)' {{data}} {{out}}"
+    result = runner.invoke(app, ["retrain", "-m", "tagged", "--db", db_url, "--command", failing])
+    assert result.exit_code != 0, result.output
+    said = " ".join(result.output.split())
+    assert "retraining failed: train failed" in said and "exited with 3" in said
+
+    project = tmp_path / "feedback_loop.toml"
+    project.write_text(f'[models.tagged]\n[models.tagged.trainer]\ncommand = "{failing}"\n')
+    queued = runner.invoke(app, ["retrain", "-m", "tagged", "--db", db_url])
+    assert queued.exit_code == 0 and "queued" in queued.output
+    worked = runner.invoke(app, ["worker", "--config", str(project), "--db", db_url, "--once"])
+    assert worked.exit_code != 0 and "failed" in worked.output, worked.output
+
+
+READS = [
+    ["metrics"],
+    ["events"],
+    ["drift"],
+    ["estimate"],
+    ["segments", "--by", "region"],
+    ["history"],
+    ["report", "--out", "REPORT"],
+]
+
+
+@pytest.mark.parametrize("command", READS, ids=[c[0] for c in READS])
+def test_read_commands_on_an_unknown_model_fail_and_create_nothing(
+    db_url, tmp_path, command: list[str]
+) -> None:
+    args = [a.replace("REPORT", str(tmp_path / "r.html")) for a in command]
+    result = runner.invoke(app, [*args, "-m", "nonexistent", "--db", db_url])
+    assert result.exit_code != 0, result.output
+    assert "no model named 'nonexistent'" in result.output
+    assert _models(db_url) == []
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_library_reads_of_an_unknown_model_raise_and_write_nothing(db_url, tmp_path) -> None:
+    ghost = FeedbackLoop("ghost", tracking_db=db_url, task="binary", artifact_root=str(tmp_path))
+    reads = [
+        lambda: ghost.get_metrics(),
+        lambda: ghost.events(),
+        lambda: ghost.versions(),
+        lambda: ghost.aliases(),
+        lambda: ghost.alias_history(),
+        lambda: ghost.check_drift(),
+        lambda: ghost.segments(by=["region"]),
+        lambda: ghost.get_prediction("p1"),
+        lambda: ghost.unmatched_outcomes(),
+        lambda: ghost.load_model(1),
+    ]
+    for read in reads:
+        with pytest.raises(UnknownModelError, match="ghost"):
+            read()
+    assert _models(db_url) == []
+    ghost.log_prediction(prediction=1, prediction_id="p1")  # a write creates it
+    assert _models(db_url) == ["ghost"] and ghost.get_prediction("p1") is not None

@@ -42,7 +42,7 @@ DECISIONS = (
 
 
 def _time_range(loop: FeedbackLoop) -> tuple[datetime, datetime] | None:
-    state = loop._model_state()
+    state = loop._read_state()
     with loop.engine.connect() as conn:
         low, high = conn.execute(
             text("SELECT MIN(ts), MAX(ts) FROM predictions WHERE model_id = :m"), {"m": state.id}
@@ -73,7 +73,7 @@ def report_context(
     """Everything the report's sections show, computed from the log, registry and events."""
     step = parse_duration(period, field="period")
     span = _time_range(loop)
-    state = loop._model_state()
+    state = loop._read_state()
     metric = loop.primary_metric
     context: dict[str, Any] = {
         "model": loop.model_name,
@@ -150,7 +150,7 @@ def _baseline_series(loop: FeedbackLoop, times: list[datetime], metric: str) -> 
 
 
 def _drift_heatmap(loop: FeedbackLoop, buckets: list[tuple[datetime, datetime]], limit: int) -> str:
-    state = loop._model_state()
+    state = loop._read_state()
     try:
         reference = loop._reference("default", None)
     except ValidationError:
@@ -183,7 +183,7 @@ def severity(result: Any) -> float | None:
 
 
 def _segments(loop: FeedbackLoop, end: datetime) -> dict[str, Any]:
-    state = loop._model_state()
+    state = loop._read_state()
     flt = WindowFilter(state.id, to_us(end - timedelta(days=30)), to_us(end) + 1)
     data = watch.window_features(loop.engine, flt, regression=state.spec.task == "regression")
     keys = [str(c) for c in data.tags.columns]
