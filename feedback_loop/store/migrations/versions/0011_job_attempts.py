@@ -1,4 +1,5 @@
-"""Job attempts (reserved: filled by the worker hardening).
+"""Job attempts: no schema change. ``jobs.attempts`` (since 0006) already counts the claims
+of a job; the worker caps it (``--max-attempts``) and uses it as the lease's fencing token.
 
 Revision ID: 0011
 Revises: 0010
