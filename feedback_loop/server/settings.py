@@ -25,6 +25,8 @@ class Settings:
     webhook_max_attempts: int = 6
     webhook_backoff_s: float = 5.0  # first retry after this, doubling each time
     webhook_backoff_max_s: float = 900.0
+    # Let every webhook reach loopback and private addresses (FEEDBACK_LOOP_WEBHOOK_ALLOW_PRIVATE).
+    webhook_allow_private: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -51,6 +53,8 @@ class Settings:
             webhook_max_attempts=int(number("WEBHOOK_MAX_ATTEMPTS", default.webhook_max_attempts)),
             webhook_backoff_s=number("WEBHOOK_BACKOFF_S", default.webhook_backoff_s),
             webhook_backoff_max_s=number("WEBHOOK_BACKOFF_MAX_S", default.webhook_backoff_max_s),
+            webhook_allow_private=env.get("FEEDBACK_LOOP_WEBHOOK_ALLOW_PRIVATE", "").lower()
+            in ("1", "true", "yes"),
         )
 
 

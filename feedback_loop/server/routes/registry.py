@@ -1,8 +1,8 @@
 """The model registry over HTTP: versions, aliases and their history, retraining requests,
 promotion, rollback and the post-promotion watch.
 
-Every change is recorded with the calling key's name as the actor (a rollback the watch makes
-is recorded as the watch's).
+Every change is recorded with the calling key's name as the actor, a rollback the watch makes
+included (its reason and evidence say it was the watch's).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def rollback(model: str, ctx: Context, who: Admin, body: RollbackRequest | None 
     response_model=WatchOut,
     summary="Judge the newest champion live; roll it back if it regressed",
 )
-def watch_champion(model: str, ctx: Context, _: Admin, body: WatchRequest | None = None) -> Reply:
+def watch_champion(model: str, ctx: Context, who: Admin, body: WatchRequest | None = None) -> Reply:
     """Admin only: a regression found here rolls the champion back (``auto_rollback``). A
     promotion is judged once; after that, and with none to judge, the verdict is null."""
     options = body or WatchRequest()
@@ -123,5 +123,6 @@ def watch_champion(model: str, ctx: Context, _: Admin, body: WatchRequest | None
         margin=options.margin,
         alpha=options.alpha,
         auto_rollback=options.auto_rollback,
+        actor=who.actor,
     )
     return reply({"verdict": None if verdict is None else verdict.to_dict()})
