@@ -8,26 +8,36 @@ webhook store runs on both databases in-process; the size bounds go through the 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import postgres_schema
+from cryptography.fernet import Fernet
+from sqlalchemy import select, text
 from test_client_e2e import ServerProcess, create_key
-from test_webhooks import Receiver
+from test_webhooks import Receiver, runner
 
-from feedback_loop import FeedbackLoop
+from feedback_loop import FeedbackLoop, ValidationError
+from feedback_loop.cli import app as cli
 from feedback_loop.client import AuthError, Client
 from feedback_loop.loop import dispose_engines
+from feedback_loop.server import secretbox, webhooks
+from feedback_loop.server.dispatcher import Dispatcher
 from feedback_loop.server.outbox import Outbox
+from feedback_loop.server.settings import Settings
 from feedback_loop.server.webhooks import WebhookStore
+from feedback_loop.store import tables
 from feedback_loop.store.engine import make_engine
-from feedback_loop.store.migrate import ensure_schema
+from feedback_loop.store.migrate import ensure_schema, upgrade
 
 WAIT_S = 60.0  # generous: the suite must pass on a loaded machine
 SECRET = "a-signing-secret-of-some-length"
@@ -171,3 +181,210 @@ def test_library_should_retrain_record_false_writes_nothing(tmp_path: Path) -> N
     assert loop.events() == []
     assert loop.should_retrain()
     assert [(e.kind, e.actor) for e in loop.events()] == [("retrain_due", "feedback-loop")]
+
+
+# -- webhook targets and secrets (both databases) ---------------------------------------------
+
+REFUSED_TARGETS = {
+    "http://127.0.0.1:8080/hook": "loopback",
+    "http://169.254.169.254/latest/meta-data/": "link-local",
+    "http://localhost/hook": "loopback",
+    "http://[::1]/hook": "loopback",
+    "http://[fe80::1]/hook": "link-local",
+    "http://10.1.2.3/hook": "private",
+    "http://172.16.0.1/hook": "private",
+    "https://192.168.1.10/hook": "private",
+    "http://[fc00::5]/hook": "private",
+    "http://0.0.0.0/hook": "unspecified",
+    "http://224.0.0.1/hook": "multicast",
+    "http://[::ffff:127.0.0.1]/hook": "loopback",
+    "http://2130706433/hook": "loopback",  # 127.0.0.1 as one number
+}
+
+
+@pytest.fixture
+def hooks(db_url: str) -> Iterator[tuple[WebhookStore, Outbox, str]]:
+    engine = make_engine(db_url)
+    ensure_schema(engine)
+    yield WebhookStore(engine), Outbox(engine), db_url
+    engine.dispose()
+
+
+def _resolving_to(monkeypatch: pytest.MonkeyPatch, address: str) -> None:
+    """Every host name resolves to ``address`` (a resolver the test controls)."""
+    monkeypatch.setattr(webhooks, "resolve", lambda host, port: [ip_address(address)])
+
+
+def test_private_webhook_targets_are_refused_unless_allowed(
+    hooks: tuple[WebhookStore, Outbox, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _, db_url = hooks
+    monkeypatch.delenv(webhooks.ENV_ALLOW_PRIVATE, raising=False)
+    for url, kind in REFUSED_TARGETS.items():
+        with pytest.raises(ValidationError) as refused:
+            store.add(url, SECRET, None, now_us=0)
+        assert refused.value.field == "url", url
+        assert f" {kind} address:" in refused.value.message, (url, refused.value.message)
+    for url in ("ftp://example.com/x", "file:///etc/passwd", "gopher://example.com/"):
+        with pytest.raises(ValidationError, match="http:// or https://"):
+            store.add(url, SECRET, None, now_us=0)
+    assert store.list_webhooks() == []
+
+    refused = runner.invoke(cli, ["webhooks", "add", "http://169.254.169.254/", "--db", db_url])
+    assert refused.exit_code == 1
+    assert "link-local address" in refused.output and "--allow-private" in refused.output
+    allowed = runner.invoke(
+        cli, ["webhooks", "add", "http://127.0.0.1:9/hook", "--allow-private", "--db", db_url]
+    )
+    assert allowed.exit_code == 0, allowed.output
+    monkeypatch.setenv(webhooks.ENV_ALLOW_PRIVATE, "1")  # the operator allows every webhook
+    assert store.add("http://169.254.169.254/x", SECRET, None, now_us=0).allow_private is False
+    listed = [h.to_dict() for h in store.list_webhooks()]
+    assert [(h["url"], h["allow_private"]) for h in listed] == [
+        ("http://127.0.0.1:9/hook", True),
+        ("http://169.254.169.254/x", False),
+    ]
+
+    _resolving_to(monkeypatch, "93.184.216.34")  # a public name is accepted
+    assert store.add("https://hooks.example.com/x", SECRET, None, now_us=0).id > 0
+
+
+def test_a_name_rebound_to_a_private_address_is_refused_at_delivery(
+    hooks: tuple[WebhookStore, Outbox, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, outbox, db_url = hooks
+    monkeypatch.delenv(webhooks.ENV_ALLOW_PRIVATE, raising=False)
+    receiver = Receiver([200]).start()
+    try:
+        port = receiver.url.split(":")[2].split("/")[0]
+        _resolving_to(monkeypatch, "93.184.216.34")
+        store.add(f"http://rebind.example:{port}/hook", SECRET, ["promoted"], now_us=0)
+        _resolving_to(monkeypatch, "127.0.0.1")  # the name now points at the server itself
+        FeedbackLoop("m", tracking_db=db_url).record_event("promoted", reason="v2")
+        dispatcher = Dispatcher(outbox, Settings(webhook_max_attempts=1))
+        try:
+            assert dispatcher.run_once() == 1
+        finally:
+            dispatcher.stop()
+        (delivery,) = outbox.deliveries()
+        assert delivery.status == "failed" and delivery.last_error is not None
+        assert "refused" in delivery.last_error and "loopback" in delivery.last_error
+        assert receiver.requests == []
+    finally:
+        receiver.stop()
+
+
+def test_deliveries_go_to_the_address_that_was_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    _resolving_to(monkeypatch, "93.184.216.34")
+    target = webhooks.check_target("https://hooks.example.com:8443/p?t=1", allow_private=False)
+    assert target.url == "https://93.184.216.34:8443/p?t=1"
+    assert target.headers == {"Host": "hooks.example.com:8443"}
+    assert target.extensions == {"sni_hostname": "hooks.example.com"}  # TLS checks the name
+    _resolving_to(monkeypatch, "2606:2800:220:1:248:1893:25c8:1946")
+    target = webhooks.check_target("http://hooks.example.com/p", allow_private=False)
+    assert target.url == "http://[2606:2800:220:1:248:1893:25c8:1946]/p"
+    assert target.headers == {"Host": "hooks.example.com"} and target.extensions == {}
+
+
+def _dump(db_url: str) -> str:
+    """The webhooks table as a dump shows it: every column of every row."""
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return repr(conn.execute(select(tables.webhooks)).all())
+    finally:
+        engine.dispose()
+
+
+def test_webhook_secrets_are_encrypted_at_rest_and_still_sign(
+    hooks: tuple[WebhookStore, Outbox, str],
+) -> None:
+    store, outbox, db_url = hooks
+    receiver = Receiver([200]).start()
+    try:
+        store.add(receiver.url, SECRET, ["promoted"], now_us=0, allow_private=True)
+        dumped = _dump(db_url)
+        assert SECRET not in dumped and "fernet:" in dumped
+        assert SECRET not in repr(store.list_webhooks()) + repr(outbox.due(now_us=0))
+        listed = runner.invoke(cli, ["webhooks", "list", "--db", db_url, "--json"])
+        assert listed.exit_code == 0 and SECRET not in listed.output
+        assert "fernet:" not in listed.output
+
+        FeedbackLoop("m", tracking_db=db_url).record_event("promoted", reason="v2")
+        dispatcher = Dispatcher(outbox, Settings())
+        try:
+            assert dispatcher.run_once() == 1
+        finally:
+            dispatcher.stop()
+        (_, headers, body) = receiver.requests[0]
+        expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        assert headers["X-Feedback-Loop-Signature"] == f"sha256={expected}"
+    finally:
+        receiver.stop()
+
+
+def test_clear_text_secrets_are_encrypted_by_the_migration(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        upgrade(engine, "0008")  # a database from before encryption, holding a clear secret
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO webhooks (url, secret, kinds, active, created_at, after_event_id)"
+                    " VALUES (:url, :secret, :kinds, :active, 0, 0)"
+                ),
+                {
+                    "url": "https://h.example/x",
+                    "secret": SECRET,
+                    "kinds": '["promoted"]',
+                    "active": True,
+                },
+            )
+        ensure_schema(engine)
+        assert SECRET not in _dump(db_url)
+        with engine.connect() as conn:
+            stored = conn.execute(select(tables.webhooks.c.secret)).scalar_one()
+        assert secretbox.decrypt(stored) == SECRET
+        assert secretbox.decrypt(SECRET) == SECRET  # a clear row not yet migrated still reads
+    finally:
+        engine.dispose()
+
+
+def test_the_secret_key_file_is_made_private_and_a_wrong_key_is_named(tmp_path: Path) -> None:
+    env = {secretbox.ENV_KEY_FILE: str(tmp_path / "keys" / "secret.key")}
+    stored = secretbox.encrypt(SECRET, env)
+    assert (tmp_path / "keys" / "secret.key").stat().st_mode & 0o777 == 0o600
+    assert secretbox.decrypt(stored, env) == SECRET
+    other = {secretbox.ENV_KEY: Fernet.generate_key().decode()}
+    with pytest.raises(secretbox.SecretKeyError, match="not the one it was stored with"):
+        secretbox.decrypt(stored, other)
+    with pytest.raises(secretbox.SecretKeyError, match="not a Fernet key"):
+        secretbox.encrypt(SECRET, {secretbox.ENV_KEY: "short"})
+
+
+def test_a_delivery_connects_to_the_checked_address_with_the_name_as_host(
+    hooks: tuple[WebhookStore, Outbox, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request goes to the address the check saw, not to a second lookup of the name."""
+    store, outbox, db_url = hooks
+    receiver = Receiver([200]).start()
+    try:
+        port = receiver.url.split(":")[2].split("/")[0]
+        _resolving_to(monkeypatch, "93.184.216.34")
+        store.add(f"http://hooks.example:{port}/hook", SECRET, ["promoted"], now_us=0)
+        # From here the name resolves to the receiver's address, which the check is told to
+        # accept as if it were public: the request must reach it by address.
+        _resolving_to(monkeypatch, "127.0.0.1")
+        monkeypatch.setattr(webhooks, "_refused_kind", lambda address: None)
+        FeedbackLoop("m", tracking_db=db_url).record_event("promoted", reason="v2")
+        dispatcher = Dispatcher(outbox, Settings(webhook_max_attempts=1))
+        try:
+            assert dispatcher.run_once() == 1
+        finally:
+            dispatcher.stop()
+        (delivery,) = outbox.deliveries()
+        assert delivery.status == "delivered", delivery.last_error
+        (_, headers, _) = receiver.requests[0]
+        assert headers["Host"] == f"hooks.example:{port}"
+    finally:
+        receiver.stop()

@@ -68,7 +68,8 @@ def _refused_kind(address: IPAddress) -> str | None:
     """What makes an address one a webhook may not reach, or None if it is public."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-    for kind in ("loopback", "link_local", "private", "unspecified", "multicast", "reserved"):
+    # The specific kinds first: 0.0.0.0 and ff02::1 also count as private and reserved.
+    for kind in ("unspecified", "multicast", "loopback", "link_local", "private", "reserved"):
         if getattr(address, f"is_{kind}"):
             return kind.replace("_", "-")
     if not address.is_global:
@@ -107,7 +108,8 @@ def check_target(url: str, *, allow_private: bool) -> Target:
         kind = _refused_kind(address)
         if kind is not None:
             raise ValidationError(
-                f"{parsed.host!r} is (or resolves to) {address}, a {kind} address: webhooks "
+                f"{parsed.host!r} is (or resolves to) {address}, "
+                f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} address: webhooks "
                 "may not reach the server's own networks unless allowed explicitly "
                 f"(`webhooks add --allow-private`, or {ENV_ALLOW_PRIVATE}=1 for the server)",
                 field="url",
