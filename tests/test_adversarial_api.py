@@ -22,6 +22,7 @@ import httpx
 import pytest
 from conftest import postgres_schema
 from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 from test_client_e2e import ServerProcess, create_key
 from test_webhooks import Receiver, runner
@@ -31,6 +32,7 @@ from feedback_loop.cli import app as cli
 from feedback_loop.client import AuthError, Client
 from feedback_loop.loop import dispose_engines
 from feedback_loop.server import secretbox, webhooks
+from feedback_loop.server.app import create_app
 from feedback_loop.server.dispatcher import Dispatcher
 from feedback_loop.server.outbox import Outbox
 from feedback_loop.server.settings import Settings
@@ -388,3 +390,75 @@ def test_a_delivery_connects_to_the_checked_address_with_the_name_as_host(
         assert headers["Host"] == f"hooks.example:{port}"
     finally:
         receiver.stop()
+
+
+# -- every user-controlled size of /v1 is bounded ----------------------------------------------
+
+LONG = "x" * 201  # one past a name's width
+M = "/v1/models/m"
+# (method, path, query, body, the field the 422 must name)
+OUT_OF_RANGE: list[tuple[str, str, list[tuple[str, str]] | None, object, str]] = [
+    ("GET", f"{M}/metrics", [("version", LONG)], None, "version"),
+    ("GET", f"{M}/metrics", [("segment", f"k{i}:v") for i in range(21)], None, "segment"),
+    ("GET", f"{M}/metrics", [("segment", "k:" + "v" * 500)], None, "segment"),
+    ("GET", f"{M}/should-retrain", [("min_labeled", str(10**10))], None, "min_labeled"),
+    ("POST", f"{M}/should-retrain", [("min_labeled", "0")], None, "min_labeled"),
+    ("GET", f"{M}/should-retrain", [("threshold", "inf")], None, "threshold"),
+    ("GET", f"{M}/should-retrain", [("metric", LONG)], None, "metric"),
+    ("GET", f"{M}/should-retrain", [("window", "99999999999d")], None, "window"),
+    ("GET", f"{M}/drift", [("method", f"f{i}:ks") for i in range(1001)], None, "method"),
+    ("GET", f"{M}/drift", [("reference", LONG)], None, "reference"),
+    ("GET", f"{M}/estimate", [("reference", LONG)], None, "reference"),
+    ("GET", f"{M}/segments", [("by", f"c{i}") for i in range(6)], None, "by"),
+    ("GET", f"{M}/segments", [("by", LONG)], None, "by"),
+    ("POST", f"{M}/segments", [("by", "c"), ("min_support", str(10**10))], None, "min_support"),
+    ("GET", f"{M}/segments", [("by", "c"), ("metric", LONG)], None, "metric"),
+    ("GET", f"{M}/events", [("kind", f"k{i}") for i in range(101)], None, "kind"),
+    ("GET", f"{M}/events", [("limit", "1001")], None, "limit"),
+    ("POST", f"{M}/events", None, {"kind": "note", "reason": "r" * 2001}, "reason"),
+    (
+        "POST",
+        f"{M}/events",
+        None,
+        {"kind": "note", "reason": "r", "evidence": {"blob": "e" * 100_001}},
+        "evidence",
+    ),
+    ("POST", f"{M}/promote", None, {"version": 1, "reason": "r" * 2001}, "reason"),
+    ("POST", f"{M}/rollback", None, {"reason": "r" * 2001}, "reason"),
+    ("POST", f"{M}/retrain", None, {"reason": "r" * 2001}, "reason"),
+    ("PUT", f"{M}/aliases/champion", None, {"version": 1, "reason": "r" * 2001}, "reason"),
+    ("PUT", f"{M}/aliases/{'a' * 101}", None, {"version": 1}, "alias"),
+    ("GET", f"{M}/aliases/{'a' * 101}/history", None, None, "alias"),
+    ("POST", f"{M}/watch", None, {"min_samples": 10**7}, "min_samples"),
+    ("PUT", M, None, {"label_key": LONG}, "label_key"),
+    ("PUT", M, None, {"primary_metric": "m" * 41}, "primary_metric"),
+    ("POST", "/v1/keys", None, {"name": "k", "scopes": ["read"], "models": ["m"] * 1001}, "models"),
+    ("POST", "/v1/keys", None, {"name": "k", "scopes": ["read"], "models": [LONG]}, "models"),
+]
+
+
+@pytest.fixture(scope="module")
+def app_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    db = tmp_path_factory.mktemp("bounds") / "bounds.db"
+    app = create_app(f"sqlite:///{db}", settings=Settings(webhooks=False), auth=False)
+    with TestClient(app) as client:
+        yield client
+    dispose_engines()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "body", "field"),
+    OUT_OF_RANGE,
+    ids=[f"{m} {p.removeprefix(M) or '/'} {f}" for m, p, _, _, f in OUT_OF_RANGE],
+)
+def test_sizes_out_of_range_are_refused_naming_the_field(
+    app_client: TestClient,
+    method: str,
+    path: str,
+    query: list[tuple[str, str]] | None,
+    body: object,
+    field: str,
+) -> None:
+    answer = app_client.request(method, path, params=query, json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["field"] == field

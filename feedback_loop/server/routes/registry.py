@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from pydantic import AfterValidator
 
 from feedback_loop.server.context import Admin, Context, Read
@@ -34,6 +34,8 @@ from feedback_loop.store.events import Event
 from feedback_loop.timeutil import from_us
 
 router = APIRouter(prefix="/v1/models/{model}", tags=["registry"])
+# An alias name, as wide as its column.
+AliasName = Annotated[str, AfterValidator(refuse_nul), Path(min_length=1, max_length=100)]
 
 
 @router.get("/versions", response_model=VersionList, summary="Registered versions, oldest first")
@@ -58,7 +60,7 @@ def aliases(model: str, ctx: Context, _: Read) -> Reply:
 
 
 @router.put("/aliases/{alias}", response_model=AliasOut, summary="Point an alias at a version")
-def set_alias(model: str, alias: str, body: AliasMove, ctx: Context, who: Admin) -> Reply:
+def set_alias(model: str, alias: AliasName, body: AliasMove, ctx: Context, who: Admin) -> Reply:
     previous = ctx.loops.get(model).set_alias(
         alias, body.version, actor=who.actor, reason=body.reason
     )
@@ -70,9 +72,7 @@ def set_alias(model: str, alias: str, body: AliasMove, ctx: Context, who: Admin)
     response_model=AliasHistory,
     summary="Every move of one alias, oldest first",
 )
-def alias_history(
-    model: str, alias: Annotated[str, AfterValidator(refuse_nul)], ctx: Context, _: Read
-) -> Reply:
+def alias_history(model: str, alias: AliasName, ctx: Context, _: Read) -> Reply:
     """Who pointed the alias where, when and why (an alias never set has no history)."""
     return reply({"history": ctx.loops.get(model).alias_history(alias)})
 
