@@ -396,44 +396,104 @@ def test_a_delivery_connects_to_the_checked_address_with_the_name_as_host(
 
 LONG = "x" * 201  # one past a name's width
 M = "/v1/models/m"
-# (method, path, query, body, the field the 422 must name)
-OUT_OF_RANGE: list[tuple[str, str, list[tuple[str, str]] | None, object, str]] = [
-    ("GET", f"{M}/metrics", [("version", LONG)], None, "version"),
-    ("GET", f"{M}/metrics", [("segment", f"k{i}:v") for i in range(21)], None, "segment"),
-    ("GET", f"{M}/metrics", [("segment", "k:" + "v" * 500)], None, "segment"),
-    ("GET", f"{M}/should-retrain", [("min_labeled", str(10**10))], None, "min_labeled"),
-    ("POST", f"{M}/should-retrain", [("min_labeled", "0")], None, "min_labeled"),
-    ("GET", f"{M}/should-retrain", [("threshold", "inf")], None, "threshold"),
-    ("GET", f"{M}/should-retrain", [("metric", LONG)], None, "metric"),
-    ("GET", f"{M}/should-retrain", [("window", "99999999999d")], None, "window"),
-    ("GET", f"{M}/drift", [("method", f"f{i}:ks") for i in range(1001)], None, "method"),
-    ("GET", f"{M}/drift", [("reference", LONG)], None, "reference"),
-    ("GET", f"{M}/estimate", [("reference", LONG)], None, "reference"),
-    ("GET", f"{M}/segments", [("by", f"c{i}") for i in range(6)], None, "by"),
-    ("GET", f"{M}/segments", [("by", LONG)], None, "by"),
-    ("POST", f"{M}/segments", [("by", "c"), ("min_support", str(10**10))], None, "min_support"),
-    ("GET", f"{M}/segments", [("by", "c"), ("metric", LONG)], None, "metric"),
-    ("GET", f"{M}/events", [("kind", f"k{i}") for i in range(101)], None, "kind"),
-    ("GET", f"{M}/events", [("limit", "1001")], None, "limit"),
-    ("POST", f"{M}/events", None, {"kind": "note", "reason": "r" * 2001}, "reason"),
+TOO_MANY = "at most {} items"
+TOO_LONG = "at most {} characters"
+TOO_BIG = "less than or equal to {}"
+# (method, path, query, body, the field the 422 names, what its message says)
+OUT_OF_RANGE: list[tuple[str, str, list[tuple[str, str]] | None, object, str, str]] = [
+    ("GET", f"{M}/metrics", [("version", LONG)], None, "version", TOO_LONG.format(200)),
+    (
+        "GET",
+        f"{M}/metrics",
+        [("segment", f"k{i}:v") for i in range(21)],
+        None,
+        "segment",
+        TOO_MANY.format(20),
+    ),
+    ("GET", f"{M}/metrics", [("segment", "k:" + "v" * 500)], None, "segment", TOO_LONG.format(401)),
+    (
+        "GET",
+        f"{M}/should-retrain",
+        [("min_labeled", str(10**10))],
+        None,
+        "min_labeled",
+        TOO_BIG.format(10**9),
+    ),
+    ("POST", f"{M}/should-retrain", [("min_labeled", "0")], None, "min_labeled", "greater than"),
+    ("GET", f"{M}/should-retrain", [("threshold", "inf")], None, "threshold", "finite number"),
+    ("GET", f"{M}/should-retrain", [("metric", LONG)], None, "metric", TOO_LONG.format(200)),
+    ("GET", f"{M}/should-retrain", [("window", "99999999999d")], None, "window", "too long"),
+    (
+        "GET",
+        f"{M}/drift",
+        [("method", f"f{i}:ks") for i in range(1001)],
+        None,
+        "method",
+        TOO_MANY.format(1000),
+    ),
+    ("GET", f"{M}/drift", [("reference", LONG)], None, "reference", TOO_LONG.format(200)),
+    ("GET", f"{M}/estimate", [("reference", LONG)], None, "reference", TOO_LONG.format(200)),
+    ("GET", f"{M}/segments", [("by", f"c{i}") for i in range(6)], None, "by", TOO_MANY.format(5)),
+    ("GET", f"{M}/segments", [("by", LONG)], None, "by", TOO_LONG.format(200)),
+    (
+        "POST",
+        f"{M}/segments",
+        [("by", "c"), ("min_support", str(10**10))],
+        None,
+        "min_support",
+        TOO_BIG.format(10**9),
+    ),
+    ("GET", f"{M}/segments", [("by", "c"), ("metric", LONG)], None, "metric", TOO_LONG.format(200)),
+    ("GET", f"{M}/events", [("kind", f"k{i}") for i in range(101)], None, "kind", "at most 100"),
+    ("GET", f"{M}/events", [("limit", "1001")], None, "limit", TOO_BIG.format(1000)),
+    (
+        "POST",
+        f"{M}/events",
+        None,
+        {"kind": "note", "reason": "r" * 2001},
+        "reason",
+        TOO_LONG.format(2000),
+    ),
     (
         "POST",
         f"{M}/events",
         None,
         {"kind": "note", "reason": "r", "evidence": {"blob": "e" * 100_001}},
         "evidence",
+        "over 100,000 characters",
     ),
-    ("POST", f"{M}/promote", None, {"version": 1, "reason": "r" * 2001}, "reason"),
-    ("POST", f"{M}/rollback", None, {"reason": "r" * 2001}, "reason"),
-    ("POST", f"{M}/retrain", None, {"reason": "r" * 2001}, "reason"),
-    ("PUT", f"{M}/aliases/champion", None, {"version": 1, "reason": "r" * 2001}, "reason"),
-    ("PUT", f"{M}/aliases/{'a' * 101}", None, {"version": 1}, "alias"),
-    ("GET", f"{M}/aliases/{'a' * 101}/history", None, None, "alias"),
-    ("POST", f"{M}/watch", None, {"min_samples": 10**7}, "min_samples"),
-    ("PUT", M, None, {"label_key": LONG}, "label_key"),
-    ("PUT", M, None, {"primary_metric": "m" * 41}, "primary_metric"),
-    ("POST", "/v1/keys", None, {"name": "k", "scopes": ["read"], "models": ["m"] * 1001}, "models"),
-    ("POST", "/v1/keys", None, {"name": "k", "scopes": ["read"], "models": [LONG]}, "models"),
+    ("POST", f"{M}/promote", None, {"version": 1, "reason": "r" * 2001}, "reason", "at most 2000"),
+    ("POST", f"{M}/rollback", None, {"reason": "r" * 2001}, "reason", "at most 2000"),
+    ("POST", f"{M}/retrain", None, {"reason": "r" * 2001}, "reason", "at most 2000"),
+    (
+        "PUT",
+        f"{M}/aliases/champion",
+        None,
+        {"version": 1, "reason": "r" * 2001},
+        "reason",
+        "at most 2000",
+    ),
+    ("PUT", f"{M}/aliases/{'a' * 101}", None, {"version": 1}, "alias", TOO_LONG.format(100)),
+    ("GET", f"{M}/aliases/{'a' * 101}/history", None, None, "alias", TOO_LONG.format(100)),
+    ("POST", f"{M}/watch", None, {"min_samples": 10**7}, "min_samples", TOO_BIG.format(10**6)),
+    ("PUT", M, None, {"label_key": LONG}, "label_key", TOO_LONG.format(200)),
+    ("PUT", M, None, {"primary_metric": "m" * 41}, "primary_metric", TOO_LONG.format(40)),
+    (
+        "POST",
+        "/v1/keys",
+        None,
+        {"name": "k", "scopes": ["read"], "models": ["m"] * 1001},
+        "models",
+        TOO_MANY.format(1000),
+    ),
+    (
+        "POST",
+        "/v1/keys",
+        None,
+        {"name": "k", "scopes": ["read"], "models": [LONG]},
+        "models",
+        TOO_LONG.format(200),
+    ),
 ]
 
 
@@ -447,9 +507,9 @@ def app_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "query", "body", "field"),
+    ("method", "path", "query", "body", "field", "says"),
     OUT_OF_RANGE,
-    ids=[f"{m} {p.removeprefix(M) or '/'} {f}" for m, p, _, _, f in OUT_OF_RANGE],
+    ids=[f"{m} {p.removeprefix(M)[:30] or '/'} {f}" for m, p, _, _, f, _ in OUT_OF_RANGE],
 )
 def test_sizes_out_of_range_are_refused_naming_the_field(
     app_client: TestClient,
@@ -458,7 +518,10 @@ def test_sizes_out_of_range_are_refused_naming_the_field(
     query: list[tuple[str, str]] | None,
     body: object,
     field: str,
+    says: str,
 ) -> None:
+    """Refused as input, before the model is even looked up (there is no model ``m``)."""
     answer = app_client.request(method, path, params=query, json=body)
     assert answer.status_code == 422, answer.text
-    assert answer.json()["error"]["field"] == field
+    error = answer.json()["error"]
+    assert error["field"] == field and says in error["message"], error

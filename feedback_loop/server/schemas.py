@@ -128,7 +128,7 @@ class ModelDeclaration(Strict):
     score_key: Name | None = None
     positive_label: Any = None
     negative_label: Any = None
-    primary_metric: Annotated[NulFree, Field(max_length=40)] | None = None
+    primary_metric: Annotated[str, Field(max_length=40), AfterValidator(refuse_nul)] | None = None
 
 
 class AliasMove(Strict):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from pydantic import AfterValidator
+from pydantic import AfterValidator, StringConstraints
 
 from feedback_loop.server.context import Admin, Context, Read
 from feedback_loop.server.errors import ApiError
@@ -35,7 +35,9 @@ from feedback_loop.timeutil import from_us
 
 router = APIRouter(prefix="/v1/models/{model}", tags=["registry"])
 # An alias name, as wide as its column.
-AliasName = Annotated[str, AfterValidator(refuse_nul), Path(min_length=1, max_length=100)]
+AliasName = Annotated[
+    str, StringConstraints(min_length=1, max_length=100), AfterValidator(refuse_nul), Path()
+]
 
 
 @router.get("/versions", response_model=VersionList, summary="Registered versions, oldest first")
