@@ -286,6 +286,8 @@ def test_deliveries_go_to_the_address_that_was_checked(monkeypatch: pytest.Monke
     target = webhooks.check_target("http://hooks.example.com/p", allow_private=False)
     assert target.url == "http://[2606:2800:220:1:248:1893:25c8:1946]/p"
     assert target.headers == {"Host": "hooks.example.com"} and target.extensions == {}
+    literal = webhooks.check_target("http://[2606:2800:220:1::1]:81/p", allow_private=False)
+    assert literal.headers == {"Host": "[2606:2800:220:1::1]:81"}
 
 
 def _dump(db_url: str) -> str:

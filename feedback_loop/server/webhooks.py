@@ -115,7 +115,9 @@ def check_target(url: str, *, allow_private: bool) -> Target:
                 field="url",
             )
     pinned = parsed.copy_with(host=str(addresses[0]))
-    host_header = parsed.host if parsed.port is None else f"{parsed.host}:{parsed.port}"
+    host_header = f"[{parsed.host}]" if ":" in parsed.host else parsed.host  # an IPv6 literal
+    if parsed.port is not None:
+        host_header += f":{parsed.port}"
     extensions = {"sni_hostname": parsed.host} if parsed.scheme == "https" else {}
     return Target(str(pinned), {"Host": host_header}, extensions)
 
