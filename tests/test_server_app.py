@@ -592,8 +592,9 @@ def test_reference_drift_options_and_concept_drift(api: Api) -> None:
         "/v1/models/m/reference", json={"window": "all", "name": "everything"}, headers=admin
     ).json()
     assert everything["rows"] == n
-    kinds = [e.kind for e in FeedbackLoop("m", tracking_db=api.context.loops.database_url).events()]
-    assert kinds == ["reference_set", "reference_set"]
+    found = FeedbackLoop("m", tracking_db=api.context.loops.database_url).events()
+    assert [e.kind for e in found] == ["reference_set", "reference_set"]
+    assert {e.actor for e in found} == {"api:k"}  # the key that set them
     for body, field in (
         ({"window": "soon"}, "window"),
         ({"window": [first_half[1], first_half[0]]}, "window"),
