@@ -162,6 +162,7 @@ async def _page_slot(request: Request) -> AsyncIterator[None]:
         await asyncio.wait_for(slots.acquire(), PAGE_WAIT_S)
     except TimeoutError:
         page = _page("message.html.j2", request, 503, title="Busy", message="Try again shortly.")
+        page.headers["Retry-After"] = "10"
         raise Refused(page) from None
     try:
         yield
