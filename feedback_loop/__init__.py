@@ -8,6 +8,7 @@ from feedback_loop.clock import ManualClock, SystemClock
 from feedback_loop.errors import (
     DuplicatePredictionError,
     FeedbackLoopError,
+    RejectedVersionError,
     UnknownModelError,
     ValidationError,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "FeedbackLoop",
     "FeedbackLoopError",
     "ManualClock",
+    "RejectedVersionError",
     "RetrainDecision",
     "SystemClock",
     "UnknownModelError",

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from feedback_loop.errors import FeedbackLoopError
+from feedback_loop.errors import FeedbackLoopError, RejectedVersionError
 from feedback_loop.lifecycle import RetrainOutcome
 from feedback_loop.loop import FeedbackLoop
 
@@ -383,10 +383,18 @@ def promote(
     db: Db = None,
     reason: Annotated[str, typer.Option()] = "promoted from the command line",
     actor: Annotated[str, typer.Option()] = "cli",
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even a version the gate rejected.")
+    ] = False,
 ) -> None:
-    """Make a version the champion."""
+    """Make a version the champion (a version the gate rejected needs --force)."""
     try:
-        FeedbackLoop(model, tracking_db=db).promote(version, actor=actor, reason=reason)
+        FeedbackLoop(model, tracking_db=db).promote(
+            version, actor=actor, reason=reason, force=force
+        )
+    except RejectedVersionError as exc:
+        err_console.print(f"[bold yellow]warning:[/] {exc}")
+        raise _fail("not promoted; add --force to promote it anyway") from exc
     except FeedbackLoopError as exc:
         raise _fail(str(exc)) from exc
     console.print(f"version {version} is now the champion of [bold]{model}[/]")
@@ -443,6 +451,12 @@ def worker(
         bool, typer.Option(help="Evaluate policies and run one job, then exit.")
     ] = False,
     poll: Annotated[float, typer.Option(help="Seconds between polls.")] = 10.0,
+    max_attempts: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Claims of a job that never finish (crash, lost lease) before it fails."
+        ),
+    ] = 3,
 ) -> None:
     """Run retraining policies on a schedule and execute training jobs."""
     from datetime import timedelta
@@ -453,6 +467,7 @@ def worker(
         runner = load_worker(config, db)
     except (FeedbackLoopError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from exc
+    runner.max_attempts = max_attempts
     if once:
         queued = runner.evaluate_policies()
         done = runner.run_once()

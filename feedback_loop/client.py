@@ -23,7 +23,8 @@ the server cannot have acted on them: the connection was refused, or it answered
 
 Errors are the library's own: 422 raises :class:`~feedback_loop.ValidationError` (with the field
 and the row, counted from the start of what you passed), 409
-:class:`~feedback_loop.DuplicatePredictionError`, 404 :class:`~feedback_loop.UnknownModelError`,
+:class:`~feedback_loop.DuplicatePredictionError` (or :class:`~feedback_loop.RejectedVersionError`
+when promoting a version the gate rejected), 404 :class:`~feedback_loop.UnknownModelError`,
 401 and 403 :class:`AuthError`, anything else :class:`ServerError`. No message carries the API
 key.
 """
@@ -49,11 +50,13 @@ import pandas as pd
 from feedback_loop.errors import (
     DuplicatePredictionError,
     FeedbackLoopError,
+    RejectedVersionError,
     UnknownModelError,
     ValidationError,
 )
 from feedback_loop.ingest import RESERVED, id_column, to_frame
 from feedback_loop.loop import _single_id
+from feedback_loop.naming import check_model_name
 from feedback_loop.recording import LogResult
 from feedback_loop.retraining import RetrainDecision
 from feedback_loop.store.events import Event
@@ -144,12 +147,8 @@ class Client:
         backoff: float = 0.2,
         transport: httpx.BaseTransport | None = None,
     ):
-        if model_name is not None and (
-            not isinstance(model_name, str) or not model_name.strip() or len(model_name) > 200
-        ):
-            raise ValidationError(
-                "must be a non-empty string of at most 200 characters", field="model_name"
-            )
+        if model_name is not None:
+            check_model_name(model_name)
         if task is not None and task not in TASKS:
             raise ValidationError(f"must be one of {', '.join(TASKS)}", field="task")
         if retrain_threshold is not None and (
@@ -300,6 +299,10 @@ class Client:
                 field=None if field is None else str(field),
                 row=row if row is not None else (row_offset or None),
             )
+        if status == 409 and detail.get("type") == "rejected_version":
+            rejected = RejectedVersionError(0, message)
+            rejected.args = (message,)
+            raise rejected
         if status == 409:
             ids = detail.get("prediction_ids")
             error = DuplicatePredictionError(
@@ -714,14 +717,22 @@ class Client:
             move["time"] = _parse_time(move["time"])
         return moves
 
-    def promote(self, version: int, *, reason: str = "promoted by hand") -> None:
-        """Make ``version`` the champion (the previous champion stays registered)."""
-        self._request(
-            "POST",
-            self._model_path("/promote"),
-            body={"version": version, "reason": reason},
-            safe=False,
-        )
+    def promote(
+        self, version: int, *, reason: str = "promoted by hand", force: bool = False
+    ) -> None:
+        """Make ``version`` the champion (the previous champion stays registered). A version
+        the gate rejected raises :class:`~feedback_loop.RejectedVersionError` unless
+        ``force=True``."""
+        try:
+            self._request(
+                "POST",
+                self._model_path("/promote"),
+                body={"version": version, "reason": reason, "force": force},
+                safe=False,
+            )
+        except RejectedVersionError as exc:
+            exc.version = version
+            raise
 
     def rollback(self, *, reason: str = "rolled back by hand") -> int:
         """Put the previous champion back; returns its version."""

@@ -51,3 +51,19 @@ class DuplicatePredictionError(FeedbackLoopError):
 
 class UnknownModelError(FeedbackLoopError, LookupError):
     """The named model has never been logged to."""
+
+
+class RejectedVersionError(FeedbackLoopError):
+    """Promoting a version the gate rejected, without ``force``.
+
+    The gate's verdict is the newest ``gate_passed``/``gate_rejected`` event naming the version;
+    promoting it anyway takes ``force=True``, and the override is recorded in the event.
+    """
+
+    def __init__(self, version: int, verdict: str):
+        self.version = version
+        self.verdict = verdict
+        super().__init__(
+            f"version {version} was rejected by the gate ({verdict}); "
+            "promote it with force to override"
+        )

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from feedback_loop.errors import ValidationError
+from feedback_loop.errors import FeedbackLoopError, RejectedVersionError, ValidationError
+from feedback_loop.registry import service as registry_service
+from feedback_loop.registry.service import Guard
+from feedback_loop.store.engine import write_transaction
+from feedback_loop.store.events import Event, write_event
+from feedback_loop.store.jobs import LeaseLostError
 from feedback_loop.store.reader import Rows, WindowFilter, read_rows
 from feedback_loop.timeutil import from_us, to_us
 from feedback_loop.training.dataset import Dataset, DatasetSpec, assemble
@@ -29,7 +35,8 @@ CHALLENGER = "challenger"
 
 @dataclass
 class RetrainOutcome:
-    """What one retraining did: the candidate version, the gate's decision, the promotion."""
+    """What one retraining did: the candidate version, the gate's decision, the promotion.
+    ``failed`` names the stage that failed (then ``promoted`` is false)."""
 
     candidate: int | None
     champion_before: int | None
@@ -39,13 +46,15 @@ class RetrainOutcome:
     train_rows: int = 0
     holdout_rows: int = 0
     metrics: dict[str, Any] = field(default_factory=dict)
+    failed: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def labeled_dataset(loop: FeedbackLoop, spec: DatasetSpec) -> tuple[Dataset, list[str]]:
-    """Labeled predictions with the features logged at prediction time."""
+    """Labeled predictions with the features logged at prediction time (and their tags, for
+    the gate's segment checks: they follow every row selection and the holdout split)."""
     from feedback_loop import watch
 
     state = loop._model_state()
@@ -67,10 +76,16 @@ def labeled_dataset(loop: FeedbackLoop, spec: DatasetSpec) -> tuple[Dataset, lis
             y = y.astype(type(y[0])) if len(y) else y
     features = data.features.loc[keep].reset_index(drop=True)
     tags = data.tags.loc[keep].reset_index(drop=True) if len(data.tags.columns) else None
-    dataset = assemble(features, y, data.ts[keep], spec, now)
-    if tags is not None:
-        dataset.X.attrs["tags"] = tags  # kept for segment checks, not for training
+    dataset = assemble(features, y, data.ts[keep], spec, now, tags=tags)
     return dataset, [str(c) for c in features.columns]
+
+
+@dataclass
+class _Progress:
+    """Where a retraining is, for the ``retrain_failed`` event if a step raises."""
+
+    stage: str = "dataset"
+    candidate: int | None = None
 
 
 def retrain(
@@ -82,22 +97,63 @@ def retrain(
     reason: str,
     actor: str,
     promote: bool = True,
+    guard: Guard | None = None,
 ) -> RetrainOutcome:
-    state = loop._model_state()
+    """Train, register, gate and (if it passes) promote a candidate.
+
+    Whatever step fails, the retraining ends with a ``retrain_failed`` event naming the stage,
+    and no alias points at a candidate the gate has not judged: ``challenger`` is moved to the
+    candidate together with the gate's verdict. ``guard`` runs inside every write's
+    transaction (a worker's lease check); when it refuses (:class:`LeaseLostError`), nothing
+    more is written and the error propagates."""
     champion = loop.aliases().get(CHAMPION)
-    loop.record_event(
+    _write_event(
+        loop,
+        guard,
         "retrain_started",
         reason=reason,
         actor=actor,
         evidence={"strategy": spec.strategy, "champion": champion},
     )
+    progress = _Progress()
     try:
-        dataset, columns = labeled_dataset(loop, spec)
-        train, holdout = dataset.split(spec.holdout)
-        model = trainer.train(train)
-    except Exception as exc:  # any trainer error is recorded, and the loop goes on
-        loop.record_event("retrain_failed", reason=f"{type(exc).__name__}: {exc}", actor=actor)
-        return RetrainOutcome(None, champion, False, f"training failed: {exc}")
+        return _retrain_steps(
+            loop, trainer, progress, spec, gate, reason, actor, promote, guard, champion
+        )
+    except LeaseLostError:
+        raise
+    except Exception as exc:  # any failure is recorded, and the loop goes on
+        failure = f"{progress.stage} failed: {type(exc).__name__}: {exc}"
+        _write_event(
+            loop,
+            guard,
+            "retrain_failed",
+            reason=failure,
+            actor=actor,
+            version=None if progress.candidate is None else str(progress.candidate),
+            evidence={"stage": progress.stage, "candidate": progress.candidate},
+        )
+        return RetrainOutcome(progress.candidate, champion, False, failure, failed=progress.stage)
+
+
+def _retrain_steps(
+    loop: FeedbackLoop,
+    trainer: Trainer,
+    progress: _Progress,
+    spec: DatasetSpec,
+    gate: GateConfig,
+    reason: str,
+    actor: str,
+    promote: bool,
+    guard: Guard | None,
+    champion: int | None,
+) -> RetrainOutcome:
+    state = loop._model_state()
+    dataset, columns = labeled_dataset(loop, spec)
+    train, holdout = dataset.split(spec.holdout)
+    progress.stage = "train"
+    model = trainer.train(train)
+    progress.stage = "score"
     task = state.spec.task or "binary"
     positive = state.spec.positive
     timed = gate.latency_budget_ms is not None
@@ -111,7 +167,8 @@ def retrain(
             champion_model, holdout.X, holdout.y, task=task, positive=positive
         )
     train_pred = _train_predictions(model, train.X, task, positive)
-    version = loop.register_model(
+    progress.stage = "register"
+    version = loop._register(
         model,
         features=train.X,
         predictions=train_pred,
@@ -121,43 +178,98 @@ def retrain(
         train_rows=len(train),
         metrics={f"holdout_{k}": v for k, v in candidate_scores.metrics.items()},
         info={"features": columns, "strategy": spec.strategy, "reason": reason},
-        alias=CHALLENGER,
         actor=actor,
+        guard=guard,
     )
+    progress.candidate = version
+    progress.stage = "gate"
     decision = run_gate(
         champion_scores, candidate_scores, holdout, gate, task=task, positive=positive
     )
-    kind = "gate_passed" if decision["passed"] else "gate_rejected"
-    failed = [c["name"] for c in decision["checks"] if not c["passed"]]
-    verdict = "passed every check" if decision["passed"] else f"failed {', '.join(failed)}"
-    loop.record_event(
-        kind,
-        reason=f"candidate {version} vs champion {champion}: {verdict}",
-        version=str(version),
-        actor=actor,
-        evidence=decision,
-    )
+    _record_verdict(loop, guard, version, champion, decision, actor)
     promoted = False
     if decision["passed"] and promote:
-        promise = candidate_scores.metrics
+        progress.stage = "promote"
         promote_version(
             loop,
             version,
             actor=actor,
             reason=f"gate passed ({reason})",
-            evidence={"promised": promise, "gate": decision},
+            evidence={"promised": candidate_scores.metrics, "gate": decision},
+            guard=guard,
         )
         promoted = True
     return RetrainOutcome(
         candidate=version,
         champion_before=champion,
         promoted=promoted,
-        reason=verdict,
+        reason=_verdict(decision),
         gate=decision,
         train_rows=len(train),
         holdout_rows=len(holdout),
         metrics=candidate_scores.metrics,
     )
+
+
+def _verdict(decision: dict[str, Any]) -> str:
+    failed = [c["name"] for c in decision["checks"] if not c["passed"]]
+    return "passed every check" if decision["passed"] else f"failed {', '.join(failed)}"
+
+
+def _record_verdict(
+    loop: FeedbackLoop,
+    guard: Guard | None,
+    version: int,
+    champion: int | None,
+    decision: dict[str, Any],
+    actor: str,
+) -> None:
+    """The gate's verdict event and ``challenger`` moved to the judged candidate, together."""
+    state = loop._model_state()
+    now = loop._now_us()
+    with write_transaction(loop.engine) as conn:
+        if guard is not None:
+            guard(conn)
+        write_event(
+            conn,
+            ts_us=now,
+            kind="gate_passed" if decision["passed"] else "gate_rejected",
+            model_id=state.id,
+            version=str(version),
+            actor=actor,
+            reason=f"candidate {version} vs champion {champion}: {_verdict(decision)}",
+            evidence=decision,
+        )
+        registry_service.move_in(
+            conn, state.id, CHALLENGER, version, now, actor, f"gated candidate {version}"
+        )
+
+
+def _write_event(
+    loop: FeedbackLoop,
+    guard: Guard | None,
+    kind: str,
+    *,
+    reason: str,
+    actor: str,
+    version: str | None = None,
+    evidence: dict[str, Any] | None = None,
+) -> None:
+    """``loop.record_event`` with ``guard`` run inside the same transaction."""
+    state = loop._model_state()
+    with write_transaction(loop.engine) as conn:
+        if guard is not None:
+            guard(conn)
+        write_event(
+            conn,
+            ts_us=loop._now_us(),
+            kind=kind,
+            model_id=state.id,
+            version=version,
+            actor=actor,
+            reason=reason,
+            evidence=evidence or {},
+        )
 
 
 def _train_predictions(model: Any, X: pd.DataFrame, task: str, positive: Any) -> np.ndarray | None:
@@ -171,6 +283,15 @@ def _train_predictions(model: Any, X: pd.DataFrame, task: str, positive: Any) ->
         return None
 
 
+def gate_verdict(loop: FeedbackLoop, version: int) -> Event | None:
+    """The gate's newest verdict on ``version`` (a ``gate_passed`` or ``gate_rejected``
+    event), or None for a version that was never gated (registered by hand)."""
+    for event in loop.events(kinds=["gate_passed", "gate_rejected"], limit=None):
+        if event.version == str(version):
+            return event  # newest first
+    return None
+
+
 def promote_version(
     loop: FeedbackLoop,
     version: int,
@@ -178,44 +299,118 @@ def promote_version(
     actor: str,
     reason: str,
     evidence: dict[str, Any] | None = None,
+    force: bool = False,
+    guard: Guard | None = None,
 ) -> int | None:
-    """Move ``champion`` to ``version``; the previous champion stays registered."""
-    previous = loop.set_alias(CHAMPION, version, actor=actor, reason=reason)
-    loop.record_event(
-        "promoted",
-        reason=f"version {version} promoted over {previous}: {reason}",
-        version=str(version),
+    """Move ``champion`` to ``version``; the previous champion stays registered.
+
+    A version the gate rejected is only promoted with ``force``, and the override is kept in
+    the ``promoted`` event's evidence (``forced`` and the gate's verdict)."""
+    extra = dict(evidence or {})
+    verdict = gate_verdict(loop, version)
+    if verdict is not None and verdict.kind == "gate_rejected":
+        if not force:
+            raise RejectedVersionError(version, verdict.reason)
+        extra["forced"] = {"gate_rejected": verdict.reason, "event": verdict.id}
+    return _move_champion(
+        loop,
+        version,
         actor=actor,
-        evidence={"previous": previous, **(evidence or {})},
+        reason=reason,
+        guard=guard,
+        event=lambda previous: (
+            "promoted",
+            f"version {version} promoted over {previous}: {reason}",
+            {"previous": previous, **extra},
+        ),
     )
+
+
+def _move_champion(
+    loop: FeedbackLoop,
+    version: int,
+    *,
+    actor: str,
+    reason: str,
+    guard: Guard | None,
+    event: Callable[[int | None], tuple[str, str, dict[str, Any]]],
+) -> int | None:
+    """Move ``champion`` and write the event saying why, in one transaction: a champion never
+    moves without its ``promoted`` or ``rolled_back`` event. Returns the previous champion."""
+    state = loop._model_state()
+    now = loop._now_us()
+    with write_transaction(loop.engine) as conn:
+        if guard is not None:
+            guard(conn)
+        try:
+            previous = registry_service.move_in(
+                conn, state.id, CHAMPION, version, now, actor, reason
+            )
+        except FeedbackLoopError as exc:  # an unknown version
+            raise ValidationError(str(exc), field="version") from exc
+        kind, why, evidence = event(previous)
+        write_event(
+            conn,
+            ts_us=now,
+            kind=kind,
+            model_id=state.id,
+            version=str(version),
+            actor=actor,
+            reason=why,
+            evidence=evidence,
+        )
     return previous
+
+
+ROLLBACK_PREFIX = "rollback: "
+
+
+def champion_stack(moves: list[dict[str, Any]]) -> list[int]:
+    """The champions in force, oldest first, replayed from the champion's alias history.
+
+    Every move to a new version pushes it (a move to the current champion changes nothing);
+    a rollback (a move whose reason starts with ``rollback: ``, written only by
+    :func:`rollback`) pops back to the version it restored; removing the alias empties the
+    stack. The top is the champion; the one below it is where a rollback goes, so successive
+    rollbacks walk the history backwards instead of bouncing between two versions."""
+    stack: list[int] = []
+    for move in moves:
+        version = move["version"]
+        if version is None:
+            stack = []
+        elif str(move["reason"]).startswith(ROLLBACK_PREFIX):
+            while stack and stack[-1] != version:
+                stack.pop()
+            if not stack:  # a history this rule did not write: start again from here
+                stack = [version]
+        elif not stack or stack[-1] != version:
+            stack.append(version)
+    return stack
 
 
 def rollback(
     loop: FeedbackLoop, *, actor: str, reason: str, evidence: dict[str, Any] | None = None
 ) -> int:
-    """Move ``champion`` back to the version it held before the last promotion."""
-    moves = [m for m in loop.alias_history(CHAMPION) if m["version"] is not None]
+    """Move ``champion`` back to the champion before the current one (see
+    :func:`champion_stack`): a second rollback goes one step further back."""
     current = loop.aliases().get(CHAMPION)
-    previous = next(
-        (
-            m["previous_version"]
-            for m in reversed(moves)
-            if m["version"] == current and m["previous_version"] is not None
-        ),
-        None,
-    )
-    if previous is None:
+    stack = champion_stack(loop.alias_history(CHAMPION))
+    if current is None or len(stack) < 2 or stack[-1] != current:
         raise ValidationError(
             "the champion has no previous version to roll back to", field="champion"
         )
-    loop.set_alias(CHAMPION, previous, actor=actor, reason=f"rollback: {reason}")
-    loop.record_event(
-        "rolled_back",
-        reason=f"champion {current} rolled back to {previous}: {reason}",
-        version=str(previous),
+    previous = stack[-2]
+    _move_champion(
+        loop,
+        previous,
         actor=actor,
-        evidence={"from": current, "to": previous, **(evidence or {})},
+        reason=f"{ROLLBACK_PREFIX}{reason}",
+        guard=None,
+        event=lambda _: (
+            "rolled_back",
+            f"champion {current} rolled back to {previous}: {reason}",
+            {"from": current, "to": previous, **(evidence or {})},
+        ),
     )
     return previous
 

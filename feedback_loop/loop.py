@@ -39,6 +39,7 @@ from feedback_loop.ingest import (
 )
 from feedback_loop.lifecycle import RetrainOutcome
 from feedback_loop.monitoring import LOWER_IS_BETTER, default_primary_metric, window_metrics
+from feedback_loop.naming import check_model_name
 from feedback_loop.policy import Evidence, Policy, PolicyDecision
 from feedback_loop.recording import (
     LogResult,
@@ -51,6 +52,7 @@ from feedback_loop.recording import (
 )
 from feedback_loop.registry import service as registry_service
 from feedback_loop.registry.artifacts import LocalArtifactStore
+from feedback_loop.registry.service import Guard
 from feedback_loop.retraining import RetrainDecision, decide
 from feedback_loop.store import jobs as jobs_store
 from feedback_loop.store import models as model_store
@@ -139,12 +141,7 @@ class FeedbackLoop:
         clock: Clock | None = None,
         artifact_root: str | None = None,
     ):
-        if not isinstance(model_name, str) or not model_name.strip() or len(model_name) > 200:
-            raise ValidationError(
-                "must be a non-empty string of at most 200 characters", field="model_name"
-            )
-        if "\x00" in model_name:
-            raise ValidationError(NUL_MESSAGE, field="model_name")
+        check_model_name(model_name)
         if task is not None and task not in TASKS:
             raise ValidationError(f"must be one of {', '.join(TASKS)}", field="task")
         if retrain_threshold is not None and not isinstance(retrain_threshold, int | float):
@@ -734,13 +731,21 @@ class FeedbackLoop:
         )
 
     def promote(
-        self, version: int, *, actor: str = "user", reason: str = "promoted by hand"
+        self,
+        version: int,
+        *,
+        actor: str = "user",
+        reason: str = "promoted by hand",
+        force: bool = False,
     ) -> None:
-        """Make ``version`` the champion (the previous champion stays registered)."""
-        lifecycle.promote_version(self, version, actor=actor, reason=reason)
+        """Make ``version`` the champion (the previous champion stays registered). A version
+        the gate rejected raises :class:`~feedback_loop.RejectedVersionError` unless
+        ``force=True``; a forced promotion is recorded as such in the ``promoted`` event."""
+        lifecycle.promote_version(self, version, actor=actor, reason=reason, force=force)
 
     def rollback(self, *, actor: str = "user", reason: str = "rolled back by hand") -> int:
-        """Put the previous champion back; returns its version."""
+        """Put back the champion before the current one; returns its version. Rollbacks walk
+        the champion's history backwards: a second one goes one promotion further back."""
         return lifecycle.rollback(self, actor=actor, reason=reason)
 
     def watch_champion(
@@ -789,6 +794,39 @@ class FeedbackLoop:
         """Store a new version (1, 2, ...) of the model with its artifact (SHA-256 recorded),
         its training window and metrics, and — given its training ``features`` (with optional
         ``predictions`` and ``actuals``) — its reference profile. Returns the version."""
+        return self._register(
+            model,
+            features=features,
+            predictions=predictions,
+            actuals=actuals,
+            train_start=train_start,
+            train_end=train_end,
+            train_rows=train_rows,
+            metrics=metrics,
+            info=info,
+            serializer=serializer,
+            alias=alias,
+            actor=actor,
+        )
+
+    def _register(
+        self,
+        model: Any,
+        *,
+        features: Any = None,
+        predictions: Any = None,
+        actuals: Any = None,
+        train_start: Any = None,
+        train_end: Any = None,
+        train_rows: int | None = None,
+        metrics: dict[str, Any] | None = None,
+        info: dict[str, Any] | None = None,
+        serializer: str = "joblib",
+        alias: str | None = None,
+        actor: str = "user",
+        guard: Guard | None = None,
+    ) -> int:
+        """``register_model``, with a ``guard`` run inside the registering transaction."""
         state = self._model_state()
         reference = None
         frame = None
@@ -818,6 +856,7 @@ class FeedbackLoop:
             info=details,
             reference=reference,
             alias=alias,
+            guard=guard,
         )
 
     def _resolve_version(self, version: int | str) -> int:

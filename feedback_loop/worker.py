@@ -24,6 +24,7 @@ from feedback_loop.loop import FeedbackLoop
 from feedback_loop.policy import Policy
 from feedback_loop.store import jobs as jobs_store
 from feedback_loop.store.engine import write_transaction
+from feedback_loop.store.jobs import LeaseLostError
 from feedback_loop.timeutil import to_us
 from feedback_loop.training.trainers import Trainer
 
@@ -48,6 +49,7 @@ class Worker:
     lease: timedelta = timedelta(minutes=5)
     heartbeat_every: timedelta = timedelta(seconds=30)
     clock: Clock = field(default_factory=SystemClock)
+    max_attempts: int = jobs_store.DEFAULT_MAX_ATTEMPTS
 
     def _now(self) -> int:
         return to_us(self.clock.now())
@@ -88,7 +90,9 @@ class Worker:
         for name, model in self.models.items():
             model_id = model.loop._model_state().id
             with write_transaction(model.loop.engine) as conn:
-                job = jobs_store.claim(conn, self.name, self._now(), _us(self.lease), model_id)
+                job = jobs_store.claim(
+                    conn, self.name, self._now(), _us(self.lease), model_id, self.max_attempts
+                )
             if job is None:
                 continue
             log.info("job %s (%s) claimed by %s, attempt %s", job.id, name, self.name, job.attempts)
@@ -96,7 +100,11 @@ class Worker:
         return None
 
     def _run(self, model: ModelJob, job: jobs_store.Job) -> dict[str, Any]:
+        """Run one claimed attempt. Every write of the retraining first checks, in its own
+        transaction, that this attempt still holds the lease: a worker that paused past its
+        lease while another took the job over writes nothing more (no second version)."""
         engine = model.loop.engine
+        lease_us = _us(self.lease)
         stop = threading.Event()
         lost = threading.Event()
 
@@ -104,7 +112,7 @@ class Worker:
             while not stop.wait(self.heartbeat_every.total_seconds()):
                 with write_transaction(engine) as conn:
                     alive = jobs_store.heartbeat(
-                        conn, job.id, self.name, self._now(), _us(self.lease)
+                        conn, job.id, self.name, self._now(), lease_us, job.attempts
                     )
                 if not alive:
                     lost.set()
@@ -112,6 +120,7 @@ class Worker:
 
         beating = threading.Thread(target=beat, name=f"heartbeat-{job.id}", daemon=True)
         beating.start()
+        guard = jobs_store.fence(job.id, self.name, job.attempts, self._now, lease_us)
         try:
             outcome = retrain(
                 model.loop,
@@ -120,18 +129,34 @@ class Worker:
                 gate=model.loop.gate_config,
                 reason=str(job.payload.get("reason", "job")),
                 actor=self.name,
+                guard=guard,
             )
-            status, result, error = "succeeded", outcome.to_dict(), None
+            status, result = ("failed" if outcome.failed else "succeeded"), outcome.to_dict()
+            error = outcome.reason if outcome.failed else None
+        except LeaseLostError as exc:  # another worker owns the job now: leave it alone
+            log.warning("job %s: %s", job.id, exc)
+            lost.set()
+            status, result, error = "lost_lease", None, str(exc)
         except Exception as exc:  # recorded on the job; the worker keeps running
             log.exception("job %s failed", job.id)
             status, result, error = "failed", None, f"{type(exc).__name__}: {exc}"
         finally:
             stop.set()
             beating.join()
-        with write_transaction(engine) as conn:
-            jobs_store.finish(
-                conn, job.id, self.name, self._now(), status=status, result=result, error=error
-            )
+        if status != "lost_lease":
+            with write_transaction(engine) as conn:
+                finished = jobs_store.finish(
+                    conn,
+                    job.id,
+                    self.name,
+                    self._now(),
+                    status=status,
+                    result=result,
+                    error=error,
+                    attempt=job.attempts,
+                )
+            if not finished:
+                lost.set()
         return {
             "job": job.id,
             "status": status,

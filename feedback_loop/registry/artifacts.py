@@ -14,6 +14,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
+from urllib.request import url2pathname
 
 from feedback_loop.errors import FeedbackLoopError
 
@@ -87,7 +89,7 @@ class LocalArtifactStore:
                 f"unknown serializer {serializer!r}; known: {', '.join(SERIALIZERS)}"
             )
         data = chosen.dumps(obj)
-        folder = self.root / _safe(model) / uuid.uuid4().hex
+        folder = self._folder(model)
         folder.mkdir(parents=True, exist_ok=False)
         path = folder / "model.bin"
         tmp = folder / ".model.bin.tmp"
@@ -103,12 +105,19 @@ class LocalArtifactStore:
             serializer=chosen.name,
         )
 
+    def _folder(self, model: str) -> Path:
+        """A new folder for one artifact of ``model``, checked to lie inside the root whatever
+        the name holds (names are validated upstream; this does not rely on it)."""
+        root = self.root.resolve()
+        folder = (root / _safe(model) / uuid.uuid4().hex).resolve()
+        if not folder.is_relative_to(root) or folder.parent.parent != root:
+            raise FeedbackLoopError(f"model {model!r} cannot name a folder of the artifact root")
+        return folder
+
     @staticmethod
     def get(uri: str, sha256: str, serializer: str) -> Any:
         """Load an artifact after checking its bytes against ``sha256``."""
-        if not uri.startswith("file://"):
-            raise FeedbackLoopError(f"unsupported artifact location {uri!r}")
-        path = Path(uri.removeprefix("file://"))
+        path = _path_of(uri)
         try:
             data = path.read_bytes()
         except FileNotFoundError as exc:
@@ -126,4 +135,19 @@ class LocalArtifactStore:
 
 
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "model"
+    """The folder of a model: its name percent-encoded (UTF-8) except ASCII letters, digits
+    and ``-_.``, a leading dot encoded too: one plain segment, never hidden, that
+    cannot be ``.`` or ``..`` nor hold a separator, and two names never share a folder."""
+    encoded = quote(name, safe="", encoding="utf-8").replace("~", "%7E")
+    if encoded.startswith("."):
+        encoded = "%2E" + encoded[1:]
+    return encoded or "model"
+
+
+def _path_of(uri: str) -> Path:
+    """The file a ``file://`` URI names, percent-decoded (``Path.as_uri`` encodes spaces and
+    non-ASCII letters on write)."""
+    parts = urlsplit(uri)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+        raise FeedbackLoopError(f"unsupported artifact location {uri!r}")
+    return Path(url2pathname(parts.path))

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from feedback_loop.registry.artifacts import LocalArtifactStore
 from feedback_loop.store import registry as store
 from feedback_loop.store.engine import read_transaction, write_transaction
 from feedback_loop.store.events import write_event
 from feedback_loop.store.references import save_reference
+
+Guard = Callable[[Connection], None]
+"""A check run first inside a write transaction; it raises to refuse the write."""
 
 
 def register(
@@ -30,14 +34,18 @@ def register(
     info: dict[str, Any],
     reference: dict[str, Any] | None,
     alias: str | None,
+    guard: Guard | None = None,
 ) -> int:
     """Write the artifact, then record the version (with its reference) in one transaction.
 
     The artifact lands in a folder of its own before the transaction: a crash in between leaves
-    an unreferenced folder, never a version without its artifact.
+    an unreferenced folder, never a version without its artifact. ``guard`` runs first inside
+    the transaction and may refuse it (a worker checking it still holds its job's lease).
     """
     stored = artifacts.put(model_name, model, serializer)
     with write_transaction(engine) as conn:
+        if guard is not None:
+            guard(conn)
         version = store.add_version(
             conn,
             model_id,
@@ -75,15 +83,16 @@ def register(
             evidence={"sha256": stored.sha256, "metrics": metrics, "train_rows": train_rows},
         )
         if alias is not None:
-            _move(
+            move_in(
                 conn, model_id, alias, version, now_us, actor, f"set at registration of {version}"
             )
     return version
 
 
-def _move(
+def move_in(
     conn: Any, model_id: int, alias: str, version: int | None, now_us: int, actor: str, reason: str
 ) -> int | None:
+    """Move an alias inside the caller's transaction, with its ``alias_moved`` event."""
     previous = store.set_alias(
         conn, model_id, alias, version, ts=now_us, actor=actor, reason=reason
     )
@@ -111,7 +120,7 @@ def move_alias(
     reason: str,
 ) -> int | None:
     with write_transaction(engine) as conn:
-        return _move(conn, model_id, alias, version, now_us, actor, reason)
+        return move_in(conn, model_id, alias, version, now_us, actor, reason)
 
 
 def load(engine: Engine, model_id: int, version: int) -> Any:

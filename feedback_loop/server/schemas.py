@@ -127,6 +127,7 @@ class RetrainRequest(Strict):
 class PromoteRequest(Strict):
     version: Version
     reason: str = "promoted through the API"
+    force: bool = False  # required to promote a version the gate rejected
 
 
 class RollbackRequest(Strict):

@@ -21,20 +21,27 @@ Strategy = Literal["sliding_window", "all", "recency_weighted"]
 
 @dataclass
 class Dataset:
-    """Features, labels and (optional) sample weights, in time order."""
+    """Features, labels and (optional) sample weights, in time order.
+
+    ``tags`` (the tags logged with each prediction, row for row with ``X``) are for the gate's
+    segment and fairness checks, not for training: trainers see ``X`` only.
+    """
 
     X: pd.DataFrame
     y: np.ndarray
     ts: np.ndarray  # int64 µs
     sample_weight: np.ndarray | None = None
+    tags: pd.DataFrame | None = None
 
     def __len__(self) -> int:
         return len(self.y)
 
     def take(self, index: np.ndarray) -> Dataset:
+        """The rows at ``index``: features, labels, weights and tags alike."""
         weight = None if self.sample_weight is None else self.sample_weight[index]
+        tags = None if self.tags is None else self.tags.iloc[index].reset_index(drop=True)
         return Dataset(
-            self.X.iloc[index].reset_index(drop=True), self.y[index], self.ts[index], weight
+            self.X.iloc[index].reset_index(drop=True), self.y[index], self.ts[index], weight, tags
         )
 
     def split(self, holdout: float) -> tuple[Dataset, Dataset]:
@@ -64,11 +71,17 @@ class DatasetSpec:
 
 
 def assemble(
-    features: pd.DataFrame, y: np.ndarray, ts: np.ndarray, spec: DatasetSpec, now_us: int
+    features: pd.DataFrame,
+    y: np.ndarray,
+    ts: np.ndarray,
+    spec: DatasetSpec,
+    now_us: int,
+    tags: pd.DataFrame | None = None,
 ) -> Dataset:
-    """Apply the strategy to labeled rows (already restricted to labeled predictions)."""
+    """Apply the strategy to labeled rows (already restricted to labeled predictions); ``tags``
+    row for row with ``features``."""
     order = np.argsort(ts, kind="stable")
-    data = Dataset(features.iloc[order].reset_index(drop=True), y[order], ts[order])
+    data = Dataset(features.reset_index(drop=True), y, ts, tags=tags).take(order)
     if spec.strategy == "sliding_window":
         keep = np.ones(len(data), dtype=bool)
         if spec.window is not None:

@@ -163,7 +163,7 @@ def _missing(name: str, columns: tuple[str, ...]) -> Check:
 
 def _keys(holdout: Dataset, names: list[str]) -> pd.DataFrame | None:
     """Slicing columns from the holdout's features, or the tags logged with them."""
-    tags = holdout.X.attrs.get("tags")
+    tags = holdout.tags
     columns = {}
     for name in names:
         if name in holdout.X:

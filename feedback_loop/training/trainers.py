@@ -68,6 +68,9 @@ class CommandTrainer:
         with tempfile.TemporaryDirectory(prefix="feedback-loop-train-") as folder:
             data_path, out_path = Path(folder) / "data.parquet", Path(folder) / "model.joblib"
             table = data.X.copy()
+            # pandas writes ``attrs`` into the Parquet metadata as JSON: a user's frame may
+            # carry anything there, and the command only needs the columns.
+            table.attrs = {}
             table["__label__"] = data.y
             if data.sample_weight is not None:
                 table["__weight__"] = data.sample_weight

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter
 from pydantic import AfterValidator
 
+from feedback_loop.errors import RejectedVersionError
 from feedback_loop.server.context import Admin, Context, Read
 from feedback_loop.server.errors import ApiError
 from feedback_loop.server.responses import Reply, reply
@@ -98,7 +99,13 @@ def retrain(model: str, ctx: Context, who: Admin, body: RetrainRequest | None = 
 
 @router.post("/promote", response_model=ChampionOut, summary="Make a version the champion")
 def promote(model: str, body: PromoteRequest, ctx: Context, who: Admin) -> Reply:
-    ctx.loops.get(model).promote(body.version, actor=who.actor, reason=body.reason)
+    """A version the gate rejected answers 409 ``rejected_version`` unless ``force`` is true."""
+    try:
+        ctx.loops.get(model).promote(
+            body.version, actor=who.actor, reason=body.reason, force=body.force
+        )
+    except RejectedVersionError as exc:
+        raise ApiError(409, "rejected_version", str(exc), field="version") from exc
     return reply({"champion": body.version})
 
 
