@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import PackageLoader
 from starlette.concurrency import run_in_threadpool
 
+from feedback_loop import lifecycle
 from feedback_loop.dashboard.sessions import (
     COOKIE,
     COOKIE_PATH,
@@ -29,7 +30,7 @@ from feedback_loop.dashboard.sessions import (
     csrf_token,
     same_origin,
 )
-from feedback_loop.errors import FeedbackLoopError, ValidationError
+from feedback_loop.errors import FeedbackLoopError, RejectedVersionError, ValidationError
 from feedback_loop.report.build import environment, report_context
 from feedback_loop.server.auth import ScopeName, check_access
 from feedback_loop.server.errors import ApiError
@@ -235,9 +236,10 @@ async def model_page(request: Request, model: str, period: str = "1d") -> HTMLRe
 # -- actions: a confirmation page (GET), then the action (POST) --------------------------------
 
 
-def _rejected_by_gate(loop: Any, version: int) -> bool:
-    """Whether the promotion gate turned this version down."""
-    return any(e.version == str(version) for e in loop.events(kinds=["gate_rejected"], limit=None))
+def _rejected_by_gate(loop: Any, version: int) -> str | None:
+    """Why the gate's newest verdict on this version was a rejection (None: not rejected)."""
+    verdict = lifecycle.gate_verdict(loop, version)
+    return verdict.reason if verdict is not None and verdict.kind == "gate_rejected" else None
 
 
 def _chosen_version(loop: Any, version: str) -> int:
@@ -266,9 +268,12 @@ def _confirmation(loop: Any, action: str, version: str) -> dict[str, Any]:
             + ".",
         }
     if action == "rollback":
-        if champion is None:
-            raise ValidationError("the model has no champion to roll back", field="champion")
-        what = f"Replace the champion, version {champion}, with the champion before it."
+        stack = lifecycle.champion_stack(loop.alias_history("champion"))
+        if champion is None or len(stack) < 2 or stack[-1] != champion:
+            raise ValidationError(
+                "the champion has no previous version to roll back to", field="champion"
+            )
+        what = f"Replace the champion, version {champion}, with version {stack[-2]}."
         return {"action": action, "what": what}
     what = "Queue a retraining job: a worker trains a candidate, and the gate decides on it."
     return {"action": action, "what": what}
@@ -295,6 +300,8 @@ async def _act(request: Request, model: str, csrf: str, action: Callable[..., An
     who = await _posted(request, "admin", model, csrf)
     try:
         await run_in_threadpool(action, _loops(request).get(model), who[0].actor)
+    except RejectedVersionError as exc:
+        return _message(request, who, 409, "Not done", str(exc))
     except FeedbackLoopError as exc:
         field = getattr(exc, "field", None)
         message = str(exc) if field is None else f"{field}: {exc}"
@@ -322,12 +329,8 @@ async def rollback(
 
 
 def _promote(loop: Any, version: str, *, force: bool, actor: str, reason: str) -> None:
-    chosen = _chosen_version(loop, version)
-    if _rejected_by_gate(loop, chosen) and not force:
-        raise ValidationError(
-            f"the gate rejected version {chosen}: confirm with 'promote anyway'", field="force"
-        )
-    loop.promote(chosen, actor=actor, reason=reason)
+    """Promote the chosen version; the library refuses a rejected one without ``force``."""
+    loop.promote(_chosen_version(loop, version), actor=actor, reason=reason, force=force)
 
 
 @router.post("/models/{model}/promote")
