@@ -421,6 +421,8 @@ def test_actions_are_confirmed_and_promote_has_no_default_version(ui: Ui) -> Non
         empty = client.get("/ui/models/a/promote", params={"version": ""})
         assert empty.status_code == 422 and "version" in empty.text
         csrf = csrf_of(client)
+        huge = client.post("/ui/models/a/retrain", data={"csrf": csrf, "reason": "r" * 5000})
+        assert huge.status_code == 422 and "reason" in huge.text
         unchosen = client.post("/ui/models/a/promote", data={"csrf": csrf})
         assert unchosen.status_code == 422 and "choose a version" in unchosen.text
         assert loop.aliases()["champion"] == 2 and len(loop.events(limit=None)) == events

@@ -11,6 +11,7 @@ page is rendered on the server with inline SVG: no script, no CDN.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -47,6 +48,7 @@ PAGE_WAIT_S = 60.0  # a page not started within this answers 503
 CHART_POINTS = 60
 DRIFT_POINTS = 14
 ACTIONS = ("retrain", "promote", "rollback")
+MAX_REASON = 500  # characters of a reason typed in a confirmation form
 
 
 class Refused(Exception):
@@ -61,7 +63,8 @@ def install(app: FastAPI) -> None:
     """Mount the dashboard on ``app``: its routes, its session store and its page limit."""
     context = app.state.context
     app.state.dashboard_sessions = Sessions(context.engine, context.keys, context.clock)
-    app.state.dashboard_pages = asyncio.Semaphore(PAGE_BUILDS)
+    # by event loop (one per worker process; a test may run several in turn)
+    app.state.dashboard_pages = weakref.WeakKeyDictionary()
     app.include_router(router)
 
     @app.exception_handler(Refused)
@@ -158,7 +161,9 @@ def _message(
 @asynccontextmanager
 async def _page_slot(request: Request) -> AsyncIterator[None]:
     """One of the worker's few page-building slots, or a 503 page after ``PAGE_WAIT_S``."""
-    slots: asyncio.Semaphore = request.app.state.dashboard_pages
+    by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+    by_loop = request.app.state.dashboard_pages
+    slots = by_loop.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(PAGE_BUILDS))
     try:
         await asyncio.wait_for(slots.acquire(), PAGE_WAIT_S)
     except TimeoutError:
@@ -296,6 +301,16 @@ async def confirm(request: Request, model: str, action: str, version: str = "") 
     return _page("confirm.html.j2", request, 200, *who, model=model, **details)
 
 
+def _reason(given: str, default: str) -> str:
+    """The reason typed in a confirmation form (recorded in the decision log), bounded."""
+    reason = given.strip()
+    if len(reason) > MAX_REASON or not reason.isprintable():
+        raise ValidationError(
+            f"must be printable text of at most {MAX_REASON} characters", field="reason"
+        )
+    return reason or default
+
+
 async def _act(request: Request, model: str, csrf: str, action: Callable[..., Any]) -> Response:
     who = await _posted(request, "admin", model, csrf)
     try:
@@ -323,7 +338,7 @@ async def rollback(
         model,
         csrf,
         lambda loop, actor: loop.rollback(
-            actor=actor, reason=reason.strip() or "rolled back from the dashboard"
+            actor=actor, reason=_reason(reason, "rolled back from the dashboard")
         ),
     )
 
@@ -351,7 +366,7 @@ async def promote(
             version,
             force=force,
             actor=actor,
-            reason=reason.strip() or "promoted from the dashboard",
+            reason=_reason(reason, "promoted from the dashboard"),
         ),
     )
 
@@ -368,7 +383,7 @@ async def retrain(
         model,
         csrf,
         lambda loop, actor: loop.trigger_retraining(
-            reason.strip() or "requested from the dashboard", actor=actor
+            _reason(reason, "requested from the dashboard"), actor=actor
         ),
     )
 
