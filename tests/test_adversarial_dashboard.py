@@ -311,6 +311,23 @@ def test_sessions_expire_when_idle_and_after_twelve_hours(db_url: str) -> None:
         assert client.get("/ui").status_code == 303
 
 
+def test_without_auth_the_dashboard_still_refuses_other_origins(
+    db_url: str, tmp_path: Path
+) -> None:
+    app = create_app(db_url, auth=False, settings=Settings(webhooks=False))
+    with TestClient(app, follow_redirects=False) as client:
+        loop = FeedbackLoop("a", tracking_db=db_url, task="binary", artifact_root=str(tmp_path))
+        _seed(loop, datetime.now(UTC), n=50)
+        assert client.get("/ui").status_code == 200
+        assert client.get("/ui/models/a/rollback").status_code == 200
+        foreign = {"Origin": "https://evil.example"}
+        assert client.post("/ui/models/a/rollback", headers=foreign).status_code == 403
+        assert FeedbackLoop("a", tracking_db=db_url).aliases()["champion"] == 2
+        ours = {"Origin": "http://testserver"}
+        assert client.post("/ui/models/a/rollback", headers=ours).status_code == 303
+        assert FeedbackLoop("a", tracking_db=db_url).aliases()["champion"] == 1
+
+
 # -- 2. bounded sizes --------------------------------------------------------------------------
 
 

@@ -141,7 +141,7 @@ def _page(
     html = _env.get_template(template).render(
         request=request,
         admin=admin,
-        signed_in=principal is not None,
+        signed_in=token is not None,  # a session to end (none under --no-auth)
         csrf="" if token is None else csrf_token(token),
         **context,
     )
