@@ -405,6 +405,9 @@ async def login(request: Request, key: Annotated[str, Form()] = "") -> Response:
     if opened is None:
         return _page("login.html.j2", request, 401, error="This key is unknown or revoked.")
     token, principal = opened
+    previous = request.cookies.get(COOKIE)
+    if previous:  # signing in again replaces the session this browser had
+        await run_in_threadpool(_sessions(request).sign_out, previous)
     if not principal.has_scope("read"):
         await run_in_threadpool(_sessions(request).sign_out, token)
         error = "This key lacks the 'read' scope: the dashboard needs a read or admin key."
