@@ -333,7 +333,7 @@ def test_without_auth_the_dashboard_still_refuses_other_origins(
 
 def test_the_period_is_bounded_with_a_422_naming_it(ui: Ui) -> None:
     with ui.signed_in("reader") as client:
-        for period in ("0.0000001s", "0s", "30s", "400d", "abc", "1e400d"):
+        for period in ("0.0000001s", "0s", "30s", "400d", "abc", "1e400d", "99999999999d"):
             page = client.get("/ui/models/a", params={"period": period})
             assert page.status_code == 422, (period, page.status_code)
             assert "period" in page.text

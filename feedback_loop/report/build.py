@@ -54,7 +54,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def chart_period(period: str) -> timedelta:
     """The period of a chart point, between one minute and one year."""
-    step = parse_duration(period, field="period")
+    try:
+        step = parse_duration(period, field="period")
+    except OverflowError:  # more days than a timedelta holds
+        step = MAX_PERIOD * 2
     if not MIN_PERIOD <= step <= MAX_PERIOD:
         raise ValidationError(
             f"{period!r} is out of range: a period is 1m to 366d (for example '1d')",
