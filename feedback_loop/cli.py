@@ -639,16 +639,27 @@ def webhooks_add(
     kind: Annotated[
         list[str] | None, typer.Option(help="Event kind to send (repeatable); default: all.")
     ] = None,
+    allow_private: Annotated[
+        bool,
+        typer.Option(
+            "--allow-private",
+            help="Let this webhook reach loopback, link-local and private addresses "
+            "(refused by default: a webhook must not reach the server's own networks).",
+        ),
+    ] = False,
     db: Db = None,
 ) -> None:
-    """Send events of the given kinds to URL, signed with the secret."""
+    """Send events of the given kinds to URL, signed with the secret (stored encrypted with
+    the key of $FEEDBACK_LOOP_SECRET_KEY or its key file; see the README)."""
     import secrets as secrets_module
 
     from feedback_loop.server.webhooks import WebhookStore
 
     chosen = secret or secrets_module.token_urlsafe(32)
     try:
-        hook = WebhookStore(_server_engine(db)).add(url, chosen, kind, now_us=_now_us())
+        hook = WebhookStore(_server_engine(db)).add(
+            url, chosen, kind, now_us=_now_us(), allow_private=allow_private
+        )
     except FeedbackLoopError as exc:
         raise _fail(str(exc)) from exc
     console.print(f"webhook {hook.id} sends {', '.join(hook.kinds)} to {hook.url}")
@@ -671,10 +682,16 @@ def webhooks_list(
             sys.stdout.write(json.dumps(hook.to_dict()) + "\n")
         return
     table = Table(title="webhooks")
-    for column in ("id", "url", "kinds", "active"):
+    for column in ("id", "url", "kinds", "active", "private"):
         table.add_column(column)
     for h in hooks:
-        table.add_row(str(h.id), h.url, ", ".join(h.kinds), "yes" if h.active else "no")
+        table.add_row(
+            str(h.id),
+            h.url,
+            ", ".join(h.kinds),
+            "yes" if h.active else "no",
+            "allowed" if h.allow_private else "no",
+        )
     console.print(table)
 
 

@@ -18,7 +18,9 @@ Retries are safe. Every prediction gets its id here, before the first attempt (a
 the server accepts as a retry and never stores twice. Connection errors, timeouts, 429 and 5xx
 are retried with capped exponential backoff and jitter; a 4xx answer is never retried. Requests
 that change state and carry no such id (``trigger_retraining``, ``promote``, ``rollback``,
-``set_alias``, ``set_reference``, ``watch_champion``, ``record_event``) are retried only when
+``set_alias``, ``set_reference``, ``watch_champion``, ``record_event``, and the evaluations that
+record what they find: ``should_retrain``, ``check_drift``, ``estimate_performance``,
+``segments``, ``detect_concept_drift`` unless given ``record=False``) are retried only when
 the server cannot have acted on them: the connection was refused, or it answered 429 or 503.
 
 Errors are the library's own: 422 raises :class:`~feedback_loop.ValidationError` (with the field
@@ -517,17 +519,25 @@ class Client:
         metrics: dict[str, Any] = self._request("GET", self._model_path("/metrics"), params=params)
         return metrics
 
-    def should_retrain(self, window: Window = None) -> RetrainDecision:
+    def _evaluate(self, suffix: str, params: list[tuple[str, str]], record: bool) -> Any:
+        """An evaluation route: ``POST`` records what it finds as events by this client's key
+        (an admin key); ``GET`` (a read key is enough) writes nothing. A recording request is
+        not repeated once it may have reached the server, lest it record twice."""
+        method = "POST" if record else "GET"
+        return self._request(method, self._model_path(suffix), params=params, safe=not record)
+
+    def should_retrain(self, window: Window = None, *, record: bool = True) -> RetrainDecision:
         """Whether the primary metric over ``window`` (default: the client's) breaches
         ``retrain_threshold`` on at least ``min_labeled`` labeled predictions; truthy when due.
-        The server records a decision to retrain as an event."""
+        The server records a decision to retrain as an event by this client's key, which must
+        then be an admin key; ``record=False`` only asks (a read key is enough)."""
         chosen = self.window if window is None else window
         params = [("window", _window_param(chosen)), ("min_labeled", str(self.min_labeled))]
         if self.retrain_threshold is not None:
             params.append(("threshold", repr(float(self.retrain_threshold))))
         if "primary_metric" in self._declared:
             params.append(("metric", str(self._declared["primary_metric"])))
-        body = self._request("GET", self._model_path("/should-retrain"), params=params)
+        body = self._evaluate("/should-retrain", params, record)
         names = {f.name for f in fields(RetrainDecision)}
         return RetrainDecision(**{k: v for k, v in body.items() if k in names})
 
@@ -589,9 +599,12 @@ class Client:
         methods: dict[str, str] | None = None,
         share_threshold: float = 0.5,
         correction: str = "none",
+        record: bool = True,
     ) -> dict[str, Any]:
         """Drift of every feature, the prediction and the label over ``window`` against the
         stored reference; ``methods`` picks a feature's test or distance (``{"age": "psi"}``).
+        Drifted columns are recorded as a ``drift_detected`` event by this client's key (an
+        admin key); ``record=False`` only reads.
 
         Returns the ``DriftReport.to_dict()`` form (a plain dict: ``drifted``,
         ``share_drifted``, ``drifted_columns``, ``columns`` with one result dict per column)
@@ -606,16 +619,17 @@ class Client:
             ("share_threshold", repr(float(share_threshold))),
         ]
         params += [("method", f"{feature}:{method}") for feature, method in (methods or {}).items()]
-        report: dict[str, Any] = self._request("GET", self._model_path("/drift"), params=params)
+        report: dict[str, Any] = self._evaluate("/drift", params, record)
         return report
 
     def estimate_performance(
-        self, window: Window = "7d", reference: str = "default"
+        self, window: Window = "7d", reference: str = "default", *, record: bool = True
     ) -> dict[str, Any]:
         """Label-free estimate of the window's quality (binary classifiers), as
-        ``FeedbackLoop.estimate_performance``: scores calibrated on ``reference``."""
+        ``FeedbackLoop.estimate_performance``: scores calibrated on ``reference``; a breach is
+        recorded by this client's key (an admin key) unless ``record=False``."""
         params = [("window", _window_param(window)), ("reference", reference)]
-        result: dict[str, Any] = self._request("GET", self._model_path("/estimate"), params=params)
+        result: dict[str, Any] = self._evaluate("/estimate", params, record)
         return result
 
     def segments(
@@ -625,8 +639,10 @@ class Client:
         *,
         metric: str | None = None,
         min_support: int = 30,
+        record: bool = True,
     ) -> list[dict[str, Any]]:
-        """Metrics per slice of the window's labeled predictions, worst first."""
+        """Metrics per slice of the window's labeled predictions, worst first; weak slices are
+        recorded by this client's key (an admin key) unless ``record=False``."""
         if isinstance(by, str):
             by = [by]
         if not by:
@@ -635,20 +651,19 @@ class Client:
         params += [("by", str(name)) for name in by]
         if metric is not None:
             params.append(("metric", metric))
-        body = self._request("GET", self._model_path("/segments"), params=params)
+        body = self._evaluate("/segments", params, record)
         segments: list[dict[str, Any]] = body["segments"]
         return segments
 
     def detect_concept_drift(
-        self, window: Window = "30d", detector: str = "adwin"
+        self, window: Window = "30d", detector: str = "adwin", *, record: bool = True
     ) -> dict[str, Any]:
         """Run a streaming concept-drift detector (``adwin``, ``ddm``, ``eddm``, ``hddm_a``,
         ``page_hinkley``) over the window's errors in time order; the server records a detected
-        change as a ``concept_drift`` event."""
+        change as a ``concept_drift`` event by this client's key (an admin key) unless
+        ``record=False``."""
         params = [("window", _window_param(window)), ("detector", detector)]
-        result: dict[str, Any] = self._request(
-            "GET", self._model_path("/concept-drift"), params=params
-        )
+        result: dict[str, Any] = self._evaluate("/concept-drift", params, record)
         return result
 
     def record_event(

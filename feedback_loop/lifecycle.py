@@ -422,6 +422,7 @@ def watch_champion(
     margin: float = 0.0,
     alpha: float = 0.01,
     auto_rollback: bool = True,
+    actor: str = "watch",
 ) -> WatchVerdict | None:
     """Compare the newest champion's first labeled predictions with the previous champion's
     last ones before the promotion; roll back on a significant regression. Once a promotion has
@@ -457,13 +458,13 @@ def watch_champion(
         alpha=alpha,
     )
     if verdict.ready and verdict.regressed and auto_rollback:
-        rollback(loop, actor="watch", reason=verdict.reason, evidence=verdict.to_dict())
+        rollback(loop, actor=actor, reason=verdict.reason, evidence=verdict.to_dict())
     elif verdict.ready and not verdict.regressed:
         loop.record_event(
             "watch_passed",
             reason=verdict.reason,
             version=str(new),
-            actor="watch",
+            actor=actor,
             evidence=verdict.to_dict(),
         )
     return verdict
@@ -490,9 +491,15 @@ def _errors(rows: Rows, regression: bool) -> np.ndarray:
 
 
 def gather_evidence(
-    loop: FeedbackLoop, *, window: str, with_drift: bool = False, with_estimate: bool = False
+    loop: FeedbackLoop,
+    *,
+    window: str,
+    with_drift: bool = False,
+    with_estimate: bool = False,
+    record_events: bool = True,
 ) -> Any:
-    """What the retraining policies look at, read from the log, the registry and the events."""
+    """What the retraining policies look at, read from the log, the registry and the events
+    (``record_events=False``: the drift check and the estimate record no event either)."""
     from feedback_loop.monitoring import LOWER_IS_BETTER
     from feedback_loop.policy import Evidence
 
@@ -510,7 +517,7 @@ def gather_evidence(
     drifted: tuple[str, ...] = ()
     if with_drift:
         try:
-            report = loop.check_drift(window=window)
+            report = loop.check_drift(window=window, record=record_events)
             drift_share = None if report.dataset is None else report.dataset.share
             drifted = tuple(c for c in report.drifted_columns if not c.startswith("__"))
         except ValidationError:
@@ -518,7 +525,7 @@ def gather_evidence(
     estimated = None
     if with_estimate:
         with contextlib.suppress(ValidationError):
-            estimated = loop.estimate_performance(window=window).get(metric)
+            estimated = loop.estimate_performance(window=window, record=record_events).get(metric)
     new_labels = 0
     if last_trained is not None:
         since = loop.get_metrics(window=(from_us(last_trained), from_us(loop._now_us() + 1)))

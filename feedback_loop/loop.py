@@ -442,6 +442,7 @@ class FeedbackLoop:
         window: Window = None,
         version: str | int | None = None,
         name: str = "default",
+        actor: str = "feedback-loop",
     ) -> dict[str, Any]:
         """Store the reference that drift checks and label-free estimates compare against.
 
@@ -489,6 +490,7 @@ class FeedbackLoop:
             reason=f"reference {name!r} from {source} ({n_rows:,} rows)",
             version=version_key or None,
             evidence={"name": name, "rows": n_rows, "columns": sorted(stored["features"])},
+            actor=actor,
         )
         return {"name": name, "version": version_key, "rows": n_rows, "source": source}
 
@@ -512,9 +514,12 @@ class FeedbackLoop:
         methods: dict[str, str] | None = None,
         share_threshold: float = 0.5,
         correction: str = "none",
+        record: bool = True,
+        actor: str = "feedback-loop",
     ) -> DriftReport:
         """Drift of every feature, the prediction and the label over ``window`` against the
-        stored reference; writes a ``drift_detected`` event when any column drifted."""
+        stored reference; writes a ``drift_detected`` event (by ``actor``) when any column
+        drifted, unless ``record=False`` (a read that writes nothing)."""
         if correction not in ("none", "bonferroni", "benjamini_hochberg"):
             raise ValidationError(
                 "must be none, bonferroni or benjamini_hochberg", field="correction"
@@ -532,7 +537,7 @@ class FeedbackLoop:
             share_threshold=share_threshold,
             correction=correction,
         )
-        if report.drifted_columns:
+        if record and report.drifted_columns:
             drifted = {c: report.columns[c].to_dict() for c in report.drifted_columns}
             self.record_event(
                 "drift_detected",
@@ -543,15 +548,22 @@ class FeedbackLoop:
                     "dataset_drift": report.drifted,
                     "columns": drifted,
                 },
+                actor=actor,
             )
         return report
 
     def estimate_performance(
-        self, window: Window = "7d", reference: str = "default"
+        self,
+        window: Window = "7d",
+        reference: str = "default",
+        *,
+        record: bool = True,
+        actor: str = "feedback-loop",
     ) -> dict[str, Any]:
         """Label-free estimate (binary classifiers): expected accuracy, precision, recall, F1 and
         ROC AUC over all predictions of the window, from scores calibrated on the reference.
-        Writes an ``estimate_breach`` event when the estimate breaches ``retrain_threshold``."""
+        Writes an ``estimate_breach`` event (by ``actor``) when the estimate breaches
+        ``retrain_threshold``, unless ``record=False``."""
         state = self._model_state()
         try:
             stored: dict[str, Any] | None = self._reference(reference, None)
@@ -561,7 +573,7 @@ class FeedbackLoop:
         result = watch.estimate(state, stored, data)
         metric = self.primary_metric
         value = result.get(metric)
-        if self.retrain_threshold is not None and value is not None:
+        if record and self.retrain_threshold is not None and value is not None:
             breached = (
                 value > self.retrain_threshold
                 if metric in LOWER_IS_BETTER
@@ -572,6 +584,7 @@ class FeedbackLoop:
                     "estimate_breach",
                     reason=f"estimated {metric} {value:.4g} breaches {self.retrain_threshold}",
                     evidence={"window": str(window), **result},
+                    actor=actor,
                 )
         return result
 
@@ -582,10 +595,13 @@ class FeedbackLoop:
         *,
         metric: str | None = None,
         min_support: int = 30,
+        record: bool = True,
+        actor: str = "feedback-loop",
     ) -> list[dict[str, Any]]:
         """Metrics per slice of the window's labeled predictions, worst first. ``by`` names tags
         (``region``) or features; slices with fewer than ``min_support`` rows are left out.
-        Writes a ``weak_segments`` event when slices breach ``retrain_threshold``."""
+        Writes a ``weak_segments`` event (by ``actor``) when slices breach
+        ``retrain_threshold``, unless ``record=False``."""
         if not by:
             raise ValidationError("name at least one tag or feature", field="by")
         state = self._model_state()
@@ -594,7 +610,7 @@ class FeedbackLoop:
             self.engine, self._window(window), regression=state.spec.task == "regression"
         )
         rows = watch.segments(state, data, list(by), metric=chosen, min_support=min_support)
-        if self.retrain_threshold is not None:
+        if record and self.retrain_threshold is not None:
             threshold = self.retrain_threshold
             weak = [
                 r
@@ -611,26 +627,33 @@ class FeedbackLoop:
                     "weak_segments",
                     reason=f"{len(weak)} segment(s) breach {chosen} {threshold} over {window}",
                     evidence={"metric": chosen, "segments": weak[:20]},
+                    actor=actor,
                 )
         return rows
 
     def detect_concept_drift(
-        self, window: Window = "30d", detector: str = "adwin"
+        self,
+        window: Window = "30d",
+        detector: str = "adwin",
+        *,
+        record: bool = True,
+        actor: str = "feedback-loop",
     ) -> dict[str, Any]:
         """Run a streaming concept-drift detector (``adwin``, ``ddm``, ``eddm``, ``hddm_a``,
         ``page_hinkley``) over the window's errors in time order; a detected change writes a
-        ``concept_drift`` event with the change points."""
+        ``concept_drift`` event (by ``actor``) with the change points, unless ``record=False``."""
         state = self._model_state()
         data = watch.window_features(
             self.engine, self._window(window), regression=state.spec.task == "regression"
         )
         result = watch.concept_drift(state, data, detector)
-        if result["change_points"]:
+        if record and result["change_points"]:
             self.record_event(
                 "concept_drift",
                 reason=f"{detector} found {len(result['change_points'])} change(s) in the error "
                 f"rate over {window}",
                 evidence=result,
+                actor=actor,
             )
         return result
 
@@ -648,23 +671,33 @@ class FeedbackLoop:
         self._policy = policy
         self._policy_inputs = (with_drift, with_estimate)
 
-    def should_retrain(self, window: Window = None) -> RetrainDecision | PolicyDecision:
+    def should_retrain(
+        self, window: Window = None, *, record: bool = True, actor: str = "feedback-loop"
+    ) -> RetrainDecision | PolicyDecision:
         """Whether to retrain now, truthy when due, with the numbers behind the answer.
 
         With a policy (``set_policy``), the policy's decision over the evidence gathered from the
         log, the registry and the events; without one, the seed's rule: the primary metric over
         ``window`` (default: the loop's) breaches ``retrain_threshold`` on at least
-        ``min_labeled`` labeled predictions. A decision to retrain is recorded as an event.
+        ``min_labeled`` labeled predictions. A decision to retrain is recorded as a
+        ``retrain_due`` event by ``actor``; ``record=False`` only evaluates and writes nothing
+        (not even the drift or estimate events a policy's evidence would record).
         """
         chosen = self.window if window is None else window
         if self._policy is not None:
             with_drift, with_estimate = self._policy_inputs
-            evidence = self.policy_evidence(
-                chosen, with_drift=with_drift, with_estimate=with_estimate
+            evidence = lifecycle.gather_evidence(
+                self,
+                window=str(chosen),
+                with_drift=with_drift,
+                with_estimate=with_estimate,
+                record_events=record,
             )
             verdict = self._policy.evaluate(evidence)
-            if verdict:
-                self.record_event("retrain_due", reason=verdict.reason, evidence=verdict.to_dict())
+            if record and verdict:
+                self.record_event(
+                    "retrain_due", reason=verdict.reason, evidence=verdict.to_dict(), actor=actor
+                )
             return verdict
         metrics = self.get_metrics(window=chosen)
         decision = decide(
@@ -674,8 +707,10 @@ class FeedbackLoop:
             min_labeled=self.min_labeled,
             window=str(chosen),
         )
-        if decision:
-            self.record_event("retrain_due", reason=decision.reason, evidence=decision.to_dict())
+        if record and decision:
+            self.record_event(
+                "retrain_due", reason=decision.reason, evidence=decision.to_dict(), actor=actor
+            )
         return decision
 
     def set_trainer(
@@ -755,11 +790,18 @@ class FeedbackLoop:
         margin: float = 0.0,
         alpha: float = 0.01,
         auto_rollback: bool = True,
+        actor: str = "watch",
     ) -> WatchVerdict | None:
         """Post-promotion watch: roll back a new champion that is significantly worse live than
-        the one it replaced (None when there is no promotion to watch)."""
+        the one it replaced (None when there is no promotion to watch). The rollback or the
+        ``watch_passed`` event is recorded by ``actor``."""
         return lifecycle.watch_champion(
-            self, min_samples=min_samples, margin=margin, alpha=alpha, auto_rollback=auto_rollback
+            self,
+            min_samples=min_samples,
+            margin=margin,
+            alpha=alpha,
+            auto_rollback=auto_rollback,
+            actor=actor,
         )
 
     def policy_evidence(

@@ -72,3 +72,14 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(datetime(2024, 10, 18, 12, 0, tzinfo=UTC))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secret_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Webhook secrets are encrypted with a key made on first use: the suite's goes in a
+    temporary folder (inherited by the server processes it starts), never the user's."""
+    path = tmp_path_factory.mktemp("secret-key") / "secret.key"
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("FEEDBACK_LOOP_SECRET_KEY", raising=False)
+        env.setenv("FEEDBACK_LOOP_SECRET_KEY_FILE", str(path))
+        yield

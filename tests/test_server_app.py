@@ -441,10 +441,21 @@ def test_monitoring_routes(api: Api, tmp_path) -> None:
     error = _error(api.client.get("/v1/models/m/segments", headers=read), 422)
     assert error["field"] == "by"
 
-    events = api.client.get(
-        "/v1/models/m/events", params={"kind": ["drift_detected", "retrain_due"]}, headers=read
-    ).json()["events"]
+    recorded = ["drift_detected", "retrain_due"]
+    events = api.client.get("/v1/models/m/events", params={"kind": recorded}, headers=read)
+    assert events.json()["events"] == []  # the reads above recorded nothing
+    admin = api.key("admin", name="monitor")
+    assert _error(api.client.post("/v1/models/m/drift?window=1d", headers=read), 403)
+    assert api.client.post("/v1/models/m/drift?window=1d", headers=admin).json() == report
+    recording = api.client.post(
+        "/v1/models/m/should-retrain", params={"threshold": 0.99, "min_labeled": 50}, headers=admin
+    )
+    assert recording.json() == decision
+    events = api.client.get("/v1/models/m/events", params={"kind": recorded}, headers=read).json()[
+        "events"
+    ]
     assert {e["kind"] for e in events} == {"drift_detected", "retrain_due"}
+    assert {e["actor"] for e in events} == {"api:monitor"}
     assert set(events[0]) == {
         "id",
         "time",
@@ -581,8 +592,9 @@ def test_reference_drift_options_and_concept_drift(api: Api) -> None:
         "/v1/models/m/reference", json={"window": "all", "name": "everything"}, headers=admin
     ).json()
     assert everything["rows"] == n
-    kinds = [e.kind for e in FeedbackLoop("m", tracking_db=api.context.loops.database_url).events()]
-    assert kinds == ["reference_set", "reference_set"]
+    found = FeedbackLoop("m", tracking_db=api.context.loops.database_url).events()
+    assert [e.kind for e in found] == ["reference_set", "reference_set"]
+    assert {e.actor for e in found} == {"api:k"}  # the key that set them
     for body, field in (
         ({"window": "soon"}, "window"),
         ({"window": [first_half[1], first_half[0]]}, "window"),
@@ -639,7 +651,11 @@ def test_reference_drift_options_and_concept_drift(api: Api) -> None:
     assert result["detector"] == "adwin" and result["n"] == n and result["change_points"]
     assert result["mean_error_after_last"] > result["mean_error_before_last"]
     events = api.client.get("/v1/models/m/events?kind=concept_drift", headers=read).json()
-    assert len(events["events"]) == 1
+    assert events["events"] == []  # a read records nothing
+    admin = api.key("admin", name="monitor")
+    assert api.client.post("/v1/models/m/concept-drift?window=1d", headers=admin).json() == result
+    events = api.client.get("/v1/models/m/events?kind=concept_drift", headers=read).json()
+    assert [e["actor"] for e in events["events"]] == ["api:monitor"]
     ddm = api.client.get("/v1/models/m/concept-drift?window=1d&detector=ddm", headers=read)
     assert ddm.json()["detector"] == "ddm"
     error = _error(api.client.get("/v1/models/m/concept-drift?detector=magic", headers=read), 422)
@@ -714,7 +730,7 @@ def test_alias_history_watch_and_recorded_events(api: Api, tmp_path) -> None:
     assert [(m["version"], m["previous_version"], m["actor"]) for m in moves] == [
         (first, None, "api:release"),
         (second, first, "api:release"),
-        (first, second, "watch"),
+        (first, second, "api:release"),  # the watch's rollback names the key that asked
     ]
     assert moves == jsonable(loop.alias_history("champion"))
     everything = api.client.get("/v1/models/w/alias-history", headers=read).json()["history"]

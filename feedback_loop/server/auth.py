@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import Request, Security
@@ -148,3 +149,34 @@ def authorize(scope: ScopeName, *, all_models: bool = False) -> Callable[..., Aw
         return principal
 
     return check
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A caller of an evaluation route (should-retrain, drift, estimate, segments, concept
+    drift) and whether its outcome is recorded: a ``GET`` reads and writes nothing; a ``POST``
+    records what it found as events by the caller."""
+
+    principal: Principal
+    record: bool
+
+    @property
+    def actor(self) -> str:
+        return self.principal.actor
+
+
+_READ = authorize("read")
+_ADMIN = authorize("admin")
+
+
+async def evaluation(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+    header: Annotated[str | None, Security(header_scheme)],
+) -> Evaluation:
+    """The read scope to evaluate (``GET``); ``admin`` to record (``POST``). Recording needs
+    admin, not ingest: the answer shows the model's quality, which an ingest key may not read,
+    and a recorded decision sends webhooks and feeds the retraining policy's cooldown."""
+    record = request.method == "POST"
+    principal = await (_ADMIN if record else _READ)(request, bearer, header)
+    return Evaluation(principal, record)

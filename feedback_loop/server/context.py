@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 
 from feedback_loop.clock import Clock
-from feedback_loop.server.auth import authorize
+from feedback_loop.server.auth import Evaluation, authorize, evaluation
 from feedback_loop.server.keys import KeyStore, Principal
 from feedback_loop.server.loops import ModelLoops
 from feedback_loop.server.prom import ServerMetrics
@@ -43,3 +43,4 @@ Read = Annotated[Principal, Depends(authorize("read"))]
 Admin = Annotated[Principal, Depends(authorize("admin"))]
 ReadAll = Annotated[Principal, Depends(authorize("read", all_models=True))]
 AdminAll = Annotated[Principal, Depends(authorize("admin", all_models=True))]
+Evaluator = Annotated[Evaluation, Depends(evaluation)]

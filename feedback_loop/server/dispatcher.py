@@ -5,6 +5,10 @@ Each poll queues deliveries for new events, then sends those that are due. A fai
 doubling each time up to ``webhook_backoff_max_s``, until ``webhook_max_attempts`` attempts;
 then the delivery is marked failed with its last error. Several server processes may run a
 dispatcher each: an attempt is claimed in the database first, so only one of them sends it.
+
+Before each attempt the target is checked again (``webhooks.check_target``): a host name that
+now resolves to a private address is refused, recorded as the attempt's error, and the request
+goes to the address that was checked. The secret is decrypted only to sign.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from collections.abc import Callable
 import httpx
 
 import feedback_loop
+from feedback_loop.errors import FeedbackLoopError
 from feedback_loop.server.keys import redact
 from feedback_loop.server.outbox import DueDelivery, Outbox
+from feedback_loop.server.secretbox import decrypt
 from feedback_loop.server.settings import Settings
-from feedback_loop.server.webhooks import event_body, sign
+from feedback_loop.server.webhooks import check_target, event_body, sign
 
 logger = logging.getLogger("feedback_loop.server.webhooks")
 MAX_ERROR_CHARS = 500
@@ -68,22 +74,35 @@ class Dispatcher:
             attempted += 1
         return attempted
 
-    def _attempt(self, delivery: DueDelivery) -> None:
+    def _send(self, delivery: DueDelivery) -> str | None:
+        """One attempt; its error, or None when the receiver answered 2xx."""
+        allow_private = delivery.allow_private or self.settings.webhook_allow_private
+        try:
+            target = check_target(delivery.url, allow_private=allow_private)
+            secret = decrypt(delivery.secret)
+        except FeedbackLoopError as exc:  # a refused address, or the wrong secret key
+            return f"refused: {exc}"[:MAX_ERROR_CHARS]
         body = event_body(delivery.event)
         headers = {
             "Content-Type": "application/json",
             "User-Agent": f"feedback-loop/{feedback_loop.__version__}",
             "X-Feedback-Loop-Event": delivery.event.kind,
             "X-Feedback-Loop-Delivery": str(delivery.id),
-            "X-Feedback-Loop-Signature": sign(delivery.secret, body),
+            "X-Feedback-Loop-Signature": sign(secret, body),
+            **target.headers,
         }
-        error: str | None = None
         try:
-            response = self.client.post(delivery.url, content=body, headers=headers)
-            if not 200 <= response.status_code < 300:
-                error = f"HTTP {response.status_code}"
+            response = self.client.post(
+                target.url, content=body, headers=headers, extensions=target.extensions
+            )
         except httpx.HTTPError as exc:
-            error = redact(f"{type(exc).__name__}: {exc}")[:MAX_ERROR_CHARS]
+            return redact(f"{type(exc).__name__}: {exc}")[:MAX_ERROR_CHARS]
+        if not 200 <= response.status_code < 300:
+            return f"HTTP {response.status_code}"
+        return None
+
+    def _attempt(self, delivery: DueDelivery) -> None:
+        error = self._send(delivery)
         attempts = delivery.attempts + 1
         retry_at = None
         if error is not None and attempts < self.settings.webhook_max_attempts:

@@ -50,7 +50,8 @@ class DueDelivery:
     attempts: int
     next_attempt_at: int
     url: str
-    secret: str = field(repr=False)
+    allow_private: bool
+    secret: str = field(repr=False)  # as stored: encrypted (see ``secretbox``)
     event: Event = field(repr=False)
 
 
@@ -131,6 +132,7 @@ class Outbox:
                 d.c.attempts,
                 d.c.next_attempt_at,
                 webhooks.c.url,
+                webhooks.c.allow_private,
                 webhooks.c.secret,
                 events.c.id.label("event_id"),
                 events.c.ts,
@@ -160,6 +162,7 @@ class Outbox:
                 attempts=r.attempts,
                 next_attempt_at=r.next_attempt_at,
                 url=r.url,
+                allow_private=bool(r.allow_private),
                 secret=r.secret,
                 event=Event(
                     id=r.event_id,

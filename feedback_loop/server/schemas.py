@@ -6,10 +6,12 @@ Request models check the shape (which keys, which JSON types); the library check
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic.functional_validators import field_validator
 
 from feedback_loop.errors import ValidationError
 from feedback_loop.timeutil import parse_duration
@@ -21,6 +23,18 @@ Version = Annotated[int, Field(ge=1, le=2**31 - 1)]
 EpochSeconds = Annotated[float, Field(ge=0, le=253_402_300_799)]
 Timestamp = str | EpochSeconds
 MAX_WINDOW = timedelta(days=100 * 365)
+# Bounds on what one request may name, ask the server to compute, or have it store; past them,
+# a 422 names the field. Windows are bounded by ``MAX_WINDOW``, pages of events by their
+# ``limit``, request bodies by ``Settings.max_body_bytes``.
+MAX_NAME_CHARS = 200  # a feature, tag, metric, reference or version name (the columns' widths)
+MAX_REASON_CHARS = 2000  # a reason kept in the audit trail
+MAX_EVIDENCE_CHARS = 100_000  # an event's evidence, as JSON
+MAX_TAG_FILTERS = 20  # segment=key:value filters in one request
+MAX_SEGMENT_BY = 5  # columns one segments request slices by (their product is the slice count)
+MAX_NAMED_FEATURES = 1000  # feature:method choices in one drift request
+MAX_EVENT_KINDS = 100  # kinds one events request filters on
+MAX_KEY_MODELS = 1000  # models one API key may be limited to
+MAX_COUNT = 10**9  # min_labeled, min_support
 
 
 def checked_window(value: str) -> str:
@@ -47,6 +61,8 @@ def refuse_nul(value: str) -> str:
 
 NulFree = Annotated[str, AfterValidator(refuse_nul)]
 DurationText = Annotated[str, AfterValidator(checked_window)]
+Name = Annotated[str, Field(max_length=MAX_NAME_CHARS), AfterValidator(refuse_nul)]
+Reason = Annotated[str, Field(max_length=MAX_REASON_CHARS), AfterValidator(refuse_nul)]
 
 
 def _named_id_to_prediction_id(data: Any) -> Any:
@@ -108,30 +124,30 @@ class OutcomeRows(Strict):
 
 class ModelDeclaration(Strict):
     task: Task | None = None
-    label_key: str | None = None
-    score_key: str | None = None
+    label_key: Name | None = None
+    score_key: Name | None = None
     positive_label: Any = None
     negative_label: Any = None
-    primary_metric: str | None = None
+    primary_metric: Annotated[str, Field(max_length=40), AfterValidator(refuse_nul)] | None = None
 
 
 class AliasMove(Strict):
     version: Version | None = Field(description="The version to point at; null removes the alias.")
-    reason: str = "set through the API"
+    reason: Reason = "set through the API"
 
 
 class RetrainRequest(Strict):
-    reason: str = "retraining requested through the API"
+    reason: Reason = "retraining requested through the API"
 
 
 class PromoteRequest(Strict):
     version: Version
-    reason: str = "promoted through the API"
+    reason: Reason = "promoted through the API"
     force: bool = False  # required to promote a version the gate rejected
 
 
 class RollbackRequest(Strict):
-    reason: str = "rolled back through the API"
+    reason: Reason = "rolled back through the API"
 
 
 class ReferenceRequest(Strict):
@@ -154,15 +170,22 @@ class WatchRequest(Strict):
 
 class EventRequest(Strict):
     kind: Annotated[NulFree, Field(min_length=1, max_length=60)]
-    reason: NulFree
+    reason: Reason
     evidence: dict[str, Any] | None = None
     version: Annotated[NulFree, Field(max_length=100)] | Version | None = None
+
+    @field_validator("evidence")
+    @classmethod
+    def bounded_evidence(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and len(json.dumps(value, default=str)) > MAX_EVIDENCE_CHARS:
+            raise ValueError(f"is over {MAX_EVIDENCE_CHARS:,} characters as JSON")
+        return value
 
 
 class KeyRequest(Strict):
     name: str
-    scopes: list[Literal["ingest", "read", "admin"]]
-    models: list[str] | None = None
+    scopes: Annotated[list[Literal["ingest", "read", "admin"]], Field(max_length=3)]
+    models: Annotated[list[Name], Field(max_length=MAX_KEY_MODELS)] | None = None
 
 
 # -- responses (for the OpenAPI document) ---------------------------------------------------

@@ -10,6 +10,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from feedback_loop.server.webhooks import private_allowed
+
 ENV_DB = "FEEDBACK_LOOP_DB"
 ENV_NO_AUTH = "FEEDBACK_LOOP_NO_AUTH"
 
@@ -25,6 +27,8 @@ class Settings:
     webhook_max_attempts: int = 6
     webhook_backoff_s: float = 5.0  # first retry after this, doubling each time
     webhook_backoff_max_s: float = 900.0
+    # Let every webhook reach loopback and private addresses (FEEDBACK_LOOP_WEBHOOK_ALLOW_PRIVATE).
+    webhook_allow_private: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -51,6 +55,7 @@ class Settings:
             webhook_max_attempts=int(number("WEBHOOK_MAX_ATTEMPTS", default.webhook_max_attempts)),
             webhook_backoff_s=number("WEBHOOK_BACKOFF_S", default.webhook_backoff_s),
             webhook_backoff_max_s=number("WEBHOOK_BACKOFF_MAX_S", default.webhook_backoff_max_s),
+            webhook_allow_private=private_allowed(env),
         )
 
 

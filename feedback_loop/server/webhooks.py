@@ -1,17 +1,31 @@
 """Webhooks: where events are sent, which kinds, and how bodies are signed.
 
 Bodies are signed with the webhook's secret: ``X-Feedback-Loop-Signature: sha256=<hex
-HMAC-SHA256 of the body>``, so a receiver can check the sender and the content. The secret is
-kept as given, since signing needs it.
+HMAC-SHA256 of the body>``, so a receiver can check the sender and the content. Signing needs
+the secret itself, so it is stored encrypted with a key kept outside the database (see
+``feedback_loop.server.secretbox``).
+
+A webhook makes the server send requests where its operator says, so targets are checked: only
+``http`` and ``https``, and no address on the server's own networks (loopback, link-local such
+as the cloud metadata address 169.254.169.254, private, unique-local, unspecified, multicast or
+otherwise not globally routable), unless the webhook was added with ``allow_private`` or the
+server runs with ``FEEDBACK_LOOP_WEBHOOK_ALLOW_PRIVATE=1``. A host name is checked on every
+address it resolves to, when the webhook is added and again at each delivery, and the delivery
+connects to the address that was checked, so a name re-pointed at a private address after the
+check (DNS rebinding) is refused too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
+import os
 import re
-from dataclasses import dataclass, field
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +33,7 @@ import httpx
 from sqlalchemy import Engine, func, insert, select, update
 
 from feedback_loop.errors import ValidationError
+from feedback_loop.server.secretbox import encrypt
 from feedback_loop.store.engine import read_transaction, write_transaction
 from feedback_loop.store.events import Event
 from feedback_loop.store.tables import events, webhooks
@@ -36,6 +51,75 @@ EVENTS_OF_INTEREST = (
     "rolled_back",
 )
 KIND_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,59}")
+ENV_ALLOW_PRIVATE = "FEEDBACK_LOOP_WEBHOOK_ALLOW_PRIVATE"
+MAX_URL_CHARS = 2000
+MAX_SECRET_CHARS = 1000
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def private_allowed(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the operator allows every webhook to reach private addresses
+    (``FEEDBACK_LOOP_WEBHOOK_ALLOW_PRIVATE=1``)."""
+    env = os.environ if environ is None else environ
+    return env.get(ENV_ALLOW_PRIVATE, "").lower() in ("1", "true", "yes")
+
+
+def _refused_kind(address: IPAddress) -> str | None:
+    """What makes an address one a webhook may not reach, or None if it is public."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    # The specific kinds first: 0.0.0.0 and ff02::1 also count as private and reserved.
+    for kind in ("unspecified", "multicast", "loopback", "link_local", "private", "reserved"):
+        if getattr(address, f"is_{kind}"):
+            return kind.replace("_", "-")
+    if not address.is_global:
+        return "non-global"
+    return None
+
+
+def resolve(host: str, port: int) -> list[IPAddress]:
+    """Every address ``host`` resolves to (a literal address: itself)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in infos]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a delivery goes: the URL to send to (the checked address in place of the host
+    name), and the ``Host`` header and TLS server name that keep the request the name's."""
+
+    url: str
+    headers: dict[str, str]
+    extensions: dict[str, Any]
+
+
+def check_target(url: str, *, allow_private: bool) -> Target:
+    """The target of a delivery to ``url``; ``ValidationError`` (field ``url``) if its scheme
+    is not http(s), its host does not resolve, or it resolves to a refused address."""
+    parsed = httpx.URL(_check_url(url))
+    if allow_private:
+        return Target(url, {}, {})
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        addresses = resolve(parsed.host, port)
+    except (OSError, UnicodeError, ValueError) as exc:
+        raise ValidationError(f"{parsed.host!r} does not resolve ({exc})", field="url") from exc
+    for address in addresses:
+        kind = _refused_kind(address)
+        if kind is not None:
+            raise ValidationError(
+                f"{parsed.host!r} is (or resolves to) {address}, "
+                f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} address: webhooks "
+                "may not reach the server's own networks unless allowed explicitly "
+                f"(`webhooks add --allow-private`, or {ENV_ALLOW_PRIVATE}=1 for the server)",
+                field="url",
+            )
+    pinned = parsed.copy_with(host=str(addresses[0]))
+    host_header = f"[{parsed.host}]" if ":" in parsed.host else parsed.host  # an IPv6 literal
+    if parsed.port is not None:
+        host_header += f":{parsed.port}"
+    extensions = {"sni_hostname": parsed.host} if parsed.scheme == "https" else {}
+    return Target(str(pinned), {"Host": host_header}, extensions)
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -55,14 +139,16 @@ class Webhook:
     active: bool
     created_at: datetime
     after_event_id: int
-    secret: str = field(repr=False)
+    allow_private: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """What listings show: never the secret."""
         return {
             "id": self.id,
             "url": self.url,
             "kinds": self.kinds,
             "active": self.active,
+            "allow_private": self.allow_private,
             "created_at": self.created_at.isoformat(),
         }
 
@@ -75,7 +161,7 @@ def webhook_from_row(row: Any) -> Webhook:
         active=bool(row.active),
         created_at=from_us(row.created_at),
         after_event_id=row.after_event_id,
-        secret=row.secret,
+        allow_private=bool(row.allow_private),
     )
 
 
@@ -86,6 +172,8 @@ def _check_url(url: str) -> str:
         raise ValidationError(str(exc), field="url") from exc
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ValidationError("must be an http:// or https:// URL", field="url")
+    if len(url) > MAX_URL_CHARS:
+        raise ValidationError(f"is over {MAX_URL_CHARS:,} characters", field="url")
     return url
 
 
@@ -105,16 +193,30 @@ class WebhookStore:
 
     # -- configuration ---------------------------------------------------------------------
 
-    def add(self, url: str, secret: str, kinds: list[str] | None, *, now_us: int) -> Webhook:
-        """A webhook for the events written from now on (earlier ones are not sent)."""
-        if len(secret) < 16:
-            raise ValidationError("use at least 16 characters", field="secret")
+    def add(
+        self,
+        url: str,
+        secret: str,
+        kinds: list[str] | None,
+        *,
+        now_us: int,
+        allow_private: bool = False,
+    ) -> Webhook:
+        """A webhook for the events written from now on (earlier ones are not sent).
+
+        The URL's host must resolve to public addresses only, unless ``allow_private`` (kept
+        with the webhook) or ``FEEDBACK_LOOP_WEBHOOK_ALLOW_PRIVATE`` allows private ones. The
+        secret is stored encrypted."""
+        if not 16 <= len(secret) <= MAX_SECRET_CHARS:
+            raise ValidationError(f"use 16 to {MAX_SECRET_CHARS:,} characters", field="secret")
+        check_target(url, allow_private=allow_private or private_allowed())
         values = {
-            "url": _check_url(url),
-            "secret": secret,
+            "url": url,
+            "secret": encrypt(secret),
             "kinds": json.dumps(_check_kinds(kinds)),
             "active": True,
             "created_at": now_us,
+            "allow_private": allow_private,
         }
         with write_transaction(self.engine) as conn:
             latest = conn.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one()

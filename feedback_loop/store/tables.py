@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -261,6 +262,8 @@ webhooks = Table(
     Column("active", Boolean, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("after_event_id", BigInteger, nullable=False),
+    # Whether this webhook may reach loopback and private addresses (the operator said so).
+    Column("allow_private", Boolean, nullable=False, server_default=false()),
 )
 
 # One row per (webhook, event): an outbox the dispatcher works through, retrying with backoff.

@@ -1,30 +1,43 @@
 """Reading a model's quality: metrics, the retrain decision, drift, estimates, segments,
 concept drift, events; and setting what drift compares against. Each computes on request; the
-Prometheus gauges keep what was last computed."""
+Prometheus gauges keep what was last computed.
+
+Reads write nothing. The evaluations the library records as events when they find something
+(should-retrain, drift, estimate, segments, concept drift) answer ``GET`` with a read key and
+record nothing; ``POST`` with an admin key also records what was found, as events by that key
+(``api:<key name>``), which webhooks then receive.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 from feedback_loop.drift.profile import CATEGORICAL_METHODS, NUMERIC_METHODS
 from feedback_loop.errors import ValidationError
 from feedback_loop.retraining import decide
-from feedback_loop.server.context import Admin, Context, Read
+from feedback_loop.server.context import Admin, Context, Evaluator, Read
 from feedback_loop.server.prom import QUALITY_WINDOW
 from feedback_loop.server.responses import Reply, reply
 from feedback_loop.server.schemas import (
+    MAX_COUNT,
+    MAX_EVENT_KINDS,
+    MAX_NAME_CHARS,
+    MAX_NAMED_FEATURES,
+    MAX_SEGMENT_BY,
+    MAX_TAG_FILTERS,
     ConceptDriftOut,
     EventId,
     EventList,
     EventRequest,
-    NulFree,
+    Name,
     ReferenceOut,
     ReferenceRequest,
     SegmentList,
     checked_window,
+    refuse_nul,
 )
 
 router = APIRouter(prefix="/v1/models/{model}", tags=["monitoring"])
@@ -34,7 +47,11 @@ Window = Annotated[
     AfterValidator(checked_window),
     Query(description="A duration ending now (7d, 12h, 2w) or 'all'."),
 ]
-Reference = Annotated[NulFree, Query(description="The stored reference's name.")]
+Reference = Annotated[Name, Query(description="The stored reference's name.")]
+Metric = Annotated[Name | None, Query(description="A metric (default: the primary metric).")]
+Count = Annotated[int, Query(ge=1, le=MAX_COUNT)]
+# A name and what goes with it (key:value, feature:method): two names and a separator.
+Pair = Annotated[str, Field(max_length=2 * MAX_NAME_CHARS + 1), AfterValidator(refuse_nul)]
 Correction = Literal["none", "bonferroni", "benjamini_hochberg"]
 # The detectors of ``feedback_loop.watch.DETECTORS``, listed for the OpenAPI document.
 Detector = Literal["adwin", "ddm", "eddm", "hddm_a", "page_hinkley"]
@@ -77,9 +94,10 @@ def metrics(
     ctx: Context,
     _: Read,
     window: Window = "7d",
-    version: str | None = None,
+    version: Annotated[Name | None, Query(description="Only this version's predictions.")] = None,
     segment: Annotated[
-        list[str] | None, Query(description="Tag filter key:value (repeatable).")
+        list[Pair] | None,
+        Query(max_length=MAX_TAG_FILTERS, description="Tag filter key:value (repeatable)."),
     ] = None,
 ) -> Reply:
     loop = ctx.loops.get(model)
@@ -91,37 +109,43 @@ def metrics(
 
 
 @router.get("/should-retrain", summary="Whether the primary metric breaches a threshold")
+@router.post(
+    "/should-retrain", summary="Whether to retrain, recording a decision to retrain (admin)"
+)
 def should_retrain(
     model: str,
     ctx: Context,
-    _: Read,
+    who: Evaluator,
     window: Window = "7d",
-    threshold: float | None = None,
-    min_labeled: Annotated[int, Query(ge=1)] = 100,
-    metric: str | None = None,
+    threshold: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+    min_labeled: Count = 100,
+    metric: Metric = None,
 ) -> Reply:
-    """The loop's threshold rule with this request's threshold, minimum and metric; a decision
-    to retrain is recorded as a ``retrain_due`` event, as ``FeedbackLoop.should_retrain`` does.
-    (The rule is applied here rather than through the shared loop, whose settings belong to
-    every request.)"""
+    """The loop's threshold rule with this request's threshold, minimum and metric. ``POST``
+    also records a decision to retrain as a ``retrain_due`` event by the calling key, as
+    ``FeedbackLoop.should_retrain`` does; ``GET`` writes nothing. (The rule is applied here
+    rather than through the shared loop, whose settings belong to every request.)"""
     loop = ctx.loops.get(model)
     result = loop.get_metrics(window=window)
     chosen = metric or loop.primary_metric
     decision = decide(
         result, metric=chosen, threshold=threshold, min_labeled=min_labeled, window=window
     )
-    if decision:
-        loop.record_event("retrain_due", reason=decision.reason, evidence=decision.to_dict())
+    if who.record and decision:
+        loop.record_event(
+            "retrain_due", reason=decision.reason, evidence=decision.to_dict(), actor=who.actor
+        )
     if window == QUALITY_WINDOW:
         ctx.metrics.observe_quality(model, result, loop.primary_metric)
     return reply(decision.to_dict())
 
 
 @router.get("/drift", summary="Drift of features, prediction and label against the reference")
+@router.post("/drift", summary="Drift against the reference, recording drifted columns (admin)")
 def drift(
     model: str,
     ctx: Context,
-    _: Read,
+    who: Evaluator,
     window: Window = "7d",
     reference: Reference = "default",
     correction: Annotated[Correction, Query(description="Multiple-testing correction.")] = "none",
@@ -129,30 +153,44 @@ def drift(
         float, Query(gt=0, le=1, description="Share of drifted features that is dataset drift.")
     ] = 0.5,
     method: Annotated[
-        list[str] | None,
-        Query(description="A feature's test or distance, feature:method (repeatable)."),
+        list[Pair] | None,
+        Query(
+            max_length=MAX_NAMED_FEATURES,
+            description="A feature's test or distance, feature:method (repeatable).",
+        ),
     ] = None,
 ) -> Reply:
+    """``POST`` also records drifted columns as a ``drift_detected`` event."""
     loop = ctx.loops.get(model)
-    methods = _methods(method)
     report = loop.check_drift(
         window=window,
         reference=reference,
-        methods=methods,
+        methods=_methods(method),
         share_threshold=share_threshold,
         correction=correction,
+        record=who.record,
+        actor=who.actor,
     )
     ctx.metrics.observe_drift(model, None if report.dataset is None else report.dataset.share)
     return reply(report.to_dict())
 
 
 @router.get("/estimate", summary="Label-free performance estimate (binary classifiers)")
+@router.post("/estimate", summary="Label-free performance estimate, recording a breach (admin)")
 def estimate(
-    model: str, ctx: Context, _: Read, window: Window = "7d", reference: Reference = "default"
+    model: str,
+    ctx: Context,
+    who: Evaluator,
+    window: Window = "7d",
+    reference: Reference = "default",
 ) -> Reply:
     """Scores are calibrated on the named reference when it has labeled scores
-    (``calibrated`` says whether they were)."""
-    return reply(ctx.loops.get(model).estimate_performance(window=window, reference=reference))
+    (``calibrated`` says whether they were). ``POST`` also records an estimate breaching the
+    model's threshold as an ``estimate_breach`` event."""
+    found = ctx.loops.get(model).estimate_performance(
+        window=window, reference=reference, record=who.record, actor=who.actor
+    )
+    return reply(found)
 
 
 @router.post(
@@ -160,13 +198,13 @@ def estimate(
     response_model=ReferenceOut,
     summary="Set a reference from a window of logged predictions (data uploads: Python API only)",
 )
-def set_reference(model: str, body: ReferenceRequest, ctx: Context, _: Admin) -> Reply:
+def set_reference(model: str, body: ReferenceRequest, ctx: Context, who: Admin) -> Reply:
     """Profiles the window's features, predictions and labels once; drift checks and estimates
     compare against it. A reference from training data stays with ``FeedbackLoop.set_reference``
     next to the database: a training set is too large to send as JSON, and only its profile is
     kept."""
     stored = ctx.loops.get(model).set_reference(
-        window=body.window, version=body.version, name=body.name
+        window=body.window, version=body.version, name=body.name, actor=who.actor
     )
     return reply(stored)
 
@@ -176,29 +214,50 @@ def set_reference(model: str, body: ReferenceRequest, ctx: Context, _: Admin) ->
     response_model=ConceptDriftOut,
     summary="Change points in the error rate (streaming detector)",
 )
+@router.post(
+    "/concept-drift",
+    response_model=ConceptDriftOut,
+    summary="Change points in the error rate, recording a detected change (admin)",
+)
 def concept_drift(
     model: str,
     ctx: Context,
-    _: Read,
+    who: Evaluator,
     window: Window = "30d",
     detector: Annotated[Detector, Query(description="The streaming detector.")] = "adwin",
 ) -> Reply:
-    """A detected change is recorded as a ``concept_drift`` event, as in-process."""
-    return reply(ctx.loops.get(model).detect_concept_drift(window=window, detector=detector))
+    """``POST`` also records a detected change as a ``concept_drift`` event, as in-process."""
+    found = ctx.loops.get(model).detect_concept_drift(
+        window=window, detector=detector, record=who.record, actor=who.actor
+    )
+    return reply(found)
 
 
 @router.get("/segments", response_model=SegmentList, summary="Metrics per slice, worst first")
+@router.post(
+    "/segments", response_model=SegmentList, summary="Metrics per slice, recording weak ones"
+)
 def segments(
     model: str,
     ctx: Context,
-    _: Read,
-    by: Annotated[list[str] | None, Query(description="Tag or feature (repeatable).")] = None,
+    who: Evaluator,
+    by: Annotated[
+        list[Name] | None,
+        Query(max_length=MAX_SEGMENT_BY, description="Tag or feature (repeatable)."),
+    ] = None,
     window: Window = "7d",
-    min_support: Annotated[int, Query(ge=1)] = 30,
-    metric: str | None = None,
+    min_support: Count = 30,
+    metric: Metric = None,
 ) -> Reply:
+    """``POST`` also records slices breaching the model's threshold as a ``weak_segments``
+    event."""
     rows = ctx.loops.get(model).segments(
-        window=window, by=by or [], metric=metric, min_support=min_support
+        window=window,
+        by=by or [],
+        metric=metric,
+        min_support=min_support,
+        record=who.record,
+        actor=who.actor,
     )
     return reply({"segments": rows})
 
@@ -209,7 +268,8 @@ def events(
     ctx: Context,
     _: Read,
     kind: Annotated[
-        list[NulFree] | None, Query(description="Only these kinds (repeatable).")
+        list[Name] | None,
+        Query(max_length=MAX_EVENT_KINDS, description="Only these kinds (repeatable)."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Reply:

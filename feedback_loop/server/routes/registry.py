@@ -1,16 +1,16 @@
 """The model registry over HTTP: versions, aliases and their history, retraining requests,
 promotion, rollback and the post-promotion watch.
 
-Every change is recorded with the calling key's name as the actor (a rollback the watch makes
-is recorded as the watch's).
+Every change is recorded with the calling key's name as the actor, a rollback the watch makes
+included (its reason and evidence say it was the watch's).
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter
-from pydantic import AfterValidator
+from fastapi import APIRouter, Path
+from pydantic import AfterValidator, StringConstraints
 
 from feedback_loop.errors import RejectedVersionError
 from feedback_loop.server.context import Admin, Context, Read
@@ -35,6 +35,10 @@ from feedback_loop.store.events import Event
 from feedback_loop.timeutil import from_us
 
 router = APIRouter(prefix="/v1/models/{model}", tags=["registry"])
+# An alias name, as wide as its column.
+AliasName = Annotated[
+    str, StringConstraints(min_length=1, max_length=100), AfterValidator(refuse_nul), Path()
+]
 
 
 @router.get("/versions", response_model=VersionList, summary="Registered versions, oldest first")
@@ -59,7 +63,7 @@ def aliases(model: str, ctx: Context, _: Read) -> Reply:
 
 
 @router.put("/aliases/{alias}", response_model=AliasOut, summary="Point an alias at a version")
-def set_alias(model: str, alias: str, body: AliasMove, ctx: Context, who: Admin) -> Reply:
+def set_alias(model: str, alias: AliasName, body: AliasMove, ctx: Context, who: Admin) -> Reply:
     previous = ctx.loops.get(model).set_alias(
         alias, body.version, actor=who.actor, reason=body.reason
     )
@@ -71,9 +75,7 @@ def set_alias(model: str, alias: str, body: AliasMove, ctx: Context, who: Admin)
     response_model=AliasHistory,
     summary="Every move of one alias, oldest first",
 )
-def alias_history(
-    model: str, alias: Annotated[str, AfterValidator(refuse_nul)], ctx: Context, _: Read
-) -> Reply:
+def alias_history(model: str, alias: AliasName, ctx: Context, _: Read) -> Reply:
     """Who pointed the alias where, when and why (an alias never set has no history)."""
     return reply({"history": ctx.loops.get(model).alias_history(alias)})
 
@@ -121,7 +123,7 @@ def rollback(model: str, ctx: Context, who: Admin, body: RollbackRequest | None 
     response_model=WatchOut,
     summary="Judge the newest champion live; roll it back if it regressed",
 )
-def watch_champion(model: str, ctx: Context, _: Admin, body: WatchRequest | None = None) -> Reply:
+def watch_champion(model: str, ctx: Context, who: Admin, body: WatchRequest | None = None) -> Reply:
     """Admin only: a regression found here rolls the champion back (``auto_rollback``). A
     promotion is judged once; after that, and with none to judge, the verdict is null."""
     options = body or WatchRequest()
@@ -130,5 +132,6 @@ def watch_champion(model: str, ctx: Context, _: Admin, body: WatchRequest | None
         margin=options.margin,
         alpha=options.alpha,
         auto_rollback=options.auto_rollback,
+        actor=who.actor,
     )
     return reply({"verdict": None if verdict is None else verdict.to_dict()})
