@@ -142,14 +142,37 @@ def test_dashboard_pages_charts_and_rollback(db_url, tmp_path) -> None:
             assert "champion = v2" in page.inner_text("header")
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=False)
+            # an action asks first, on a page of its own, then acts
             page.click("#rollback")
+            page.wait_for_url(re.compile(r".*/ui/models/churn/rollback\??$"))  # a GET form
+            assert "version 2" in page.inner_text("#what")
+            page.click("#confirm")
             page.wait_for_url(f"{base}/ui/models/churn")
             assert "champion = v1" in page.inner_text("header")
+            # the promote list starts on no version; the browser will not submit it unchosen
+            assert page.input_value("#version") == ""
+            page.select_option("#version", "2")
+            page.click("#promote")
+            page.wait_for_url(re.compile(r".*/ui/models/churn/promote\?version=2$"))
+            page.click("#confirm")
+            page.wait_for_url(f"{base}/ui/models/churn")
+            assert "champion = v2" in page.inner_text("header")
+            # signing out ends the session on the server: the old cookie opens nothing
+            cookie = next(c for c in page.context.cookies() if c["name"] == "fl_session")
+            assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+            assert cookie["path"] == "/ui" and key.group(0) not in cookie["value"]
+            page.click("#signout")
+            page.wait_for_url(f"{base}/ui/login")
+            page.goto(f"{base}/ui")
+            page.wait_for_url(f"{base}/ui/login")
             browser.close()
+        stale = httpx.get(f"{base}/ui", cookies={"fl_session": cookie["value"]})
+        assert stale.status_code == 303 and stale.headers["location"] == "/ui/login"
         assert errors == []
         loop = FeedbackLoop("churn", tracking_db=db_url)
-        assert loop.aliases()["champion"] == 1
-        assert loop.events(kinds=["rolled_back"])[0].actor == "dashboard:ui"
+        assert loop.aliases()["champion"] == 2
+        assert loop.events(kinds=["rolled_back"])[0].actor == "api:ui"
+        assert loop.events(kinds=["promoted"])[0].actor == "api:ui"
     finally:
         server.terminate()
         server.wait(timeout=10)

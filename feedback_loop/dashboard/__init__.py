@@ -1,5 +1,6 @@
 """The dashboard: server-rendered pages of the models, served by ``feedback-loop serve``."""
 
-from feedback_loop.dashboard.routes import COOKIE, router
+from feedback_loop.dashboard.routes import install, router
+from feedback_loop.dashboard.sessions import COOKIE
 
-__all__ = ["COOKIE", "router"]
+__all__ = ["COOKIE", "install", "router"]

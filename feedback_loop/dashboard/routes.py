@@ -1,49 +1,193 @@
 """Dashboard pages under ``/ui``: models overview, a model's page (the report's charts, live),
-and the admin actions (retrain, promote, roll back) for admin keys.
+and the admin actions (retrain, promote, roll back), each confirmed on a page of its own.
 
-The browser signs in with an API key, kept in an HttpOnly, SameSite=Strict cookie that the API's
-authentication also accepts; the strict cookie is what keeps other sites from posting the
-action forms. Every page is rendered on the server with inline SVG: no script, no CDN.
+Who may see and do what is decided by the API's own ``check_access``: the read scope to view,
+admin to act, and the key's model limits everywhere (the overview lists only the models the key
+may use). Browsers sign in with a key and get a server-side session (``sessions``); every form
+carries the session's CSRF token and every POST must come from this server's own pages. Every
+page is rendered on the server with inline SVG: no script, no CDN.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import PackageLoader
 from starlette.concurrency import run_in_threadpool
 
-from feedback_loop.errors import FeedbackLoopError
+from feedback_loop import lifecycle
+from feedback_loop.dashboard.sessions import (
+    COOKIE,
+    COOKIE_PATH,
+    LIFETIME_S,
+    Sessions,
+    csrf_matches,
+    csrf_token,
+    same_origin,
+)
+from feedback_loop.errors import FeedbackLoopError, RejectedVersionError, ValidationError
 from feedback_loop.report.build import environment, report_context
+from feedback_loop.server.auth import ScopeName, check_access
+from feedback_loop.server.errors import ApiError
+from feedback_loop.server.keys import Principal
 
-COOKIE = "fl_key"  # read by the server's authentication, under /ui only
 router = APIRouter(prefix="/ui", include_in_schema=False)
 _env = environment(PackageLoader("feedback_loop.dashboard", "templates"))
+# Pages built at once per worker process: the rest wait (without holding a thread) so that a
+# burst of page loads leaves the thread pool to ingest, the API and /metrics.
+PAGE_BUILDS = 2
+PAGE_WAIT_S = 60.0  # a page not started within this answers 503
+# A model page's charts: the most recent points only (each point reads its window, each drift
+# column also runs a drift check), so a page stays well under a second.
+CHART_POINTS = 60
+DRIFT_POINTS = 14
+ACTIONS = ("retrain", "promote", "rollback")
+MAX_REASON = 500  # characters of a reason typed in a confirmation form
 
 
-def _principal(request: Request) -> Any:
+class Refused(Exception):
+    """A request the dashboard answers with ``response`` as is (sign-in redirect, 403, 422)."""
+
+    def __init__(self, response: Response):
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def install(app: FastAPI) -> None:
+    """Mount the dashboard on ``app``: its routes, its session store and its page limit."""
+    context = app.state.context
+    app.state.dashboard_sessions = Sessions(context.engine, context.keys, context.clock)
+    # by event loop (one per worker process; a test may run several in turn)
+    app.state.dashboard_pages = weakref.WeakKeyDictionary()
+    app.include_router(router)
+
+    @app.exception_handler(Refused)
+    async def refused(_: Request, exc: Refused) -> Response:
+        return exc.response
+
+
+# -- who is asking ----------------------------------------------------------------------------
+
+
+def _sessions(request: Request) -> Sessions:
+    sessions: Sessions = request.app.state.dashboard_sessions
+    return sessions
+
+
+def _set_principal(request: Request) -> Any:
+    """The principal a middleware set: the anonymous admin under ``--no-auth``, else none."""
     return request.scope.get("state", {}).get("principal")
 
 
-def _is_admin(request: Request) -> bool:
-    principal = _principal(request)
-    return principal is not None and principal.has_scope("admin")
+async def _signed_in(request: Request) -> tuple[Principal, str | None]:
+    """The caller and their session id; with authentication disabled (``--no-auth``) the
+    anonymous admin without a session. Not signed in: to the sign-in page."""
+    principal = _set_principal(request)
+    if isinstance(principal, Principal):
+        return principal, None
+    token = request.cookies.get(COOKIE)
+    if token:
+        principal = await run_in_threadpool(_sessions(request).principal, token)
+        if principal is not None:
+            return principal, token
+    raise Refused(RedirectResponse("/ui/login", status_code=303))
 
 
-def _page(template: str, request: Request, status: int = 200, **context: Any) -> HTMLResponse:
-    html = _env.get_template(template).render(request=request, admin=_is_admin(request), **context)
+async def _allowed(
+    request: Request, scope: ScopeName, model: str | None = None
+) -> tuple[Principal, str | None]:
+    """The caller, if they may do ``scope`` on ``model``; else a 403 page."""
+    principal, token = await _signed_in(request)
+    try:
+        check_access(principal, scope, model=model)
+    except ApiError as exc:
+        raise Refused(
+            _message(request, (principal, token), 403, "Forbidden", exc.message)
+        ) from None
+    return principal, token
+
+
+async def _posted(
+    request: Request, scope: ScopeName, model: str | None, csrf: str
+) -> tuple[Principal, str | None]:
+    """The caller of a state-changing POST: from this server's own page (Origin), signed in,
+    with the session's CSRF token, and allowed to do ``scope`` on ``model``."""
+    if not same_origin(request):
+        raise Refused(_forbidden(request, "This request did not come from this server's pages."))
+    principal, token = await _allowed(request, scope, model)
+    if token is not None and not csrf_matches(token, csrf):
+        raise Refused(_forbidden(request, "The form is stale or was not made here: reload it."))
+    return principal, token
+
+
+# -- rendering --------------------------------------------------------------------------------
+
+
+def _page(
+    template: str,
+    request: Request,
+    status: int = 200,
+    principal: Principal | None = None,
+    token: str | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    admin = principal is not None and principal.has_scope("admin")
+    html = _env.get_template(template).render(
+        request=request,
+        admin=admin,
+        signed_in=token is not None,  # a session to end (none under --no-auth)
+        csrf="" if token is None else csrf_token(token),
+        **context,
+    )
     return HTMLResponse(html, status_code=status)
+
+
+def _forbidden(request: Request, message: str) -> HTMLResponse:
+    return _page("message.html.j2", request, 403, title="Forbidden", message=message)
+
+
+def _message(
+    request: Request, who: tuple[Principal, str | None], status: int, title: str, message: str
+) -> HTMLResponse:
+    return _page("message.html.j2", request, status, *who, title=title, message=message)
+
+
+@asynccontextmanager
+async def _page_slot(request: Request) -> AsyncIterator[None]:
+    """One of the worker's few page-building slots, or a 503 page after ``PAGE_WAIT_S``."""
+    by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+    by_loop = request.app.state.dashboard_pages
+    slots = by_loop.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(PAGE_BUILDS))
+    try:
+        await asyncio.wait_for(slots.acquire(), PAGE_WAIT_S)
+    except TimeoutError:
+        page = _page("message.html.j2", request, 503, title="Busy", message="Try again shortly.")
+        page.headers["Retry-After"] = "10"
+        raise Refused(page) from None
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 def _loops(request: Request) -> Any:
     return request.app.state.context.loops
 
 
-def _overview_rows(loops: Any) -> list[dict[str, Any]]:
+# -- pages ------------------------------------------------------------------------------------
+
+
+def _overview_rows(loops: Any, principal: Principal) -> list[dict[str, Any]]:
     rows = []
     for name, task in loops.names():
+        if not principal.may_use(name):
+            continue
         loop = loops.get(name)
         metrics = loop.get_metrics(window="7d") if task else {}
         aliases = loop.aliases()
@@ -65,70 +209,186 @@ def _overview_rows(loops: Any) -> list[dict[str, Any]]:
 
 @router.get("", response_class=HTMLResponse)
 async def overview(request: Request) -> HTMLResponse:
-    rows = await run_in_threadpool(_overview_rows, _loops(request))
-    return _page("overview.html.j2", request, rows=rows)
+    who = await _allowed(request, "read")
+    async with _page_slot(request):
+        rows = await run_in_threadpool(_overview_rows, _loops(request), who[0])
+    return _page("overview.html.j2", request, 200, *who, rows=rows)
 
 
 @router.get("/models/{model}", response_class=HTMLResponse)
 async def model_page(request: Request, model: str, period: str = "1d") -> HTMLResponse:
+    who = await _allowed(request, "read", model)
+
     def build() -> dict[str, Any]:
         loop = _loops(request).get(model)
-        context = report_context(loop, period=period)
+        context = report_context(
+            loop, period=period, max_points=CHART_POINTS, max_drift_points=DRIFT_POINTS
+        )
         context["versions"] = [v.version for v in loop.versions()]
         context["aliases"] = loop.aliases()
         return context
 
     try:
-        context = await run_in_threadpool(build)
-    except FeedbackLoopError as exc:
-        return _page("message.html.j2", request, 404, title="Not found", message=str(exc))
-    return _page("model.html.j2", request, **context)
+        async with _page_slot(request):
+            context = await run_in_threadpool(build)
+    except ValidationError as exc:
+        return _message(request, who, 422, "Invalid request", f"{exc.field}: {exc.message}")
+    except (FeedbackLoopError, ApiError) as exc:
+        return _message(request, who, 404, "Not found", str(exc))
+    return _page("model.html.j2", request, 200, *who, **context)
 
 
-async def _act(request: Request, model: str, action: Any) -> Response:
-    if not _is_admin(request):
-        return _page(
-            "message.html.j2",
-            request,
-            403,
-            title="Forbidden",
-            message="This action needs an API key with the admin scope.",
-        )
-    principal = _principal(request)
-    actor = f"dashboard:{getattr(principal, 'name', 'anonymous')}"
+# -- actions: a confirmation page (GET), then the action (POST) --------------------------------
+
+
+def _rejected_by_gate(loop: Any, version: int) -> str | None:
+    """Why the gate's newest verdict on this version was a rejection (None: not rejected)."""
+    verdict = lifecycle.gate_verdict(loop, version)
+    return verdict.reason if verdict is not None and verdict.kind == "gate_rejected" else None
+
+
+def _chosen_version(loop: Any, version: str) -> int:
+    """The version picked in the promote form (an empty choice is an error, not version 1)."""
+    if not version.strip():
+        raise ValidationError("choose a version to promote", field="version")
     try:
-        await run_in_threadpool(action, _loops(request).get(model), actor)
+        chosen = int(version)
+    except ValueError:
+        raise ValidationError(f"{version!r} is not a version number", field="version") from None
+    if chosen not in [v.version for v in loop.versions()]:
+        raise ValidationError(f"version {chosen} is not registered", field="version")
+    return chosen
+
+
+def _confirmation(loop: Any, action: str, version: str) -> dict[str, Any]:
+    champion = loop.aliases().get("champion")
+    if action == "promote":
+        chosen = _chosen_version(loop, version)
+        return {
+            "action": action,
+            "version": chosen,
+            "rejected": _rejected_by_gate(loop, chosen),
+            "what": f"Make version {chosen} the champion"
+            + ("" if champion is None else f" in place of version {champion}")
+            + ".",
+        }
+    if action == "rollback":
+        stack = lifecycle.champion_stack(loop.alias_history("champion"))
+        if champion is None or len(stack) < 2 or stack[-1] != champion:
+            raise ValidationError(
+                "the champion has no previous version to roll back to", field="champion"
+            )
+        what = f"Replace the champion, version {champion}, with version {stack[-2]}."
+        return {"action": action, "what": what}
+    what = "Queue a retraining job: a worker trains a candidate, and the gate decides on it."
+    return {"action": action, "what": what}
+
+
+@router.get("/models/{model}/{action}", response_class=HTMLResponse)
+async def confirm(request: Request, model: str, action: str, version: str = "") -> HTMLResponse:
+    """What the action will do, with the form that does it."""
+    who = await _allowed(request, "admin", model)
+    if action not in ACTIONS:
+        return _message(request, who, 404, "Not found", f"no such page: {action}")
+    try:
+        details = await run_in_threadpool(
+            _confirmation, _loops(request).get(model), action, version
+        )
+    except ValidationError as exc:
+        return _message(request, who, 422, "Not done", f"{exc.field}: {exc.message}")
+    except (FeedbackLoopError, ApiError) as exc:
+        return _message(request, who, 404, "Not found", str(exc))
+    return _page("confirm.html.j2", request, 200, *who, model=model, **details)
+
+
+def _reason(given: str, default: str) -> str:
+    """The reason typed in a confirmation form (recorded in the decision log), bounded."""
+    reason = given.strip()
+    if len(reason) > MAX_REASON or not reason.isprintable():
+        raise ValidationError(
+            f"must be printable text of at most {MAX_REASON} characters", field="reason"
+        )
+    return reason or default
+
+
+async def _act(request: Request, model: str, csrf: str, action: Callable[..., Any]) -> Response:
+    who = await _posted(request, "admin", model, csrf)
+    try:
+        await run_in_threadpool(action, _loops(request).get(model), who[0].actor)
+    except RejectedVersionError as exc:
+        return _message(request, who, 409, "Not done", str(exc))
     except FeedbackLoopError as exc:
-        return _page("message.html.j2", request, 422, title="Not done", message=str(exc))
+        field = getattr(exc, "field", None)
+        message = str(exc) if field is None else f"{field}: {exc}"
+        return _message(request, who, 422, "Not done", message)
+    except ApiError as exc:
+        return _message(request, who, exc.status, "Not done", exc.message)
     return RedirectResponse(f"/ui/models/{model}", status_code=303)
 
 
 @router.post("/models/{model}/rollback")
 async def rollback(
-    request: Request, model: str, reason: Annotated[str, Form()] = "rolled back from the dashboard"
+    request: Request,
+    model: str,
+    csrf: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
 ) -> Response:
-    return await _act(request, model, lambda loop, actor: loop.rollback(actor=actor, reason=reason))
+    return await _act(
+        request,
+        model,
+        csrf,
+        lambda loop, actor: loop.rollback(
+            actor=actor, reason=_reason(reason, "rolled back from the dashboard")
+        ),
+    )
+
+
+def _promote(loop: Any, version: str, *, force: bool, actor: str, reason: str) -> None:
+    """Promote the chosen version; the library refuses a rejected one without ``force``."""
+    loop.promote(_chosen_version(loop, version), actor=actor, reason=reason, force=force)
 
 
 @router.post("/models/{model}/promote")
 async def promote(
     request: Request,
     model: str,
-    version: Annotated[int, Form()],
-    reason: Annotated[str, Form()] = "promoted from the dashboard",
+    csrf: Annotated[str, Form()] = "",
+    version: Annotated[str, Form()] = "",
+    force: Annotated[bool, Form()] = False,
+    reason: Annotated[str, Form()] = "",
 ) -> Response:
     return await _act(
-        request, model, lambda loop, actor: loop.promote(version, actor=actor, reason=reason)
+        request,
+        model,
+        csrf,
+        lambda loop, actor: _promote(
+            loop,
+            version,
+            force=force,
+            actor=actor,
+            reason=_reason(reason, "promoted from the dashboard"),
+        ),
     )
 
 
 @router.post("/models/{model}/retrain")
 async def retrain(
-    request: Request, model: str, reason: Annotated[str, Form()] = "requested from the dashboard"
+    request: Request,
+    model: str,
+    csrf: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
 ) -> Response:
     return await _act(
-        request, model, lambda loop, actor: loop.trigger_retraining(reason, actor=actor)
+        request,
+        model,
+        csrf,
+        lambda loop, actor: loop.trigger_retraining(
+            _reason(reason, "requested from the dashboard"), actor=actor
+        ),
     )
+
+
+# -- signing in and out -----------------------------------------------------------------------
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -137,21 +397,40 @@ async def login_form(request: Request) -> HTMLResponse:
 
 
 @router.post("/login")
-async def login(request: Request, key: Annotated[str, Form()]) -> Response:
+async def login(request: Request, key: Annotated[str, Form()] = "") -> Response:
+    """Check the key, then open a session; the cookie carries the session's id, not the key."""
+    if not same_origin(request):
+        return _forbidden(request, "This request did not come from this server's pages.")
+    opened = await run_in_threadpool(_sessions(request).sign_in, key)
+    if opened is None:
+        return _page("login.html.j2", request, 401, error="This key is unknown or revoked.")
+    token, principal = opened
+    previous = request.cookies.get(COOKIE)
+    if previous:  # signing in again replaces the session this browser had
+        await run_in_threadpool(_sessions(request).sign_out, previous)
+    if not principal.has_scope("read"):
+        await run_in_threadpool(_sessions(request).sign_out, token)
+        error = "This key lacks the 'read' scope: the dashboard needs a read or admin key."
+        return _page("login.html.j2", request, 403, error=error)
     response = RedirectResponse("/ui", status_code=303)
     response.set_cookie(
         COOKIE,
-        key.strip(),
+        token,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
-        max_age=12 * 3600,
+        max_age=LIFETIME_S,
+        path=COOKIE_PATH,
     )
     return response
 
 
 @router.post("/logout")
-async def logout() -> Response:
+async def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
+    """End the session on the server (the cookie alone would be worthless after this)."""
+    _, token = await _posted(request, "read", None, csrf)
+    if token is not None:
+        await run_in_threadpool(_sessions(request).sign_out, token)
     response = RedirectResponse("/ui/login", status_code=303)
-    response.delete_cookie(COOKIE)
+    response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
     return response

@@ -7,7 +7,7 @@ not the ``FeedbackLoop`` methods that record events.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,31 @@ DECISIONS = (
 )
 
 
+# Bounds on what a caller controls: the period of a chart point, and how many points a chart
+# computes (each one reads its window; a drift column also runs a drift check). The charts end
+# at the newest prediction (or now, if later ones are dated in the future) and reach back at
+# most that many periods: a stray old timestamp cannot make a page compute years of points.
+MIN_PERIOD = timedelta(minutes=1)
+MAX_PERIOD = timedelta(days=366)
+MAX_POINTS = 500  # the HTML report (a file made on demand)
+MAX_DRIFT_POINTS = 500
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def chart_period(period: str) -> timedelta:
+    """The period of a chart point, between one minute and one year."""
+    try:
+        step = parse_duration(period, field="period")
+    except OverflowError:  # more days than a timedelta holds
+        step = MAX_PERIOD * 2
+    if not MIN_PERIOD <= step <= MAX_PERIOD:
+        raise ValidationError(
+            f"{period!r} is out of range: a period is 1m to 366d (for example '1d')",
+            field="period",
+        )
+    return step
+
+
 def _time_range(loop: FeedbackLoop) -> tuple[datetime, datetime] | None:
     state = loop._read_state()
     with loop.engine.connect() as conn:
@@ -52,12 +77,17 @@ def _time_range(loop: FeedbackLoop) -> tuple[datetime, datetime] | None:
     return from_us(low), from_us(high)
 
 
-def _buckets(start: datetime, end: datetime, step: timedelta) -> list[tuple[datetime, datetime]]:
-    out, at = [], start
-    while at <= end:
-        out.append((at, at + step))
-        at += step
-    return out
+def _buckets(
+    span: tuple[datetime, datetime], step: timedelta, now: datetime, limit: int
+) -> list[tuple[datetime, datetime]]:
+    """At most ``limit`` consecutive periods, aligned on multiples of ``step`` (so whole hours
+    are read from the metric blocks), the last one holding the chart's end."""
+    low, high = span
+    end = high if low > now else min(high, now)
+    last = _EPOCH + ((end - _EPOCH) // step) * step
+    first = _EPOCH + ((max(low, _EPOCH) - _EPOCH) // step) * step
+    count = max(1, min(limit, (last - first) // step + 1))
+    return [(last - step * i, last - step * (i - 1)) for i in reversed(range(count))]
 
 
 def build_report(loop: FeedbackLoop, *, period: str = "7d", max_drift_columns: int = 24) -> str:
@@ -68,10 +98,19 @@ def build_report(loop: FeedbackLoop, *, period: str = "7d", max_drift_columns: i
 
 
 def report_context(
-    loop: FeedbackLoop, *, period: str = "7d", max_drift_columns: int = 24
+    loop: FeedbackLoop,
+    *,
+    period: str = "7d",
+    max_drift_columns: int = 24,
+    max_points: int = MAX_POINTS,
+    max_drift_points: int = MAX_DRIFT_POINTS,
 ) -> dict[str, Any]:
-    """Everything the report's sections show, computed from the log, registry and events."""
-    step = parse_duration(period, field="period")
+    """Everything the report's sections show, computed from the log, registry and events.
+
+    The charts have at most ``max_points`` points (``max_drift_points`` drift columns, each a
+    drift check), the most recent ones; the context says when older predictions are left out.
+    """
+    step = chart_period(period)
     span = _time_range(loop)
     state = loop._read_state()
     metric = loop.primary_metric
@@ -86,7 +125,12 @@ def report_context(
     if span is None:
         context.update(empty=True)
         return context
-    buckets = _buckets(span[0], span[1], step)
+    buckets = _buckets(span, step, loop.clock.now(), max_points)
+    if buckets[0][0] > span[0] or buckets[-1][1] <= span[1]:
+        context["clipped"] = {"start": buckets[0][0], "end": buckets[-1][1], "oldest": span[0]}
+    drift_buckets = buckets[-max_drift_points:]
+    if len(drift_buckets) < len(buckets):
+        context["drift_clipped"] = {"start": drift_buckets[0][0], "points": len(drift_buckets)}
     series = [loop.get_metrics(window=(a, b)) for a, b in buckets]
     mids = [a + step / 2 for a, _ in buckets]
     baseline = _baseline_series(loop, mids, metric)
@@ -119,14 +163,19 @@ def report_context(
         ],
         y_label="hours",
     )
-    context["drift_chart"] = _drift_heatmap(loop, buckets, max_drift_columns)
+    context["drift_chart"] = _drift_heatmap(loop, drift_buckets, max_drift_columns)
     context["segments"] = _segments(loop, span[1])
     context["decisions"] = [_decision(e) for e in events if e.kind in DECISIONS][:200]
     context["cards"] = _cards(loop, events)
     context["counts"] = {
         k: sum(1 for e in events if e.kind == k) for k in (*DECISIONS, "drift_detected")
     }
-    context["totals"] = loop.get_metrics(window="all")
+    if "clipped" in context:  # the whole log is as long to read as the charts are bounded
+        context["totals"] = loop.get_metrics(window=(buckets[0][0], buckets[-1][1]))
+        context["totals_over"] = "charted periods"
+    else:
+        context["totals"] = loop.get_metrics(window="all")
+        context["totals_over"] = "all time"
     return context
 
 

@@ -104,7 +104,7 @@ def create_app(
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
-    app.include_router(dashboard.router)
+    dashboard.install(app)
     # Added innermost first: the last one added runs first.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if auth:

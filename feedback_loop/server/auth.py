@@ -2,7 +2,11 @@
 
 ``Authenticate`` (middleware) turns ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``
 into a :class:`Principal`, or answers 401 before a single body byte is read. ``authorize``
-(a dependency) checks the route's scope and the key's model limits, answering 403.
+(a dependency) checks the route's scope and the key's model limits through ``check_access``,
+answering 403; the dashboard checks its pages and actions with the same ``check_access``.
+The dashboard under ``/ui`` signs browsers in with sessions of its own
+(``feedback_loop.dashboard.sessions``): this middleware leaves ``/ui`` to it, and no cookie is
+ever accepted for the API.
 Scopes: ``ingest`` logs predictions and outcomes, ``read`` reads, ``admin`` changes models,
 aliases and keys and implies the other two.
 """
@@ -18,7 +22,6 @@ from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from feedback_loop.clock import Clock
@@ -30,9 +33,8 @@ logger = logging.getLogger("feedback_loop.server")
 
 ScopeName = Literal["ingest", "read", "admin"]
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc"})
-PUBLIC_PATHS |= {"/openapi.json", "/ui/login"}
+PUBLIC_PATHS |= {"/openapi.json"}
 DASHBOARD = "/ui"
-DASHBOARD_COOKIE = "fl_key"
 AUTH_DISABLED_HEADER = (b"x-feedback-loop-auth", b"disabled")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
@@ -41,13 +43,8 @@ bearer_scheme = HTTPBearer(auto_error=False, description="`Authorization: Bearer
 header_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: fl_...`")
 
 
-def dashboard_cookie(headers: dict[bytes, bytes]) -> str | None:
-    """The dashboard's sign-in cookie (accepted under ``/ui`` only, never by the API)."""
-    for part in headers.get(b"cookie", b"").decode("latin-1").split(";"):
-        name, _, value = part.strip().partition("=")
-        if name == DASHBOARD_COOKIE and value:
-            return value
-    return None
+def is_dashboard(path: str) -> bool:
+    return path == DASHBOARD or path.startswith(DASHBOARD + "/")
 
 
 def presented_key(headers: dict[bytes, bytes]) -> str | None:
@@ -68,15 +65,11 @@ class Authenticate:
         self.clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or is_dashboard(scope["path"]):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers", []))
-        dashboard = scope["path"] == DASHBOARD or scope["path"].startswith(DASHBOARD + "/")
-        key = presented_key(headers) or (dashboard_cookie(headers) if dashboard else None)
-        if key is None and dashboard:  # a browser: to the sign-in page
-            await RedirectResponse("/ui/login", status_code=303)(scope, receive, send)
-            return
+        key = presented_key(headers)
         if key is None:
             reply = error_reply(
                 401,
@@ -94,9 +87,6 @@ class Authenticate:
         except OperationalError:
             reply = error_reply(503, "database_unavailable", "the database cannot be reached")
             await reply(scope, receive, send)
-            return
-        if principal is None and dashboard:
-            await RedirectResponse("/ui/login", status_code=303)(scope, receive, send)
             return
         if principal is None:
             reply = error_reply(
@@ -129,6 +119,19 @@ class AuthDisabled:
         await self.app(scope, receive, mark)
 
 
+def check_access(
+    principal: Principal, scope: ScopeName, *, model: str | None = None, all_models: bool = False
+) -> None:
+    """Raise a 403 ``ApiError`` unless ``principal`` has ``scope`` and may use ``model``
+    (``all_models``: only keys without model limits, for what spans every model)."""
+    if not principal.has_scope(scope):
+        raise ApiError(403, "forbidden", f"this API key lacks the {scope!r} scope")
+    if all_models and principal.models is not None:
+        raise ApiError(403, "forbidden", "this route needs a key without model limits")
+    if model is not None and not principal.may_use(model):
+        raise ApiError(403, "forbidden", f"this API key may not use model {model!r}", field="model")
+
+
 def authorize(scope: ScopeName, *, all_models: bool = False) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the caller, if its key has ``scope`` and may use the path's model
     (``all_models``: only keys without model limits, for routes that span every model)."""
@@ -141,15 +144,8 @@ def authorize(scope: ScopeName, *, all_models: bool = False) -> Callable[..., Aw
         principal = request.scope.get("state", {}).get("principal")
         if not isinstance(principal, Principal):  # the middleware always sets one
             raise ApiError(401, "unauthorized", "an API key is required", headers=_CHALLENGE)
-        if not principal.has_scope(scope):
-            raise ApiError(403, "forbidden", f"this API key lacks the {scope!r} scope")
-        if all_models and principal.models is not None:
-            raise ApiError(403, "forbidden", "this route needs a key without model limits")
         model = request.path_params.get("model")
-        if model is not None and not principal.may_use(model):
-            raise ApiError(
-                403, "forbidden", f"this API key may not use model {model!r}", field="model"
-            )
+        check_access(principal, scope, model=model, all_models=all_models)
         return principal
 
     return check

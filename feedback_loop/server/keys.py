@@ -89,6 +89,13 @@ class KeyRecord:
         }
 
 
+def principal_of(row: Any) -> Principal:
+    """The caller an ``api_keys`` row stands for (the API's keys and the dashboard's sessions
+    share it, so both faces see the same scopes and model limits)."""
+    models = None if row.models is None else frozenset(json.loads(row.models))
+    return Principal(row.id, row.name, frozenset(json.loads(row.scopes)), models)
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -208,8 +215,7 @@ class KeyStore:
         if not hmac.compare_digest(row.hash, hash_key(key)):
             return None
         self._touch(row.id, now_us)
-        models = None if row.models is None else frozenset(json.loads(row.models))
-        principal = Principal(row.id, row.name, frozenset(json.loads(row.scopes)), models)
+        principal = principal_of(row)
         with self._lock:
             if len(self._verified) > 10_000:  # only expired entries are lost
                 self._verified.clear()

@@ -281,3 +281,19 @@ webhook_deliveries = Table(
     UniqueConstraint("webhook_id", "event_id", name="uq_webhook_deliveries"),
     Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
 )
+
+# Dashboard sign-ins: the cookie holds a random id, this table only its SHA-256 (a database dump
+# opens no session). A session ends at ``expires_at``, after an idle spell past ``last_seen_at``,
+# when signed out (``revoked_at``) or when its key is revoked (read through ``key_id``).
+dashboard_sessions = Table(
+    "dashboard_sessions",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("key_id", Integer, ForeignKey("api_keys.id"), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("last_seen_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger),
+    Index("ix_dashboard_sessions_expires", "expires_at"),
+)
