@@ -31,7 +31,6 @@ from feedback_loop import FeedbackLoop, ManualClock, ValidationError
 from feedback_loop.cli import app
 from feedback_loop.input_limits import MAX_CLASSES, TIME_RANGE_MESSAGE
 from feedback_loop.loop import dispose_engines
-from feedback_loop.store.predictions import unpack_proba
 
 NOW = datetime(2024, 10, 18, 12, 0, tzinfo=UTC)
 runner = CliRunner()
@@ -214,6 +213,8 @@ def test_probability_metrics_match_sklearn_with_rows_of_different_classes(db_url
 
 
 def test_probabilities_in_the_earlier_dense_layout_still_read() -> None:
+    from feedback_loop.store.predictions import unpack_proba
+
     dense = np.array([0.1, 0.0, 0.9]).tobytes()
     assert unpack_proba(dense, 4).tolist() == [0.1, 0.0, 0.9, 0.0]
     assert unpack_proba(dense, 2).tolist() == [0.1, 0.0]
