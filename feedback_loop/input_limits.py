@@ -23,6 +23,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from feedback_loop.errors import ValidationError
 
@@ -86,29 +88,33 @@ def check_texts(
     single: bool = False,
 ) -> None:
     """A column of plain strings (``None`` allowed): characters and, if given, length."""
-    present = [v for v in values if v is not None] if None in values else values
-    if not present:
+    joined = _joined(values)
+    if not joined:
         return
-    joined = "\n".join(present)  # type: ignore[arg-type]
     if "\x00" in joined or (not joined.isascii() and _BAD_CHAR.search(joined)):
         row = next(i for i, v in enumerate(values) if v is not None and _BAD_CHAR.search(v))
         check_text(values[row] or "", field=field, row=None if single else row)
     if max_length is not None and len(joined) > max_length:
-        lengths = np.fromiter((len(v) if v else 0 for v in values), np.int64, len(values))
-        if lengths.max() > max_length:
+        # lengths counted by Arrow, in C (code points, as ``len``)
+        lengths = pc.utf8_length(pa.array(values, pa.large_string())).to_numpy(zero_copy_only=False)
+        too_long = np.nan_to_num(lengths.astype(np.float64)) > max_length
+        if too_long.any():
             raise ValidationError(
                 f"must be at most {max_length} characters",
                 field=field,
-                row=None if single else int(np.argmax(lengths > max_length)),
+                row=None if single else int(np.argmax(too_long)),
             )
+
+
+def _joined(values: Sequence[str | None]) -> str:
+    """The non-empty strings of a column, one scan of which finds what any of them holds
+    (joined without a Python loop: ``filter(None, ...)`` drops the missing ones in C)."""
+    return "\n".join(filter(None, values))
 
 
 def check_json_texts(values: Sequence[str | None], *, field: str, single: bool = False) -> None:
     """A column of canonical JSON texts: no NUL and no lone surrogate in any string inside."""
-    present = [v for v in values if v is not None] if None in values else values
-    if not present:
-        return
-    joined = "\n".join(present)  # type: ignore[arg-type]
+    joined = _joined(values)
     if "\\u0000" not in joined and "\\ud" not in joined:
         return
     for i, text in enumerate(values):
@@ -127,10 +133,8 @@ def check_feature_json(values: Sequence[str | None]) -> None:
     """Features given as dicts (canonical JSON objects): their names fit the limit. A regex on
     the escaped text finds candidates (an escaped key is never shorter than the key), which are
     then read to be sure."""
-    present = [v for v in values if v is not None] if None in values else values
-    if not present or max(map(len, present)) <= MAX_FEATURE_NAME_LENGTH:  # type: ignore[arg-type]
-        return
-    if _LONG_KEY.search("\n".join(present)) is None:  # type: ignore[arg-type]
+    joined = _joined(values)
+    if len(joined) <= MAX_FEATURE_NAME_LENGTH or _LONG_KEY.search(joined) is None:
         return
     for i, text in enumerate(values):
         if text is not None and _LONG_KEY.search(text):
@@ -150,11 +154,12 @@ def check_tags(values: Sequence[str | None], *, single: bool = False) -> None:
     """Tags (canonical JSON objects): key and string value lengths, checked once per distinct
     text (tags name segments, so a column holds few distinct texts)."""
     check_json_texts(values, field="tags", single=single)
-    present = {v for v in values if v is not None}
-    if not present or max(map(len, present)) <= MAX_TAG_KEY_LENGTH:
+    present = set(values)
+    present.discard(None)
+    if not present or max(map(len, present)) <= MAX_TAG_KEY_LENGTH:  # type: ignore[arg-type]
         return
     for text in present:
-        problem = _tag_problem(json.loads(text))
+        problem = _tag_problem(json.loads(text))  # type: ignore[arg-type]
         if problem is not None:
             row = None if single else values.index(text)
             raise ValidationError(problem, field="tags", row=row)
