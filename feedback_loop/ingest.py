@@ -23,23 +23,25 @@ import pandas as pd
 from feedback_loop.errors import ValidationError
 from feedback_loop.input_limits import (
     MAX_ID_LENGTH,
-    MAX_TIME_US,
+    MAX_TAG_KEY_LENGTH,
     MAX_VERSION_LENGTH,
     NUL_MESSAGE,
     check_feature_json,
     check_feature_names,
+    check_json_text,
     check_json_texts,
     check_tags,
     check_text,
     check_texts,
+    check_time,
     check_time_range,
-    first_bad_label,
+    label_problem,
+    tag_problem,
 )
 from feedback_loop.tasks import (
     ParsedPrediction,
     TaskSpec,
     infer_task,
-    label_key,
     parse_actual,
     parse_prediction,
 )
@@ -93,7 +95,7 @@ def single_prediction(
 ) -> PredictionBatch:
     """One prediction given as keyword arguments, validated, as a batch of one row."""
     ts = now_us if timestamp is None else to_us(timestamp)
-    check_time_range(np.array([min(max(ts, -1), MAX_TIME_US)]), single=True)  # int64 first
+    check_time(ts)
     parsed = parse_prediction(prediction, spec)
     if features is not None and not isinstance(features, dict):
         raise ValidationError("must be a dict", field="features")
@@ -112,15 +114,22 @@ def single_prediction(
         check_feature_names(map(str, features))
     parsed_actual = None if actual is None else parse_actual(actual, spec)
     _check_single_labels(parsed, parsed_actual)
-    batch = PredictionBatch(
+    version_text = None if version is None else str(version)
+    texts: dict[str, str | None] = {
+        "tags": None if tags is None else canonical_json(tags, field="tags", row=None),
+        "features": (
+            None if features is None else canonical_json(features, field="features", row=None)
+        ),
+        "prediction": canonical_json(prediction, field="prediction", row=None),
+    }
+    _check_single_texts(prediction_id, version_text, tags, texts)
+    return PredictionBatch(
         prediction_id=[prediction_id],
         ts=np.array([ts], dtype=np.int64),
-        version=[None if version is None else str(version)],
-        tags=[None if tags is None else canonical_json(tags, field="tags", row=None)],
-        features=[
-            None if features is None else canonical_json(features, field="features", row=None)
-        ],
-        prediction=[canonical_json(prediction, field="prediction", row=None)],
+        version=[version_text],
+        tags=[texts["tags"]],
+        features=[texts["features"]],
+        prediction=[texts["prediction"] or "null"],
         label=[parsed.label],
         score=np.array([np.nan if parsed.score is None else parsed.score]),
         proba=[parsed.proba],
@@ -129,8 +138,6 @@ def single_prediction(
         actual=[parsed_actual],
         ts_given=np.array([timestamp is not None]),
     )
-    check_prediction_batch(batch, single=True)
-    return batch
 
 
 def _check_single_labels(parsed: ParsedPrediction, actual: Any) -> None:
@@ -139,9 +146,35 @@ def _check_single_labels(parsed: ParsedPrediction, actual: Any) -> None:
         ("prediction", [parsed.label, *(parsed.proba or ())]),
         ("actual", [actual]),
     ):
-        problem = first_bad_label([label_key(v) for v in labels if v is not None])
+        for label in labels:
+            problem = label_problem(label)
+            if problem is not None:
+                raise ValidationError(problem, field=name)
+
+
+def _check_single_texts(
+    prediction_id: str,
+    version: str | None,
+    tags: dict[str, Any] | None,
+    texts: dict[str, str | None],
+) -> None:
+    """``check_prediction_batch`` for one row, value by value (the single-call fast path)."""
+    if not 1 <= len(prediction_id) <= MAX_ID_LENGTH:
+        raise ValidationError(f"must be 1 to {MAX_ID_LENGTH} characters", field="prediction_id")
+    check_text(prediction_id, field="prediction_id")
+    if version is not None:
+        if len(version) > MAX_VERSION_LENGTH:
+            raise ValidationError(
+                f"must be at most {MAX_VERSION_LENGTH} characters", field="version"
+            )
+        check_text(version, field="version")
+    for name, text in texts.items():
+        if text is not None:
+            check_json_text(text, field=name)
+    if tags is not None and len(texts["tags"] or "") > MAX_TAG_KEY_LENGTH:
+        problem = tag_problem(tags)
         if problem is not None:
-            raise ValidationError(problem[1], field=name)
+            raise ValidationError(problem, field="tags")
 
 
 def check_prediction_batch(batch: PredictionBatch, *, single: bool = False) -> None:

@@ -52,6 +52,12 @@ _JSON_BAD = re.compile(
 )
 
 
+def check_time(us: int, *, field: str = "timestamp", row: int | None = None) -> None:
+    """One time in epoch microseconds (any Python int) within the stored range."""
+    if not MIN_TIME_US <= us < MAX_TIME_US:
+        raise ValidationError(TIME_RANGE_MESSAGE, field=field, row=row)
+
+
 def check_time_range(ts: np.ndarray, *, field: str = "timestamp", single: bool = False) -> None:
     """Refuse epoch microseconds outside the stored range (the row named for batches)."""
     if len(ts) == 0:
@@ -118,12 +124,18 @@ def check_json_texts(values: Sequence[str | None], *, field: str, single: bool =
     if "\\u0000" not in joined and "\\ud" not in joined:
         return
     for i, text in enumerate(values):
-        if text is None:
-            continue
-        for match in _JSON_BAD.finditer(text):
-            if match.group(1) is not None:
-                message = NUL_MESSAGE if match.group(1) == "\\u0000" else SURROGATE_MESSAGE
-                raise ValidationError(message, field=field, row=None if single else i)
+        if text is not None:
+            check_json_text(text, field=field, row=None if single else i)
+
+
+def check_json_text(text: str, *, field: str, row: int | None = None) -> None:
+    """One canonical JSON text (see ``check_json_texts``)."""
+    if "\\u0000" not in text and "\\ud" not in text:
+        return
+    for match in _JSON_BAD.finditer(text):
+        if match.group(1) is not None:
+            message = NUL_MESSAGE if match.group(1) == "\\u0000" else SURROGATE_MESSAGE
+            raise ValidationError(message, field=field, row=row)
 
 
 _LONG_KEY = re.compile(r'"((?:[^"\\]|\\.){' + str(MAX_FEATURE_NAME_LENGTH + 1) + r',})":')
@@ -159,13 +171,14 @@ def check_tags(values: Sequence[str | None], *, single: bool = False) -> None:
     if not present or max(map(len, present)) <= MAX_TAG_KEY_LENGTH:  # type: ignore[arg-type]
         return
     for text in present:
-        problem = _tag_problem(json.loads(text))  # type: ignore[arg-type]
+        problem = tag_problem(json.loads(text))  # type: ignore[arg-type]
         if problem is not None:
             row = None if single else values.index(text)
             raise ValidationError(problem, field="tags", row=row)
 
 
-def _tag_problem(tags: dict[str, Any]) -> str | None:
+def tag_problem(tags: dict[str, Any]) -> str | None:
+    """What makes one row's tags too long to store, or None."""
     for key, value in tags.items():
         if len(key) > MAX_TAG_KEY_LENGTH:
             return f"tag key {key[:20]!r}... is longer than {MAX_TAG_KEY_LENGTH} characters"
@@ -191,12 +204,17 @@ def first_bad_label(keys: Iterable[str]) -> tuple[str, str] | None:
     """Class labels about to be coded (as their JSON keys): the first that may not be stored and
     why, or None. Only labels new to a model are checked."""
     for key in keys:
-        label = json.loads(key)
-        if not isinstance(label, str):
-            continue
-        if len(label) > MAX_LABEL_LENGTH:
-            return key, f"a label is longer than {MAX_LABEL_LENGTH} characters"
-        found = _BAD_CHAR.search(label)
-        if found is not None:
-            return key, _bad_char_message(found.group())
+        problem = label_problem(json.loads(key))
+        if problem is not None:
+            return key, problem
     return None
+
+
+def label_problem(label: Any) -> str | None:
+    """What keeps one class label from being stored, or None."""
+    if not isinstance(label, str):
+        return None
+    if len(label) > MAX_LABEL_LENGTH:
+        return f"a label is longer than {MAX_LABEL_LENGTH} characters"
+    found = _BAD_CHAR.search(label)
+    return None if found is None else _bad_char_message(found.group())

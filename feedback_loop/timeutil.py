@@ -52,8 +52,10 @@ def to_us(value: Any, *, field: str = "timestamp", row: int | None = None) -> in
             raise ValidationError("is not a time", field=field, row=row)
         if stamp.tzinfo is None:
             stamp = stamp.tz_localize("UTC")
-        # in microseconds directly: ``Timestamp.value`` (nanoseconds) overflows after 2262
-        return int(stamp.asm8.astype("datetime64[us]").astype(np.int64))
+        try:
+            return int(stamp.value // 1000)
+        except OverflowError:  # past 2262 in nanoseconds: read in microseconds instead
+            return int(stamp.asm8.astype("datetime64[us]").astype(np.int64))
     raise ValidationError(
         f"must be a datetime, ISO string or epoch seconds, got {type(value).__name__}",
         field=field,
