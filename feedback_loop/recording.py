@@ -341,7 +341,7 @@ def _store_predictions(
                 actual_json=[_json(batch.actual[i]) for i in with_actual],
                 correct=[None] * len(with_actual),
             )
-            _insert_outcome_batch(conn, state, inline, now_us)
+            _insert_outcome_batch(conn, state, inline, now_us, lambda i: with_actual[i])
             outcomes[pick] = 1  # a new prediction has no outcome yet: its own is always stored
     return _Stored(batch.prediction_id, inserted, outcomes, joined)
 
@@ -353,9 +353,14 @@ def _json(value: Any) -> str:
 
 
 def _insert_outcome_batch(
-    conn: Connection, state: ModelState, batch: OutcomeBatch, now_us: int
+    conn: Connection,
+    state: ModelState,
+    batch: OutcomeBatch,
+    now_us: int,
+    row_of: Callable[[int], int] | None = None,
 ) -> np.ndarray:
-    """Store the outcomes; whether each found its prediction."""
+    """Store the outcomes; whether each found its prediction (``row_of`` numbers the rows of an
+    error as the caller's batch does)."""
     regression = state.spec.task == "regression"
     n = len(batch)
     rows = OutcomeRows(
@@ -363,7 +368,9 @@ def _insert_outcome_batch(
         ts=batch.ts,
         source=batch.source,
         actual_json=batch.actual_json,
-        actual_code=[None] * n if regression else _codes_for(conn, state, batch.actual, "actual"),
+        actual_code=(
+            [None] * n if regression else _codes_for(conn, state, batch.actual, "actual", row_of)
+        ),
         actual_value=list(batch.actual) if regression else [None] * n,
         correct=batch.correct,
     )

@@ -137,6 +137,10 @@ def test_length_limits_hold_before_writing(db_url: str, form: str) -> None:
         assert error.field == field, (field, error)
     error = refused(lambda: loop.log_outcome("good", "x" * 201))
     assert error.field == "actual"
+    if form != "single":  # an actual logged with its prediction: the row of the batch
+        batch = [{"prediction": "a"}, {"prediction": "a", "actual": "x" * 201}]
+        error = refused(lambda: loop.log_predictions(FORMS[form](batch)))
+        assert (error.field, error.row) == ("actual", 1)
     assert stored_rows(loop) == 1
     assert loop.get_metrics(window="all")["accuracy"] == 1.0
     assert loop.get_metrics(window="all", version="1")["predictions"] == 1
