@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Callable, Iterator, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -158,7 +158,7 @@ def _ensure_codes(
         )
 
 
-def _too_many_classes(count: int, field_name: str) -> None:
+def _too_many_classes(count: int, field_name: str) -> NoReturn:
     raise ValidationError(
         f"a model has at most {MAX_CLASSES} distinct class labels; these rows would make it "
         f"{count}",
