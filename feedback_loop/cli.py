@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from feedback_loop.csv_input import decode_csv
 from feedback_loop.errors import FeedbackLoopError, RejectedVersionError
 from feedback_loop.lifecycle import RetrainOutcome
 from feedback_loop.loop import FeedbackLoop
@@ -47,7 +48,10 @@ def read_table(path: Path) -> pd.DataFrame:
     if suffixes.endswith((".jsonl", ".ndjson", ".json", ".jsonl.gz")):
         return pd.read_json(path, lines=True, dtype=False)
     if suffixes.endswith((".csv", ".csv.gz")):
-        return pd.read_csv(path)
+        try:  # JSON cells and `tags.<key>`-style columns carry the structured fields
+            return decode_csv(pd.read_csv(path))
+        except FeedbackLoopError as exc:
+            raise _fail(f"{path}: {exc}") from exc
     raise _fail(f"{path}: use a .csv, .jsonl or .parquet file")
 
 

@@ -21,13 +21,36 @@ import numpy as np
 import pandas as pd
 
 from feedback_loop.errors import ValidationError
-from feedback_loop.tasks import TaskSpec, infer_task, parse_actual, parse_prediction
+from feedback_loop.input_limits import (
+    MAX_ID_LENGTH,
+    MAX_TAG_KEY_LENGTH,
+    MAX_VERSION_LENGTH,
+    NUL_MESSAGE,
+    check_feature_json,
+    check_feature_names,
+    check_json_text,
+    check_json_texts,
+    check_tags,
+    check_text,
+    check_texts,
+    check_time,
+    check_time_range,
+    label_problem,
+    tag_problem,
+)
+from feedback_loop.tasks import (
+    ParsedPrediction,
+    TaskSpec,
+    infer_task,
+    parse_actual,
+    parse_prediction,
+)
 from feedback_loop.timeutil import to_us, to_us_array
+
+__all__ = ["MAX_ID_LENGTH", "NUL_MESSAGE"]  # re-exported: the library's own checks use them
 
 RESERVED = ("prediction_id", "timestamp", "prediction", "actual", "version", "tags", "latency_ms")
 OUTCOME_SOURCES = ("natural", "feedback", "review", "business")
-MAX_ID_LENGTH = 200
-NUL_MESSAGE = "must not contain the NUL character (PostgreSQL text cannot hold it)"
 
 
 @dataclass
@@ -72,6 +95,7 @@ def single_prediction(
 ) -> PredictionBatch:
     """One prediction given as keyword arguments, validated, as a batch of one row."""
     ts = now_us if timestamp is None else to_us(timestamp)
+    check_time(ts)
     parsed = parse_prediction(prediction, spec)
     if features is not None and not isinstance(features, dict):
         raise ValidationError("must be a dict", field="features")
@@ -86,23 +110,85 @@ def single_prediction(
         raise ValidationError("must be a non-negative number", field="latency_ms")
     if version is not None and (isinstance(version, bool) or not isinstance(version, str | int)):
         raise ValidationError("must be a string", field="version")
+    if features is not None:
+        check_feature_names(map(str, features))
+    parsed_actual = None if actual is None else parse_actual(actual, spec)
+    _check_single_labels(parsed, parsed_actual)
+    version_text = None if version is None else str(version)
+    texts: dict[str, str | None] = {
+        "tags": None if tags is None else canonical_json(tags, field="tags", row=None),
+        "features": (
+            None if features is None else canonical_json(features, field="features", row=None)
+        ),
+        "prediction": canonical_json(prediction, field="prediction", row=None),
+    }
+    _check_single_texts(prediction_id, version_text, tags, texts)
     return PredictionBatch(
         prediction_id=[prediction_id],
         ts=np.array([ts], dtype=np.int64),
-        version=[None if version is None else str(version)],
-        tags=[None if tags is None else canonical_json(tags, field="tags", row=None)],
-        features=[
-            None if features is None else canonical_json(features, field="features", row=None)
-        ],
-        prediction=[canonical_json(prediction, field="prediction", row=None)],
+        version=[version_text],
+        tags=[texts["tags"]],
+        features=[texts["features"]],
+        prediction=[texts["prediction"] or "null"],
         label=[parsed.label],
         score=np.array([np.nan if parsed.score is None else parsed.score]),
         proba=[parsed.proba],
         value=np.array([np.nan if parsed.value is None else parsed.value]),
         latency_ms=np.array([np.nan if latency_ms is None else float(latency_ms)]),
-        actual=[None if actual is None else parse_actual(actual, spec)],
+        actual=[parsed_actual],
         ts_given=np.array([timestamp is not None]),
     )
+
+
+def _check_single_labels(parsed: ParsedPrediction, actual: Any) -> None:
+    """One row's class labels, as the store checks a batch's new labels."""
+    for name, labels in (
+        ("prediction", [parsed.label, *(parsed.proba or ())]),
+        ("actual", [actual]),
+    ):
+        for label in labels:
+            problem = label_problem(label)
+            if problem is not None:
+                raise ValidationError(problem, field=name)
+
+
+def _check_single_texts(
+    prediction_id: str,
+    version: str | None,
+    tags: dict[str, Any] | None,
+    texts: dict[str, str | None],
+) -> None:
+    """``check_prediction_batch`` for one row, value by value (the single-call fast path)."""
+    if not 1 <= len(prediction_id) <= MAX_ID_LENGTH:
+        raise ValidationError(f"must be 1 to {MAX_ID_LENGTH} characters", field="prediction_id")
+    check_text(prediction_id, field="prediction_id")
+    if version is not None:
+        if len(version) > MAX_VERSION_LENGTH:
+            raise ValidationError(
+                f"must be at most {MAX_VERSION_LENGTH} characters", field="version"
+            )
+        check_text(version, field="version")
+    for name, text in texts.items():
+        if text is not None:
+            check_json_text(text, field=name)
+    if tags is not None and len(texts["tags"] or "") > MAX_TAG_KEY_LENGTH:
+        problem = tag_problem(tags)
+        if problem is not None:
+            raise ValidationError(problem, field="tags")
+
+
+def check_prediction_batch(batch: PredictionBatch, *, single: bool = False) -> None:
+    """The limits of ``feedback_loop.input_limits`` on every stored column, one column at a time
+    (class labels are checked as they get their codes, once per new label)."""
+    check_time_range(batch.ts, single=single)
+    check_texts(batch.prediction_id, field="prediction_id", max_length=MAX_ID_LENGTH, single=single)
+    check_texts(batch.version, field="version", max_length=MAX_VERSION_LENGTH, single=single)
+    check_tags(batch.tags, single=single)
+    check_json_texts(batch.features, field="features", single=single)
+    check_json_texts(batch.prediction, field="prediction", single=single)
+    check_feature_names(name for name, _ in batch.matrix_columns)
+    for name, values in batch.categories.items():
+        check_texts(values, field=name)
 
 
 B = TypeVar("B", "PredictionBatch", "OutcomeBatch")
@@ -184,11 +270,23 @@ def to_frame(rows: Any) -> pd.DataFrame:
         for i, row in enumerate(rows):
             if not isinstance(row, dict):
                 raise ValidationError(f"must be a dict, got {type(row).__name__}", row=i)
-        return pd.DataFrame.from_records(list(rows))
+        try:
+            return pd.DataFrame.from_records(list(rows))
+        except UnicodeEncodeError:  # pandas keeps strings as UTF-8 (Arrow): a lone surrogate
+            _refuse_surrogate_records(rows)
+            raise
     raise ValidationError(
         f"rows must be a list of dicts, a pandas DataFrame or an Arrow table, "
         f"got {type(rows).__name__}"
     )
+
+
+def _refuse_surrogate_records(rows: Sequence[dict[str, Any]]) -> None:
+    """Name the row and field of the first string holding a lone surrogate (an error path)."""
+    for i, row in enumerate(rows):
+        for name, value in row.items():
+            if isinstance(value, str):
+                check_text(value, field=str(name), row=i)
 
 
 def id_column(columns: list[str]) -> str | None:
@@ -225,17 +323,19 @@ def _ids(frame: pd.DataFrame, column: str | None) -> list[str]:
         fill = iter(new_ids(int(missing.sum())))
         for i in np.flatnonzero(missing).tolist():
             out[i] = next(fill)
-    text = pd.Series(out, dtype=object).map(str)
+    try:
+        text = pd.Series(out, dtype=object).map(str)
+    except UnicodeEncodeError:  # pandas keeps strings as UTF-8 (Arrow): a lone surrogate
+        check_texts([v if isinstance(v, str) else "" for v in out], field=column)
+        raise
     lengths = text.str.len().to_numpy()
     bad = (lengths < 1) | (lengths > MAX_ID_LENGTH)
     if bad.any():
         raise ValidationError(
             f"must be 1 to {MAX_ID_LENGTH} characters", field=column, row=int(np.argmax(bad))
         )
-    nul = text.str.contains("\x00", regex=False).to_numpy()
-    if nul.any():
-        raise ValidationError(NUL_MESSAGE, field=column, row=int(np.argmax(nul)))
     ids: list[str] = text.tolist()
+    check_texts(ids, field=column)
     return ids
 
 
@@ -396,6 +496,7 @@ def prediction_batch(rows: Any, spec: TaskSpec, now_us: int) -> PredictionBatch:
     categories: dict[str, list[str]] = {}
     if "features" in frame:
         features = _dict_json(frame, "features")
+        check_feature_json(features)
         extra = [c for c in columns if c not in RESERVED and c not in ("features", id_col)]
         if extra:
             raise ValidationError(
@@ -431,6 +532,7 @@ def prediction_batch(rows: Any, spec: TaskSpec, now_us: int) -> PredictionBatch:
         matrix_columns=matrix_columns,
         categories=categories,
     )
+    check_prediction_batch(batch)
     return dedupe_predictions(batch)
 
 
@@ -609,4 +711,6 @@ def outcome_batch(rows: Any, spec: TaskSpec, now_us: int) -> OutcomeBatch:
         actual.append(parse_actual(raw, spec, row=i) if present else None)
         actual_json.append(canonical_json(raw, field="actual", row=i) if present else None)
         correct.append(thumbs)
+    check_time_range(ts)
+    check_json_texts(actual_json, field="actual")
     return OutcomeBatch(ids, ts, source, actual, actual_json, correct)

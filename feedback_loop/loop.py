@@ -189,18 +189,14 @@ class FeedbackLoop:
     def _model_state(self, first_prediction: Any = None) -> ModelState:
         """The model's id, task and label codes; the task is settled on the first prediction."""
         with self._lock:
-            if self._state is not None and self._state.spec.task is not None:
+            if self._settled():
+                assert self._state is not None
                 return self._state
             with write_transaction(self.engine) as conn:
                 record = model_store.ensure_model(conn, self.model_name, self._now_us())
-                spec = merge_spec(record.spec, self._declared, self.model_name)
-                if spec.task is None and first_prediction is not None:
-                    spec = resolve_task(spec, first_prediction)
-                    if isinstance(first_prediction, dict) and spec.task != "regression":
-                        from feedback_loop.tasks import dict_label_key, dict_score_key
-
-                        spec.label_key = spec.label_key or dict_label_key(first_prediction)
-                        spec.score_key = spec.score_key or dict_score_key(first_prediction)
+                spec = self._inferred(
+                    merge_spec(record.spec, self._declared, self.model_name), first_prediction
+                )
                 model_store.save_spec(conn, record.id, spec)
                 codes = model_store.label_codes(conn, record.id)
             self._state = ModelState(record.id, self.model_name, spec, codes)
@@ -223,6 +219,50 @@ class FeedbackLoop:
                 if self._state is None:
                     self._state = state
         return state
+
+    def _settled(self) -> bool:
+        return (
+            self._state is not None
+            and self._state.spec.task is not None
+            and not self._state.pending
+        )
+
+    @staticmethod
+    def _inferred(spec: TaskSpec, first_prediction: Any) -> TaskSpec:
+        """``spec`` with its task (and a dict's label and score keys) read from the first
+        prediction, when not known yet."""
+        if spec.task is None and first_prediction is not None:
+            spec = resolve_task(spec, first_prediction)
+            if isinstance(first_prediction, dict) and spec.task != "regression":
+                from feedback_loop.tasks import dict_label_key, dict_score_key
+
+                spec.label_key = spec.label_key or dict_label_key(first_prediction)
+                spec.score_key = spec.score_key or dict_score_key(first_prediction)
+        return spec
+
+    def _writer_state(self, first_prediction: Any = None) -> ModelState:
+        """The model's state for a writer, without writing: a model not stored yet (or whose
+        task is not saved yet) comes back ``pending``, and the transaction that stores the rows
+        creates it and saves its task, so a refused first request changes nothing."""
+        with self._lock:
+            if self._settled():
+                assert self._state is not None
+                return self._state
+            with read_transaction(self.engine) as conn:
+                record = model_store.find_model(conn, self.model_name)
+                codes = {} if record is None else model_store.label_codes(conn, record.id)
+            stored = TaskSpec() if record is None else record.spec
+            spec = self._inferred(
+                merge_spec(stored, self._declared, self.model_name), first_prediction
+            )
+            saved = ("task", "label_key", "score_key", "positive_label", "primary_metric")
+            pending = record is None or any(
+                getattr(spec, f) is not None and getattr(stored, f) is None for f in saved
+            )
+            state = ModelState(-1 if record is None else record.id, self.model_name, spec, codes)
+            state.pending = pending
+            self._state = state
+            return state
 
     @property
     def task(self) -> str | None:
@@ -250,7 +290,7 @@ class FeedbackLoop:
         generated when none is given. Re-logging an identical prediction is a safe retry.
         """
         pid = _single_id(prediction_id, id_keyword)
-        state = self._model_state(prediction)
+        state = self._writer_state(prediction)
         batch = single_prediction(
             state.spec,
             self._now_us(),
@@ -263,6 +303,8 @@ class FeedbackLoop:
             tags=tags,
             latency_ms=latency_ms,
         )
+        if state.pending:  # the model's first rows: stored on their own, settling the model
+            return store_predictions(self.engine, state, batch, self._now_us())
         return self._single_writes.submit(batch)
 
     async def log_prediction_async(
@@ -285,8 +327,8 @@ class FeedbackLoop:
         """
         pid = _single_id(prediction_id, id_keyword)
         state = self._state
-        if state is None or state.spec.task is None:  # settling the task writes to the database
-            state = await asyncio.to_thread(self._model_state, prediction)
+        if state is None or state.spec.task is None or state.pending:  # reads the database
+            state = await asyncio.to_thread(self._writer_state, prediction)
         batch = single_prediction(
             state.spec,
             self._now_us(),
@@ -299,10 +341,14 @@ class FeedbackLoop:
             tags=tags,
             latency_ms=latency_ms,
         )
+        if state.pending:
+            return await asyncio.to_thread(
+                store_predictions, self.engine, state, batch, self._now_us()
+            )
         return await self._single_writes.submit_async(batch)
 
     def _write_singles(self, batches: Sequence[PredictionBatch]) -> list[LogResult | BaseException]:
-        state = self._model_state()
+        state = self._writer_state()  # settled: the first rows of a model are not grouped
         return store_prediction_groups(self.engine, state, batches, self._now_us())
 
     def log_predictions(self, rows: Any) -> LogResult:
@@ -315,7 +361,7 @@ class FeedbackLoop:
             return LogResult(0, 0, 0, 0, [])
         if "prediction" not in frame:
             raise ValidationError("is required", field="prediction", row=0)
-        state = self._model_state(frame["prediction"].iloc[0])
+        state = self._writer_state(frame["prediction"].iloc[0])
         now = self._now_us()
         batch = prediction_batch(frame, state.spec, now)
         return store_predictions(self.engine, state, batch, now)
@@ -343,7 +389,12 @@ class FeedbackLoop:
         row = {"prediction_id": pid, "actual": actual, "source": source, "feedback": feedback}
         if timestamp is not None:
             row["timestamp"] = timestamp
-        _, batch = self._outcome_batch(to_frame([row]))
+        try:
+            state, batch = self._outcome_batch(to_frame([row]))
+        except ValidationError as exc:  # one outcome: no row to name
+            raise ValidationError(exc.message, field=exc.field) from None
+        if state.pending:
+            return store_outcomes(self.engine, state, batch, self._now_us())
         return self._single_outcomes.submit(batch)
 
     def log_outcomes(self, rows: Any) -> OutcomeResult:
@@ -358,11 +409,11 @@ class FeedbackLoop:
     def _write_single_outcomes(
         self, batches: Sequence[OutcomeBatch]
     ) -> list[OutcomeResult | BaseException]:
-        return store_outcome_groups(self.engine, self._model_state(), batches, self._now_us())
+        return store_outcome_groups(self.engine, self._writer_state(), batches, self._now_us())
 
     def _outcome_batch(self, frame: Any) -> tuple[ModelState, OutcomeBatch]:
         """Validated outcomes (settling the model's task from them if no prediction did)."""
-        state = self._model_state()
+        state = self._writer_state()
         if state.spec.task is None:
             if "actual" not in frame or frame["actual"].isna().all():
                 raise ValidationError(
@@ -379,7 +430,7 @@ class FeedbackLoop:
             if isinstance(actual, dict) and len(actual) == 1
             else (actual)
         )
-        return self._model_state(value)
+        return self._writer_state(value)
 
     def unmatched_outcomes(self) -> int:
         """Outcomes whose prediction has not arrived (yet)."""

@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Callable, Iterator, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine
 
 from feedback_loop.errors import ValidationError
 from feedback_loop.ingest import OutcomeBatch, PredictionBatch, concat_batches
+from feedback_loop.input_limits import MAX_CLASSES, first_bad_label
 from feedback_loop.store import models as model_store
 from feedback_loop.store.blocks import lock_shared, mark_dirty, period_of
 from feedback_loop.store.engine import write_transaction
@@ -28,9 +29,8 @@ from feedback_loop.store.outcomes import (
     insert_outcome_rows,
     join_pending,
 )
-from feedback_loop.store.predictions import PredictionRows, insert_predictions
+from feedback_loop.store.predictions import PredictionRows, insert_predictions, pack_proba
 from feedback_loop.tasks import TaskSpec, label_key
-from feedback_loop.timeutil import check_not_before_epoch
 
 _B = TypeVar("_B")
 _R = TypeVar("_R")
@@ -49,13 +49,30 @@ class LogResult:
 
 @dataclass
 class ModelState:
-    """What a writer knows of a model: its id, task and label codes (append-only, so cacheable)."""
+    """What a writer knows of a model: its id, task and label codes (append-only, so cacheable).
+
+    A ``pending`` state is a model not stored yet, or whose task is not saved yet: ``spec`` holds
+    what was declared and inferred, and the transaction that stores its first rows creates the
+    model and saves the task (see :func:`settle`), so a refused first request leaves nothing.
+    """
 
     id: int
     name: str
     spec: TaskSpec
     codes: dict[str, int]
     feature_codes: dict[str, dict[str, int]] = field(default_factory=dict)
+    pending: bool = False
+
+
+def settle(conn: Connection, state: ModelState, now_us: int) -> None:
+    """Create a pending model and save its task, inside the caller's write transaction."""
+    if not state.pending:
+        return
+    record = model_store.ensure_model(conn, state.name, now_us)
+    spec = merge_spec(record.spec, state.spec, state.name)
+    model_store.save_spec(conn, record.id, spec)
+    state.id, state.spec, state.pending = record.id, spec, False
+    state.codes = model_store.label_codes(conn, record.id)
 
 
 def merge_spec(stored: TaskSpec, declared: TaskSpec, model: str) -> TaskSpec:
@@ -79,16 +96,34 @@ def merge_spec(stored: TaskSpec, declared: TaskSpec, model: str) -> TaskSpec:
 
 
 def _codes_for(
-    conn: Connection, state: ModelState, labels: list[Any], field_name: str
+    conn: Connection,
+    state: ModelState,
+    labels: list[Any],
+    field_name: str,
+    row_of: Callable[[int], int] | None = None,
 ) -> list[int | None]:
-    """Integer codes for labels; the JSON key is computed once per distinct label."""
+    """Integer codes for labels; the JSON key is computed once per distinct label. An error
+    names the row ``row_of(position in labels)`` (the position itself by default)."""
+    where = row_of or (lambda i: i)
     if len(labels) <= 64:  # one call's worth: plain dict lookups beat pandas' set-up cost
         keys = [None if v is None else label_key(v) for v in labels]
-        _ensure_codes(conn, state, {k for k in keys if k is not None}, field_name)
+        _ensure_codes(
+            conn,
+            state,
+            {k for k in keys if k is not None},
+            field_name,
+            lambda k: where(keys.index(k)),
+        )
         return [None if k is None else state.codes[k] for k in keys]
     factor, uniques = pd.factorize(pd.Series(labels, dtype=object), use_na_sentinel=True)
     unique_keys = [label_key(v) for v in uniques.tolist()]
-    _ensure_codes(conn, state, set(unique_keys), field_name)
+    _ensure_codes(
+        conn,
+        state,
+        set(unique_keys),
+        field_name,
+        lambda k: where(int(np.argmax(factor == unique_keys.index(k)))),
+    )
     lookup = np.array([state.codes[k] for k in unique_keys] + [-1], dtype=np.int64)
     codes: list[int | None] = lookup[factor].tolist()
     if (factor < 0).any():
@@ -97,34 +132,57 @@ def _codes_for(
     return codes
 
 
-def _ensure_codes(conn: Connection, state: ModelState, keys: set[str], field_name: str) -> None:
+def _ensure_codes(
+    conn: Connection,
+    state: ModelState,
+    keys: set[str],
+    field_name: str,
+    row_of: Callable[[str], int],
+) -> None:
+    """Codes for new labels, once they pass the label limits (each new label is checked once,
+    when it gets its code; a model has at most ``MAX_CLASSES`` labels)."""
     if keys <= state.codes.keys():
         return
+    new = sorted(keys - state.codes.keys())
+    bad = first_bad_label(new)
+    if bad is not None:
+        raise ValidationError(bad[1], field=field_name, row=row_of(bad[0]))
+    if len(state.codes) + len(new) > MAX_CLASSES:  # refused before the labels are written
+        _too_many_classes(len(state.codes) + len(new), field_name)
     state.codes = model_store.ensure_labels(conn, state.id, keys)
+    if len(state.codes) > MAX_CLASSES:  # labels another writer added meanwhile
+        _too_many_classes(len(state.codes), field_name)
     if state.spec.task == "binary" and len(state.codes) > 2:
         raise ValidationError(
             f"a binary model has two labels; now seen {sorted(state.codes)}", field=field_name
         )
 
 
+def _too_many_classes(count: int, field_name: str) -> NoReturn:
+    raise ValidationError(
+        f"a model has at most {MAX_CLASSES} distinct class labels; these rows would make it "
+        f"{count}",
+        field=field_name,
+    )
+
+
 def _proba_blobs(
     conn: Connection, state: ModelState, proba: list[dict[Any, float] | None]
 ) -> list[bytes | None]:
+    """Each row's class probabilities as its own (codes, probabilities): the stored size follows
+    what the row gave, not the model's whole label vocabulary."""
     if all(p is None for p in proba):
         return [None] * len(proba)
+    sizes = np.array([len(p) if p else 0 for p in proba], dtype=np.int64)
+    ends = np.cumsum(sizes)
     every = [label for p in proba if p for label in p]
-    _codes_for(conn, state, every, "prediction")
-    width = max(state.codes.values()) + 1
-    out: list[bytes | None] = []
-    for p in proba:
-        if p is None:
-            out.append(None)
-            continue
-        row = np.zeros(width)
-        for label, value in p.items():
-            row[state.codes[label_key(label)]] = value
-        out.append(row.tobytes())
-    return out
+    codes = _codes_for(
+        conn, state, every, "prediction", lambda i: int(np.searchsorted(ends, i, side="right"))
+    )
+    values = [value for p in proba if p for value in p.values()]
+    return pack_proba(
+        np.array(codes, dtype=np.int32), np.array(values), sizes, [p is None for p in proba]
+    )
 
 
 def _pack(conn: Connection, state: ModelState, batch: PredictionBatch) -> list[bytes | None]:
@@ -153,12 +211,15 @@ def _pack(conn: Connection, state: ModelState, batch: PredictionBatch) -> list[b
 
 @contextmanager
 def _restoring_codes(state: ModelState) -> Iterator[None]:
-    """Codes added in a transaction that rolls back never existed: forget them too."""
+    """Codes added in a transaction that rolls back never existed: forget them too (and a model
+    settled in it stays pending)."""
     labels, features = dict(state.codes), {k: dict(v) for k, v in state.feature_codes.items()}
+    settled = (state.id, state.spec, state.pending)
     try:
         yield
     except BaseException:
         state.codes, state.feature_codes = labels, features
+        state.id, state.spec, state.pending = settled
         raise
 
 
@@ -229,7 +290,6 @@ class _Stored:
 def _store_predictions(
     engine: Engine, state: ModelState, batch: PredictionBatch, now_us: int
 ) -> _Stored:
-    check_not_before_epoch(batch.ts)
     bad_version = [i for i, v in enumerate(batch.version) if v is not None and not v.isprintable()]
     if bad_version:
         raise ValidationError("must be printable text", field="version", row=bad_version[0])
@@ -238,6 +298,7 @@ def _store_predictions(
     outcomes = np.zeros(n, dtype=np.int64)
     joined = np.zeros(n, dtype=np.int64)
     with write_transaction(engine) as conn:
+        settle(conn, state, now_us)
         lock_shared(conn, state.id)
         rows = PredictionRows(
             prediction_id=batch.prediction_id,
@@ -280,7 +341,7 @@ def _store_predictions(
                 actual_json=[_json(batch.actual[i]) for i in with_actual],
                 correct=[None] * len(with_actual),
             )
-            _insert_outcome_batch(conn, state, inline, now_us)
+            _insert_outcome_batch(conn, state, inline, now_us, lambda i: with_actual[i])
             outcomes[pick] = 1  # a new prediction has no outcome yet: its own is always stored
     return _Stored(batch.prediction_id, inserted, outcomes, joined)
 
@@ -292,9 +353,14 @@ def _json(value: Any) -> str:
 
 
 def _insert_outcome_batch(
-    conn: Connection, state: ModelState, batch: OutcomeBatch, now_us: int
+    conn: Connection,
+    state: ModelState,
+    batch: OutcomeBatch,
+    now_us: int,
+    row_of: Callable[[int], int] | None = None,
 ) -> np.ndarray:
-    """Store the outcomes; whether each found its prediction."""
+    """Store the outcomes; whether each found its prediction (``row_of`` numbers the rows of an
+    error as the caller's batch does)."""
     regression = state.spec.task == "regression"
     n = len(batch)
     rows = OutcomeRows(
@@ -302,7 +368,9 @@ def _insert_outcome_batch(
         ts=batch.ts,
         source=batch.source,
         actual_json=batch.actual_json,
-        actual_code=[None] * n if regression else _codes_for(conn, state, batch.actual, "actual"),
+        actual_code=(
+            [None] * n if regression else _codes_for(conn, state, batch.actual, "actual", row_of)
+        ),
         actual_value=list(batch.actual) if regression else [None] * n,
         correct=batch.correct,
     )
@@ -318,6 +386,7 @@ def store_outcomes(
     engine: Engine, state: ModelState, batch: OutcomeBatch, now_us: int
 ) -> OutcomeResult:
     with _restoring_codes(state), write_transaction(engine) as conn:
+        settle(conn, state, now_us)
         lock_shared(conn, state.id)
         return _outcome_result(_insert_outcome_batch(conn, state, batch, now_us))
 
@@ -330,6 +399,7 @@ def store_outcome_groups(
     if len(batches) > 1:
         try:
             with _restoring_codes(state), write_transaction(engine) as conn:
+                settle(conn, state, now_us)
                 lock_shared(conn, state.id)
                 matched = _insert_outcome_batch(conn, state, concat_batches(batches), now_us)
             return [_outcome_result(matched[a:b]) for a, b in _bounds(batches)]

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from feedback_loop.errors import ValidationError
+from feedback_loop.input_limits import TIME_RANGE_MESSAGE, seconds_in_range
 
 US_PER_S = 1_000_000
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -34,6 +35,8 @@ def to_us(value: Any, *, field: str = "timestamp", row: int | None = None) -> in
     if isinstance(value, int | float | np.integer | np.floating):
         if not np.isfinite(value):
             raise ValidationError("must be a finite number of seconds", field=field, row=row)
+        if abs(float(value)) > 1e15:  # seconds: far outside any time that can be stored
+            raise ValidationError(TIME_RANGE_MESSAGE, field=field, row=row)
         return round(float(value) * US_PER_S)
     if isinstance(value, datetime):
         aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
@@ -49,12 +52,18 @@ def to_us(value: Any, *, field: str = "timestamp", row: int | None = None) -> in
             raise ValidationError("is not a time", field=field, row=row)
         if stamp.tzinfo is None:
             stamp = stamp.tz_localize("UTC")
-        return int(stamp.value // 1000)
+        try:
+            return int(stamp.value // 1000)
+        except OverflowError:  # past 2262 in nanoseconds: read in microseconds instead
+            return int(stamp.asm8.astype("datetime64[us]").astype(np.int64))
     raise ValidationError(
         f"must be a datetime, ISO string or epoch seconds, got {type(value).__name__}",
         field=field,
         row=row,
     )
+
+
+_PARSEABLE = ("string", "datetime", "datetime64", "date", "empty")
 
 
 def to_us_array(values: pd.Series, default_us: int, *, field: str = "timestamp") -> np.ndarray:
@@ -70,6 +79,10 @@ def to_us_array(values: pd.Series, default_us: int, *, field: str = "timestamp")
             raise ValidationError(
                 "must be a finite number of seconds", field=field, row=int(np.argmax(bad))
             )
+        # refused before scaling: a huge number of seconds would wrap around int64 silently
+        outside = ~seconds_in_range(seconds) & ~np.isnan(seconds)
+        if outside.any():
+            raise ValidationError(TIME_RANGE_MESSAGE, field=field, row=int(np.argmax(outside)))
         out = np.rint(seconds * US_PER_S)
         out[np.isnan(out)] = default_us
         return out.astype(np.int64)
@@ -79,34 +92,33 @@ def to_us_array(values: pd.Series, default_us: int, *, field: str = "timestamp")
         parsed = pd.to_datetime(values, utc=True)
     else:
         missing = values.isna().to_numpy()
+        if pd.api.types.infer_dtype(values, skipna=True) not in _PARSEABLE:
+            # numbers among strings: pandas would read them as nanoseconds, not seconds
+            return _element_wise(values, missing, default_us, field)
         try:
             parsed = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
-        except (TypeError, ValueError):
-            parsed = pd.Series([_safe_stamp(v) for v in values], index=values.index)
+        except (TypeError, ValueError, OverflowError):
+            return _element_wise(values, missing, default_us, field)
         bad = parsed.isna().to_numpy() & ~missing
         if bad.any():
             row = int(np.argmax(bad))
-            # the element-wise parser names what is wrong with the first bad row
+            # the element-wise parser names what is wrong with the first bad row, or reads
+            # what the vectorised one could not (a time beyond pandas' nanosecond range)
             to_us(values.iloc[row], field=field, row=row)
-            raise ValidationError("is not a time", field=field, row=row)
-    as_ns = parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    out = as_ns // 1000
+            return _element_wise(values, missing, default_us, field)
+    # microseconds directly: through nanoseconds a time after 2262 would wrap around silently
+    out = parsed.dt.tz_convert(None).to_numpy(dtype="datetime64[us]").astype(np.int64)
     out[parsed.isna().to_numpy()] = default_us
     return out
 
 
-def _safe_stamp(value: Any) -> pd.Timestamp:
-    try:
-        return pd.Timestamp(to_us(value) * 1000, tz="UTC")
-    except ValidationError:
-        return pd.NaT  # type: ignore[return-value]
-
-
-def check_not_before_epoch(ts: np.ndarray, *, field: str = "timestamp") -> None:
-    """Prediction times before 1970 are refused: hourly blocks assume non-negative times."""
-    if len(ts) and ts.min() < 0:
-        row = int(np.argmax(ts < 0))
-        raise ValidationError("must not be before 1970-01-01", field=field, row=row)
+def _element_wise(
+    values: pd.Series, missing: np.ndarray, default_us: int, field: str
+) -> np.ndarray:
+    """Times one by one (mixed types the vectorised parser refuses): each error names its row."""
+    out = [default_us if missing[i] else to_us(v, field=field, row=i) for i, v in enumerate(values)]
+    # kept within int64 (the range check refuses what is outside the stored range anyway)
+    return np.clip(np.array(out, dtype=object), -(2**62), 2**62).astype(np.int64)
 
 
 def from_us(us: int) -> datetime:

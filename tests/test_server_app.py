@@ -174,8 +174,10 @@ def test_bad_input_names_the_row_and_field(api: Api) -> None:
     rows[1]["timestamp"] = "next tuesday-ish"
     error = _error(api.client.post(url, json={"rows": rows}, headers=ingest), 422)
     assert (error["field"], error["row"]) == ("timestamp", 1)
-    # all or nothing: the batch with a bad row stored no row at all
-    assert api.client.get("/v1/models/m/metrics", headers=read).json()["predictions"] == 0
+    # all or nothing: the batch with a bad row stored no row at all (nor the model it named)
+    assert api.client.get("/v1/models/m/metrics", headers=read).status_code == 404
+    declared = api.client.put("/v1/models/m", json={"task": "binary"}, headers=api.key("admin"))
+    assert declared.status_code == 200
 
     error = _error(
         api.client.post("/v1/models/m/outcomes", json={"rows": [{"actual": 1}]}, headers=ingest),

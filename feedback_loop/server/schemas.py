@@ -10,8 +10,15 @@ import json
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
-from pydantic.functional_validators import field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from feedback_loop.errors import ValidationError
 from feedback_loop.timeutil import parse_duration
@@ -59,7 +66,25 @@ def refuse_nul(value: str) -> str:
     return value
 
 
+def _string_or_integer(value: Any) -> Any:
+    """Ids and versions are strings (integers are taken as their digits); JSON's true or 1.5
+    would otherwise be taken as 1 and stored as "1"."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"must be a string or an integer, got {type(value).__name__}")
+    return value
+
+
+def _time_value(value: Any) -> Any:
+    """A time is an ISO string or epoch seconds; its range is checked by the library, with the
+    same message on every path."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError("must be an ISO-8601 string or a number of epoch seconds")
+    return value
+
+
 NulFree = Annotated[str, AfterValidator(refuse_nul)]
+StringOrInteger = Annotated[str | int, BeforeValidator(_string_or_integer)]
+EventTime = Annotated[str | float, BeforeValidator(_time_value)]
 DurationText = Annotated[str, AfterValidator(checked_window)]
 Name = Annotated[str, Field(max_length=MAX_NAME_CHARS), AfterValidator(refuse_nul)]
 Reason = Annotated[str, Field(max_length=MAX_REASON_CHARS), AfterValidator(refuse_nul)]
@@ -92,14 +117,14 @@ class IdKeyed(Strict):
 class PredictionRow(IdKeyed):
     """One prediction; the id is ``prediction_id`` or any single ``*_id`` key (``game_id``)."""
 
-    prediction_id: str | int | None = None
-    timestamp: Timestamp | None = None
+    prediction_id: StringOrInteger | None = None
+    timestamp: EventTime | None = None
     prediction: Any = Field(
         description="A label, a number, or a dict such as {'label': 1, 'score': 0.9}."
     )
     features: dict[str, Any] | None = None
     actual: Any = None
-    version: str | int | None = None
+    version: StringOrInteger | None = None
     tags: dict[str, Any] | None = None
     latency_ms: float | None = None
 
@@ -111,11 +136,11 @@ class PredictionRows(Strict):
 class OutcomeRow(IdKeyed):
     """The ground truth of one prediction (``actual`` and/or ``feedback``)."""
 
-    prediction_id: str | int
+    prediction_id: StringOrInteger
     actual: Any = None
     feedback: Any = None
     source: str | None = Field(default=None, description="natural, feedback, review or business")
-    timestamp: Timestamp | None = None
+    timestamp: EventTime | None = None
 
 
 class OutcomeRows(Strict):

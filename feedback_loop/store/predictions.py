@@ -42,6 +42,42 @@ _COPIED = (
 )
 
 
+# Class probabilities: each row keeps the classes it gave, as one byte b"\x01" then the
+# probabilities (float64) then the label codes (int32), 1 + 12k bytes for k classes. Rows stored
+# before this layout are a float64 vector indexed by code (8 bytes times the model's classes
+# then): their length is a multiple of 8, which 1 + 12k never is, so both read back.
+SPARSE_PROBA = b"\x01"
+
+
+def pack_proba(
+    codes: np.ndarray, values: np.ndarray, sizes: np.ndarray, missing: list[bool]
+) -> list[bytes | None]:
+    """Rows of (code, probability) pairs, given as flat arrays and each row's count."""
+    ends = np.cumsum(sizes).tolist()
+    starts = [0, *ends[:-1]]
+    codes_blob = codes.astype("<i4").tobytes()
+    values_blob = values.astype("<f8").tobytes()
+    return [
+        None if absent else SPARSE_PROBA + values_blob[8 * a : 8 * b] + codes_blob[4 * a : 4 * b]
+        for absent, a, b in zip(missing, starts, ends, strict=True)
+    ]
+
+
+def unpack_proba(blob: bytes, n_classes: int) -> np.ndarray:
+    """One row's stored probabilities as a dense vector of ``n_classes`` (either layout)."""
+    out = np.zeros(n_classes)
+    if len(blob) % 8 == 0:  # the dense layout of earlier versions
+        values = np.frombuffer(blob, dtype="<f8")
+        out[: len(values)] = values[:n_classes]
+        return out
+    k = (len(blob) - 1) // 12
+    values = np.frombuffer(blob, dtype="<f8", count=k, offset=1)
+    codes = np.frombuffer(blob, dtype="<i4", count=k, offset=1 + 8 * k)
+    known = codes < n_classes
+    out[codes[known]] = values[known]
+    return out
+
+
 @dataclass
 class PredictionRows:
     """Predictions ready to store: labels already turned into codes."""

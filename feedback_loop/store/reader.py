@@ -24,6 +24,7 @@ import pyarrow.csv as pa_csv
 from sqlalchemy import Connection, Engine
 
 from feedback_loop.errors import ValidationError
+from feedback_loop.store.predictions import unpack_proba
 
 _TAG = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 _SEP = "\x1f"  # never inside a version string (validated at ingest)
@@ -237,8 +238,7 @@ def read_proba(
     actual = np.array([r[0] for r in rows], dtype=np.int64)
     proba = np.zeros((len(rows), n_classes))
     for i, (_, blob) in enumerate(rows):
-        values = np.frombuffer(bytes(blob), dtype=np.float64)
-        proba[i, : len(values)] = values[:n_classes]
+        proba[i] = unpack_proba(bytes(blob), n_classes)
     return actual, proba
 
 
