@@ -71,7 +71,7 @@ def test_a_writer_in_another_process_waits_for_the_lock(tmp_path: Path) -> None:
         assert process.poll() is None
         released = time.time()
         conn.execute(text("INSERT INTO t VALUES ('parent', :a)"), {"a": released})
-    out, _ = process.communicate(timeout=60)
+    out, _ = process.communicate(timeout=300)
     assert process.returncode == 0
     assert float(out) >= released
     engine.dispose()
@@ -97,7 +97,7 @@ def test_background_checkpoints(tmp_path: Path, monkeypatch) -> None:
     assert str(path.resolve()) in checkpoint._started
     # Commits never checkpoint now, so the rows reach the database file only through the
     # thread: the file grows to hold them (~100 kB) while nobody else touches it.
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 120  # generous: the thread may be slow to run on a busy host
     while path.stat().st_size < 100_000 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert path.stat().st_size >= 100_000
@@ -127,13 +127,14 @@ def test_the_log_starts_over_under_steady_writes(tmp_path: Path, monkeypatch) ->
     path = tmp_path / "steady.db"
     engine = _checkpointed_in_background(path, monkeypatch, 0.02)
     row = {"w": "x" * 3000, "a": 0.0}
+    # At least 2 s and 300 commits, however slow the host: a count, not a speed.
     deadline = time.monotonic() + 2.0
     commits = 0
-    while time.monotonic() < deadline:
+    while commits < 300 or time.monotonic() < deadline:
         with write_transaction(engine) as conn:
             conn.execute(text("INSERT INTO t VALUES (:w, :a)"), row)
         commits += 1
     wal = Path(f"{path}-wal").stat().st_size
     written = commits * 4096  # at least a page per commit
-    assert commits > 300 and wal < written / 4, (commits, wal)
+    assert wal < written / 4, (commits, wal)
     engine.dispose()
