@@ -19,7 +19,7 @@ import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import chdir
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,7 +30,6 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import postgres_schema
 from servers import COMMAND_TIMEOUT_S, KEY_PATTERN, READY_TIMEOUT_S, ServerProcess, free_port
 from sklearn.linear_model import LogisticRegression
 
@@ -307,16 +306,10 @@ def _server_steps(db_url: str, port: int) -> tuple[list[str], str]:
     return [line for line in lines if line not in serve], serve[0]
 
 
-@pytest.fixture
-def pg_only() -> Iterator[str]:
-    with postgres_schema() as url:
-        yield url
-
-
-def test_server_steps_as_written(pg_only: str, tmp_path: Path) -> None:
+def test_server_steps_as_written(pg_url: str, tmp_path: Path) -> None:
     """``export``, ``keys create`` and ``serve`` as the README writes them, then the quick start
     through ``Client`` with the key the README made for it."""
-    db_url = pg_only
+    db_url = pg_url  # the README's server runs on PostgreSQL
     env = _shell_env(tmp_path)
     port = free_port()
     before, serve = _server_steps(db_url, port)
