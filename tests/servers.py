@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -52,6 +53,27 @@ def wait_until(
                 f"timed out after {timeout:.0f} s waiting for {what}\n{diagnostics()}"
             )
         time.sleep(every)
+
+
+def wait_ready(process: subprocess.Popen[Any], url: str) -> None:
+    """Poll ``url/readyz`` until it answers 200; fail at once, with the process's output, if
+    the process exits first, and after ``READY_TIMEOUT_S`` otherwise."""
+
+    def output() -> str:
+        stream = process.stdout
+        if process.poll() is None or stream is None:
+            return ""
+        text = stream.read()
+        return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+
+    def ready() -> bool:
+        assert process.poll() is None, f"the server exited ({process.returncode}):\n{output()}"
+        try:
+            return httpx.get(f"{url}/readyz", timeout=5.0).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(ready, f"{url}/readyz to answer 200")
 
 
 def serve_argv(db_url: str, port: int, extra: Sequence[str] = ()) -> list[str]:

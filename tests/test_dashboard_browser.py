@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import socket
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from servers import READY_TIMEOUT_S, ServerProcess, create_key
+from servers import READY_TIMEOUT_S, wait_ready
 from sklearn.linear_model import LogisticRegression
 
 from feedback_loop import FeedbackLoop
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOT = Path(__file__).resolve().parent.parent / "reports" / "dashboard.png"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _seed(url: str, tmp_path: Path) -> None:
@@ -58,10 +68,46 @@ def test_dashboard_pages_charts_and_rollback(db_url, tmp_path) -> None:
     from playwright.sync_api import sync_playwright
 
     _seed(db_url, tmp_path)
-    key = create_key(db_url, "ui", "admin")
-    server = ServerProcess(db_url, tmp_path / "server.log").start()
-    base = server.url
+    created = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "feedback_loop.cli",
+            "keys",
+            "create",
+            "--name",
+            "ui",
+            "--scope",
+            "admin",
+            "--db",
+            db_url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    key = re.search(r"fl_[A-Za-z0-9_\-]+", created.stdout)
+    assert key is not None, created.stdout
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "feedback_loop.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--db",
+            db_url,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
     try:
+        wait_ready(server, base)
         errors: list[str] = []
         with sync_playwright() as p:
             browser = p.chromium.launch(
@@ -78,7 +124,7 @@ def test_dashboard_pages_charts_and_rollback(db_url, tmp_path) -> None:
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(f"{base}/ui/login")
-            page.fill("#key", key)
+            page.fill("#key", key.group(0))
             page.click("#signin")
             page.wait_for_url(f"{base}/ui")
             assert page.locator("text=churn").count() >= 1
@@ -97,4 +143,5 @@ def test_dashboard_pages_charts_and_rollback(db_url, tmp_path) -> None:
         assert loop.aliases()["champion"] == 1
         assert loop.events(kinds=["rolled_back"])[0].actor == "dashboard:ui"
     finally:
-        server.stop()
+        server.terminate()
+        server.wait(timeout=60)
