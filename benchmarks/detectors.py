@@ -1,4 +1,5 @@
-"""Detection delay, false alarms and throughput of the streaming drift detectors.
+"""Detection delay, false alarms and throughput of the streaming drift detectors (throughput is
+measured here, not asserted by the tests: a time limit fails on a busy machine).
 
 Every detector runs with its published defaults (plus two longer warm-ups for DDM and EDDM)
 over seeded synthetic 0/1 error streams:

@@ -580,15 +580,20 @@ def keys_create(
     """Create a key; the key is printed once, alone on standard output."""
     from feedback_loop.server.keys import KeyStore
 
+    engine = _server_engine(db)
     try:
-        record, key = KeyStore(_server_engine(db)).create(
-            name, scope, models=model or None, now_us=_now_us()
-        )
+        record, key = KeyStore(engine).create(name, scope, models=model or None, now_us=_now_us())
     except FeedbackLoopError as exc:
         raise _fail(str(exc)) from exc
+    # The database is named: a server started over another database would not know the key.
+    where = engine.url.render_as_string(hide_password=True)
     err_console.print(
         f"created key {record.id} ({record.name}, prefix {record.prefix}, "
-        f"scopes {', '.join(record.scopes)}). It is shown once and cannot be recovered:"
+        f"scopes {', '.join(record.scopes)}) in {where}. It is shown once and cannot be "
+        "recovered:",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
     )
     sys.stdout.write(key + "\n")
 

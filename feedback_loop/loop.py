@@ -65,7 +65,7 @@ from feedback_loop.store.predictions import fetch_prediction
 from feedback_loop.store.reader import WindowFilter
 from feedback_loop.store.references import load_reference, save_reference
 from feedback_loop.store.registry import VersionRecord
-from feedback_loop.tasks import TASKS, TaskSpec
+from feedback_loop.tasks import TASKS, TaskSpec, task_of_model
 from feedback_loop.timeutil import Window, from_us, parse_duration, resolve_window, to_us
 from feedback_loop.training.dataset import DatasetSpec
 from feedback_loop.training.gating import GateConfig
@@ -939,11 +939,11 @@ class FeedbackLoop:
     ) -> int:
         """``register_model``, with a ``guard`` run inside the registering transaction."""
         state = self._model_state()
+        if state.spec.task is None:
+            state = self._task_from_model(model, required=features is not None)
         reference = None
         frame = None
         if features is not None:
-            if state.spec.task is None:
-                raise ValidationError("declare task= before registering with data", field="task")
             frame = to_frame(features)
             reference = watch.reference_from_frame(state, frame, predictions, actuals)
         details = dict(info or {})
@@ -969,6 +969,32 @@ class FeedbackLoop:
             alias=alias,
             guard=guard,
         )
+
+    def _task_from_model(self, model: Any, *, required: bool) -> ModelState:
+        """Settle an undeclared task from the model being registered (a reference profile
+        needs it; otherwise the first prediction would settle it later)."""
+        found = task_of_model(model)
+        if found is None:
+            if required:
+                raise ValidationError(
+                    "cannot tell the task from the model (no classes_ with predict_proba, not a "
+                    "scikit-learn regressor): pass task= ('binary', 'multiclass' or "
+                    "'regression') to FeedbackLoop",
+                    field="task",
+                )
+            return self._model_state()
+        task, positive = found
+        with self._lock:
+            with write_transaction(self.engine) as conn:
+                record = model_store.ensure_model(conn, self.model_name, self._now_us())
+                spec = merge_spec(record.spec, self._declared, self.model_name)
+                if spec.task is None:
+                    spec.task = task
+                    if task == "binary" and spec.positive_label is None:
+                        spec.positive_label = positive
+                model_store.save_spec(conn, record.id, spec)
+            self._state = None  # re-read with the label codes below
+        return self._model_state()
 
     def _resolve_version(self, version: int | str) -> int:
         if isinstance(version, int) and not isinstance(version, bool):

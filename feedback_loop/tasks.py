@@ -122,6 +122,30 @@ def infer_task(prediction: Any) -> Task:
     return "multiclass"
 
 
+def task_of_model(model: Any) -> tuple[Task, Any] | None:
+    """The task a fitted model performs, with its positive class when binary, or None when the
+    model does not tell: a classifier (``classes_``) with two classes is binary (positive class
+    ``classes_[1]``, the column ``predict_proba`` gives second, unless the classes are 0/1 or
+    booleans, whose positive class is already 1/True), with more is multiclass; a scikit-learn
+    regressor is regression."""
+    classes = getattr(model, "classes_", None)
+    if classes is not None and hasattr(model, "predict_proba"):
+        labels = [c.item() if isinstance(c, np.generic) else c for c in list(classes)]
+        if len(labels) != 2:
+            return "multiclass", None
+        plain = {0, 1} == set(labels) or {False, True} == set(labels)
+        return "binary", None if plain else labels[1]
+    if not hasattr(model, "predict"):
+        return None
+    from sklearn.base import is_regressor
+
+    try:
+        regressor = is_regressor(model)
+    except (AttributeError, TypeError):  # recent scikit-learn refuses non-estimators
+        return None
+    return ("regression", None) if regressor else None
+
+
 def _dict_label(payload: dict[str, Any], spec: TaskSpec, field_name: str, row: int | None) -> Any:
     if spec.label_key is not None:
         if spec.label_key not in payload:

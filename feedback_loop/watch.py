@@ -202,6 +202,8 @@ def estimate(
         raise ValidationError(
             "label-free estimation needs a binary classifier with scores", field="task"
         )
+    if window_score.size == 0:
+        raise ValidationError("the window holds no predictions", field="window")
     scores = window_score[np.isfinite(window_score)]
     if scores.size == 0:
         raise ValidationError("no prediction in the window logged a score", field="prediction")

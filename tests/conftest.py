@@ -14,9 +14,17 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, settings
 
 from feedback_loop import ManualClock
 from feedback_loop.loop import dispose_engines
+
+# Property tests judge answers, not speed: no per-example deadline and no "too slow" health
+# check, which a busy machine (another test run on the same cores) would trip.
+settings.register_profile(
+    "feedback-loop", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("feedback-loop")
 
 PG_URL = os.environ.get("FEEDBACK_LOOP_TEST_PG", "postgresql://127.0.0.1/test")
 

@@ -10,12 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -28,6 +23,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import postgres_schema
+from servers import READY_TIMEOUT_S as READY_TIMEOUT_S
+from servers import ServerProcess as ServerProcess
+from servers import create_key as create_key
+from servers import free_port as free_port
 
 from feedback_loop import (
     DuplicatePredictionError,
@@ -43,96 +42,11 @@ from feedback_loop.store.events import Event
 from feedback_loop.store.outcomes import OutcomeResult
 from feedback_loop.training.watchdog import WatchVerdict
 
-READY_TIMEOUT_S = 60.0
 # Keys of a metrics dict that name the moment of the call rather than the data.
 MOMENT_KEYS = ("window_start", "window_end")
 
 
-# -- a real server process ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class ServerProcess:
-    """``python -m feedback_loop.cli serve`` on a loopback port, started and stopped by pid."""
-
-    def __init__(self, db_url: str, log_path: Path, *, extra: tuple[str, ...] = ()):
-        self.db_url = db_url
-        self.log_path = log_path
-        self.extra = extra
-        self.port = 0
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        for _ in range(3):  # a port taken between the probe and the bind: try another
-            self.port = free_port()
-            log = self.log_path.open("ab")
-            self.process = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "feedback_loop.cli", "serve", "--host", "127.0.0.1"),
-                    *("--port", str(self.port), "--db", self.db_url, *self.extra),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={k: v for k, v in os.environ.items() if k != "FEEDBACK_LOOP_API_KEY"},
-            )
-            log.close()
-            if self.wait_ready():
-                return
-        raise RuntimeError(f"the server did not start:\n{self.log_tail()}")
-
-    def wait_ready(self) -> bool:
-        """Poll ``/readyz`` until it answers 200 (False if the process exits first)."""
-        assert self.process is not None
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
-                    return True
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"the server was not ready in {READY_TIMEOUT_S:.0f} s")
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
-        self.process = None
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
-
-
-def create_key(db_url: str, name: str, *scopes: str) -> str:
-    """A new API key, made with the CLI against the server's database."""
-    args = [sys.executable, "-m", "feedback_loop.cli", "keys", "create", "--name", name]
-    for scope in scopes:
-        args += ["--scope", scope]
-    done = subprocess.run(
-        [*args, "--db", db_url], capture_output=True, text=True, timeout=120, check=True
-    )
-    key = done.stdout.strip()
-    assert re.fullmatch(r"fl_[a-z0-9]{8}_[A-Za-z0-9_-]{20,100}", key), "one key on stdout"
-    return key
+# -- a real server process (started by tests/servers.py, whose names stay importable here) ---
 
 
 @dataclass
@@ -145,6 +59,7 @@ class Served:
     tmp: Path
 
     def client(self, model: str, key: str | None = None, **kwargs: Any) -> Client:
+        kwargs.setdefault("timeout", 120.0)  # a loaded machine answers slowly, not wrongly
         return Client(self.url, model_name=model, api_key=key or self.ingest, **kwargs)
 
     def loop(self, model: str, **kwargs: Any) -> FeedbackLoop:

@@ -8,7 +8,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from servers import READY_TIMEOUT_S, wait_ready
 from sklearn.linear_model import LogisticRegression
 
 from feedback_loop import FeedbackLoop
@@ -108,15 +108,7 @@ def test_dashboard_pages_charts_and_rollback(db_url, tmp_path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
+        wait_ready(server, base)
         errors: list[str] = []
         with sync_playwright() as p:
             browser = p.chromium.launch(
@@ -129,6 +121,7 @@ def test_dashboard_pages_charts_and_rollback(db_url, tmp_path) -> None:
                 ],
             )
             page = browser.new_page(viewport={"width": 1100, "height": 1400})
+            page.set_default_timeout(READY_TIMEOUT_S * 1000)  # a loaded machine renders slowly
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(f"{base}/ui/login")
@@ -175,4 +168,4 @@ def test_dashboard_pages_charts_and_rollback(db_url, tmp_path) -> None:
         assert loop.events(kinds=["promoted"])[0].actor == "api:ui"
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        server.wait(timeout=60)

@@ -16,6 +16,8 @@ from feedback_loop.group_commit import GroupCommit
 from feedback_loop.ingest import single_prediction
 from feedback_loop.recording import store_prediction_groups
 
+HANG_S = 120.0  # a wait this long is a hang, not a slow machine
+
 
 class SlowDoubler:
     """``write_many`` that takes a while, records its groups, and fails on negative items."""
@@ -224,23 +226,38 @@ def test_outcomes_share_a_transaction_and_answer_each_caller(db_url, clock) -> N
         assert list(pool.map(log, range(40))) == [(1, 1)] * 40
 
 
+class HeldGroups:
+    """``write_many`` that holds the first group until another caller has queued, and every
+    later group until ``release`` is set: the test decides what is in flight, not the clock."""
+
+    def __init__(self) -> None:
+        self.groups: list[list[int]] = []
+        self.queued = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, items: Sequence[int]) -> list[int]:
+        self.groups.append(list(items))
+        held = self.queued if len(self.groups) == 1 else self.release
+        assert held.wait(HANG_S), "the test never let the group through"
+        return [i * 2 for i in items]
+
+
 def test_an_async_leader_is_answered_while_later_groups_are_written() -> None:
-    """The task that started the writer gets its answer with its own group, even when callers
-    keep arriving and the writer never runs out of work."""
-    group = GroupCommit(SlowDoubler(0.05))
+    """The task that started the writer gets its answer with its own group, while the writer
+    is still busy with the next group (it must not wait for the queue to empty)."""
+    writer = HeldGroups()
+    group = GroupCommit(writer)
 
-    async def main() -> float:
-        start = time.perf_counter()
+    async def main() -> None:
         first = asyncio.ensure_future(group.submit_async(1))
-        others = []
-        answered_after = None
-        while time.perf_counter() - start < 0.6:  # a queue that never empties
-            others.append(asyncio.ensure_future(group.submit_async(2)))
-            await asyncio.sleep(0.005)
-            if first.done() and answered_after is None:
-                answered_after = time.perf_counter() - start
-        assert await first == 2 and all(x == 4 for x in await asyncio.gather(*others))
-        assert answered_after is not None
-        return answered_after
+        while not writer.groups:  # the writer has taken the first group, alone
+            await asyncio.sleep(0.001)
+        second = asyncio.ensure_future(group.submit_async(2))
+        await asyncio.sleep(0)  # queued behind the first group
+        writer.queued.set()
+        assert await asyncio.wait_for(asyncio.shield(first), HANG_S) == 2
+        assert not second.done()  # its group is still being written
+        writer.release.set()
+        assert await second == 4
 
-    assert asyncio.run(main()) < 0.3
+    asyncio.run(main())

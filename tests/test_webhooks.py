@@ -85,7 +85,7 @@ def _receiver(receivers: list[Receiver], *statuses: int) -> Receiver:
     return receiver
 
 
-def _wait(condition, timeout: float = 10.0) -> None:
+def _wait(condition, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -169,7 +169,7 @@ def test_failures_are_retried_with_backoff_then_recorded(stores, db_url, clock, 
     FeedbackLoop("m", tracking_db=db_url, clock=clock).record_event("promoted", reason="v2")
 
     settings = Settings(
-        webhook_poll_s=0.02, webhook_backoff_s=0.1, webhook_max_attempts=3, webhook_timeout_s=2
+        webhook_poll_s=0.02, webhook_backoff_s=0.1, webhook_max_attempts=3, webhook_timeout_s=30
     )
     dispatcher = Dispatcher(outbox, settings)
     assert [dispatcher.backoff_s(n) for n in (1, 2, 3)] == [0.1, 0.2, 0.4]

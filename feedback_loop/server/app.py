@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 import feedback_loop
 from feedback_loop import dashboard
 from feedback_loop.clock import Clock, SystemClock
-from feedback_loop.server import errors
+from feedback_loop.server import docs, errors
 from feedback_loop.server.auth import AuthDisabled, Authenticate
 from feedback_loop.server.context import ServerContext
 from feedback_loop.server.dispatcher import Dispatcher
@@ -94,6 +94,8 @@ def create_app(
         summary="Log predictions and their ground truth; monitor, retrain, promote, roll back.",
         default_response_class=Reply,
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load from a CDN: docs.router serves /docs offline
+        redoc_url=None,
         responses={
             401: {"model": ErrorOut, "description": "Missing or invalid API key"},
             403: {"model": ErrorOut, "description": "The key lacks the scope or the model"},
@@ -105,6 +107,7 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     dashboard.install(app)
+    app.include_router(docs.router)
     # Added innermost first: the last one added runs first.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if auth:

@@ -32,7 +32,7 @@ from feedback_loop.timeutil import to_us
 logger = logging.getLogger("feedback_loop.server")
 
 ScopeName = Literal["ingest", "read", "admin"]
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs"})
 PUBLIC_PATHS |= {"/openapi.json"}
 DASHBOARD = "/ui"
 AUTH_DISABLED_HEADER = (b"x-feedback-loop-auth", b"disabled")
