@@ -196,8 +196,12 @@ def _replay(
             )
             counts["retrains"] += 1
             if outcome.candidate is not None:
-                promote_version(
-                    loop, outcome.candidate, actor="schedule", reason="fixed schedule (no gate)"
+                promote_version(  # the schedule promotes whatever the gate said of it
+                    loop,
+                    outcome.candidate,
+                    actor="schedule",
+                    reason="fixed schedule (no gate)",
+                    force=True,
                 )
                 counts["promotions"] += 1
             action = "fixed retrain"

@@ -6,6 +6,8 @@ and the field, so a user can fix the data without guessing.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class FeedbackLoopError(Exception):
     """Base class of every error raised by feedback-loop."""
@@ -32,6 +34,9 @@ class ValidationError(FeedbackLoopError, ValueError):
             where.append(f"field {self.field}")
         return f"{', '.join(where)}: {self.message}" if where else self.message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_validation_error, (self.message, self.field, self.row))
+
 
 class DuplicatePredictionError(FeedbackLoopError):
     """A prediction id already stored for this model with different content.
@@ -47,6 +52,9 @@ class DuplicatePredictionError(FeedbackLoopError):
         super().__init__(
             f"model {model!r}: prediction id {shown}{more} already stored with different content"
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.model, self.prediction_ids))
 
 
 class UnknownModelError(FeedbackLoopError, LookupError):
@@ -67,3 +75,11 @@ class RejectedVersionError(FeedbackLoopError):
             f"version {version} was rejected by the gate ({verdict}); "
             "promote it with force to override"
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:  # crosses process pools (the demo's replays)
+        return (type(self), (self.version, self.verdict))
+
+
+def _validation_error(message: str, field: str | None, row: int | None) -> ValidationError:
+    """Rebuilds a pickled ``ValidationError`` (its ``field`` and ``row`` are keywords)."""
+    return ValidationError(message, field=field, row=row)
