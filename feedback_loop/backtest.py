@@ -156,7 +156,7 @@ def _replay(
         now = served_times.iloc[end - 1]
         clock.set(now.to_pydatetime())
         rows = served.iloc[start:end]
-        score = champion.predict_proba(rows[config.features])[:, 1]
+        score = champion.predict_proba(_inputs(champion, rows, config.features))[:, 1]
         loop.log_predictions(
             rows[config.features].assign(
                 prediction_id=[f"p{i}" for i in range(start, end)],
@@ -296,3 +296,10 @@ def _monthly(loop: FeedbackLoop, times: pd.Series) -> pd.DataFrame:
 
 
 __all__ = ["Evidence", "ReplayConfig", "ReplayResult", "replay"]
+
+
+def _inputs(model: Any, rows: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """The columns a model was fitted on, in its order: a retrained model learns the logged
+    features, whose order is the log's, not the stream's."""
+    names = getattr(model, "feature_names_in_", None)
+    return rows[list(names) if names is not None else features]
