@@ -64,7 +64,7 @@ def read_features(conn: Connection, window: WindowFilter, *, regression: bool) -
     finally:
         cursor.close()
     values = feature_value_table(conn, window.model_id)
-    frame = _numeric_frame(ids, packed, schemas, values).join(_json_frame(ids, texts), how="outer")
+    frame = _combined(_numeric_frame(ids, packed, schemas, values), _json_frame(ids, texts))
     regression_pair = (rows.a, rows.b) if regression else (np.full(n, np.nan), np.full(n, np.nan))
     code_pair = (rows.a, rows.b) if not regression else (np.full(n, -2), np.full(n, -2))
     return WindowFeatures(
@@ -78,6 +78,17 @@ def read_features(conn: Connection, window: WindowFilter, *, regression: bool) -
         tags=_json_frame(ids, tags),
         ts=rows.ts,
     )
+
+
+def _combined(packed: pd.DataFrame, parsed: pd.DataFrame) -> pd.DataFrame:
+    """One frame of both storages. A feature can be packed in some rows and JSON in others (a
+    column file and JSON bodies logged to one model); each row holds it in one place."""
+    overlap = packed.columns.intersection(parsed.columns)
+    frame = packed.join(parsed.drop(columns=overlap), how="outer")
+    for name in overlap:
+        numeric = packed[name].astype(object)
+        frame[name] = numeric.where(numeric.notna(), parsed[name]).infer_objects()
+    return frame
 
 
 def _positions(ids: np.ndarray, found: list[Any]) -> np.ndarray:
