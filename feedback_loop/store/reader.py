@@ -11,9 +11,11 @@ and two SQLite libraries in one process release each other's file locks.)
 from __future__ import annotations
 
 import io
+import os
 import re
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, event
 
 from feedback_loop.errors import ValidationError
 from feedback_loop.store.predictions import unpack_proba
@@ -30,31 +32,79 @@ _TAG = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 _SEP = "\x1f"  # never inside a version string (validated at ingest)
 
 
-@contextmanager
-def arrow_connection(engine: Engine) -> Iterator[Any]:
-    """An ADBC connection to a PostgreSQL engine's database."""
+_IDLE_PER_ENGINE = 4
+_idle: dict[tuple[int, int], list[Any]] = {}  # (pid, engine id) -> idle ADBC connections
+_idle_lock = threading.Lock()
+
+
+def _connect(engine: Engine) -> Any:
     import adbc_driver_postgresql.dbapi as pg_driver
 
     url = engine.url.set(drivername="postgresql")
-    conn = pg_driver.connect(url.render_as_string(hide_password=False))
+    # autocommit: an idle pooled connection holds no snapshot and no lock
+    return pg_driver.connect(url.render_as_string(hide_password=False), autocommit=True)
+
+
+def _close_idle(engine: Engine) -> None:
+    with _idle_lock:
+        idle = _idle.pop((os.getpid(), id(engine)), [])
+    for conn in idle:
+        with suppress(Exception):
+            conn.close()
+
+
+@contextmanager
+def arrow_connection(engine: Engine) -> Iterator[Any]:
+    """An ADBC connection to a PostgreSQL engine's database, kept for the next read: opening
+    one costs a quarter of a second, many times a small read (a chart reads sixty windows)."""
+    key = (os.getpid(), id(engine))  # a forked worker opens its own
+    with _idle_lock:
+        idle = _idle.get(key)
+        conn = idle.pop() if idle else None
+        if key not in _idle:
+            _idle[key] = []
+            event.listen(engine, "engine_disposed", _close_idle)
+    if conn is None:
+        conn = _connect(engine)
     try:
         yield conn
-    finally:
-        conn.close()
+    except BaseException:
+        with suppress(Exception):
+            conn.close()
+        raise
+    with _idle_lock:
+        idle = _idle.get(key)
+        if idle is not None and len(idle) < _IDLE_PER_ENGINE:
+            idle.append(conn)
+            return
+    conn.close()
 
 
 def fetch_arrow(engine: Engine, sql: str, params: list[Any]) -> pa.Table:
-    """Run ``sql`` on PostgreSQL with positional ``?`` parameters; the result as Arrow."""
+    """Run ``sql`` on PostgreSQL with positional ``?`` parameters; the result as Arrow. A kept
+    connection that the server closed meanwhile is replaced once."""
     counter = iter(range(1, len(params) + 1))
     sql = re.sub(r"\?", lambda _m: f"${next(counter)}", sql)
-    with arrow_connection(engine) as conn:
-        cursor = conn.cursor()
+    for attempt in (1, 2):
         try:
-            cursor.execute(sql, params or None)
-            table: pa.Table = cursor.fetch_arrow_table()
-        finally:
-            cursor.close()
-        return table
+            with arrow_connection(engine) as conn:
+                cursor = conn.cursor()
+                try:
+                    cursor.execute(sql, params or None)
+                    table: pa.Table = cursor.fetch_arrow_table()
+                finally:
+                    cursor.close()
+                return table
+        except Exception as exc:
+            if attempt == 2 or not _is_connection_error(exc):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _is_connection_error(exc: Exception) -> bool:
+    import adbc_driver_manager
+
+    return isinstance(exc, adbc_driver_manager.OperationalError)
 
 
 @dataclass
