@@ -27,11 +27,11 @@ from sqlalchemy import select, text
 from test_client_e2e import ServerProcess, create_key
 from test_webhooks import Receiver, runner
 
-from feedback_loop import FeedbackLoop, ValidationError
+from feedback_loop import FeedbackLoop, ValidationError, secretbox
 from feedback_loop.cli import app as cli
 from feedback_loop.client import AuthError, Client
 from feedback_loop.loop import dispose_engines
-from feedback_loop.server import secretbox, webhooks
+from feedback_loop.server import webhooks
 from feedback_loop.server.app import create_app
 from feedback_loop.server.dispatcher import Dispatcher
 from feedback_loop.server.outbox import Outbox
