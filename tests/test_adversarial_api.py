@@ -240,11 +240,19 @@ def test_private_webhook_targets_are_refused_unless_allowed(
     )
     assert allowed.exit_code == 0, allowed.output
     monkeypatch.setenv(webhooks.ENV_ALLOW_PRIVATE, "1")  # the operator allows every webhook
-    assert store.add("http://169.254.169.254/x", SECRET, None, now_us=0).allow_private is False
+    with pytest.raises(ValidationError, match="link-local"):  # the store reads no environment
+        store.add("http://169.254.169.254/store", SECRET, None, now_us=0)
+    added = store.add(
+        "http://169.254.169.254/x", SECRET, None, now_us=0, server_allows_private=True
+    )
+    assert added.allow_private is False  # the server's setting is not kept with the webhook
+    by_cli = runner.invoke(cli, ["webhooks", "add", "http://10.0.0.1/cli", "--db", db_url])
+    assert by_cli.exit_code == 0, by_cli.output  # the CLI reads the setting as the server does
     listed = [h.to_dict() for h in store.list_webhooks()]
     assert [(h["url"], h["allow_private"]) for h in listed] == [
         ("http://127.0.0.1:9/hook", True),
         ("http://169.254.169.254/x", False),
+        ("http://10.0.0.1/cli", False),
     ]
 
     _resolving_to(monkeypatch, "93.184.216.34")  # a public name is accepted
