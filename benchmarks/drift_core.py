@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import os
 import time
-import tracemalloc
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from _timing import timed, timed_with_peak
 from scipy import stats
 
 from feedback_loop.drift.profile import Profile, build_profile, compare, compare_many
@@ -59,21 +58,6 @@ def make_data(rows: int, *, shifted: bool, seed: int) -> dict[str, np.ndarray]:
             weights[:3] = weights[:3][::-1]
         data[f"cat_{j}"] = labels[rng.choice(N_CATEGORIES, size=rows, p=weights / weights.sum())]
     return data
-
-
-def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, int, Any]:
-    """Best wall time over ``repeat`` runs and the tracemalloc peak of one more run."""
-    best = float("inf")
-    result: Any = None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    tracemalloc.start()
-    fn()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return best, peak, result
 
 
 def scipy_baseline(
@@ -121,7 +105,7 @@ def main() -> None:
             return dict(zip(names, found, strict=True))
 
     for label, fn in (("sequential", default_sequential), ("2 threads", default_threads)):
-        seconds, peak, results = timed(fn, args.repeat)
+        seconds, peak, results = timed_with_peak(fn, args.repeat)
         flagged = sorted(name for name, res in results.items() if res.drifted)
         methods = sorted({res.method for res in results.values()})
         print(
@@ -138,7 +122,7 @@ def main() -> None:
         )
     )
     for method in ("ks", "wasserstein", "cramer_von_mises"):
-        seconds, peak, res = timed(
+        seconds, peak, res = timed_with_peak(
             partial(compare, profiles["num_00"], current["num_00"], method), args.repeat
         )
         print(
@@ -148,7 +132,9 @@ def main() -> None:
 
     total = 0.0
     for prefix, label in (("num_", "ks_2samp"), ("cat_", "chi2_contingency")):
-        seconds, peak, flagged_count = timed(partial(scipy_baseline, reference, current, prefix), 1)
+        seconds, peak, flagged_count = timed_with_peak(
+            partial(scipy_baseline, reference, current, prefix), 1
+        )
         total += seconds
         print(
             f"scipy {label} on raw arrays: {seconds * 1e3:.0f} ms, "

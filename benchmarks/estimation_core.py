@@ -10,11 +10,10 @@ the best and median of ``N`` runs.
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 from functools import partial
 
 import numpy as np
+from _timing import timed
 from scipy.special import expit, softmax
 
 from feedback_loop.drift.estimation import (
@@ -25,16 +24,6 @@ from feedback_loop.drift.estimation import (
 )
 
 BUDGET_S = 0.5
-
-
-def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
-    """(best, median) wall-clock seconds over ``repeat`` calls."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times), float(np.median(times))
 
 
 def main() -> None:

@@ -12,10 +12,9 @@ Run with ``python benchmarks/gate.py [--repeat N]``.
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import numpy as np
+from _timing import timed
 
 from feedback_loop.gate import paired_bootstrap
 from feedback_loop.metrics import classification_metrics
@@ -27,16 +26,6 @@ def mae(y: np.ndarray, p: np.ndarray) -> float:
 
 def auc(y: np.ndarray, s: np.ndarray) -> float | None:
     return classification_metrics(y, y, 2, positive=1, score=s)["roc_auc"]
-
-
-def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
-    """(best, median) wall-clock seconds over ``repeat`` calls."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times), float(np.median(times))
 
 
 def main() -> None:

@@ -666,12 +666,23 @@ def webhooks_add(
     the key of $FEEDBACK_LOOP_SECRET_KEY or its key file; see the README)."""
     import secrets as secrets_module
 
+    from feedback_loop.server.settings import Settings
     from feedback_loop.server.webhooks import WebhookStore
 
     chosen = secret or secrets_module.token_urlsafe(32)
     try:
+        # The server's own setting (FEEDBACK_LOOP_WEBHOOK_ALLOW_PRIVATE), read as it reads it.
+        settings = Settings.from_env()
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    try:
         hook = WebhookStore(_server_engine(db)).add(
-            url, chosen, kind, now_us=_now_us(), allow_private=allow_private
+            url,
+            chosen,
+            kind,
+            now_us=_now_us(),
+            allow_private=allow_private,
+            server_allows_private=settings.webhook_allow_private,
         )
     except FeedbackLoopError as exc:
         raise _fail(str(exc)) from exc

@@ -1,5 +1,6 @@
-"""Real server processes for the tests: ``feedback-loop serve`` on a loopback port, its API keys
-made with ``feedback-loop keys create``, and event-driven waits.
+"""Real server processes for the tests: ``feedback-loop serve`` on a loopback port over a fresh
+database of either kind, its API keys made with ``feedback-loop keys create``, a model for its
+pages to show, and event-driven waits.
 
 Waits are generous and poll for the event they wait for (a server answering ``/readyz``, a
 process exiting): they end as soon as it happens, so a generous limit costs nothing on an idle
@@ -15,11 +16,20 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+import pandas as pd
+from conftest import postgres_schema
+from sklearn.linear_model import LogisticRegression
+
+from feedback_loop import FeedbackLoop
+from feedback_loop.loop import dispose_engines
 
 READY_TIMEOUT_S = 120.0  # a loaded machine may take this long to import and migrate
 STOP_TIMEOUT_S = 60.0
@@ -200,3 +210,61 @@ def create_key(db_url: str, name: str, *scopes: str) -> str:
     key = done.stdout.strip()
     assert re.fullmatch(KEY_PATTERN, key), "one key on stdout"
     return key
+
+
+@contextmanager
+def served_database(kind: str, tmp: Path) -> Iterator[ServerProcess]:
+    """A started server over a fresh database of ``kind``: ``"sqlite"`` (a file in ``tmp``) or
+    ``"postgresql"`` (a schema of its own, dropped afterwards). Its log is ``tmp/server.log``
+    and its URL ``server.db_url``. On exit the server is stopped, then this process's engines
+    are disposed (before the schema is dropped, which open connections would block)."""
+    with ExitStack() as stack:
+        if kind == "sqlite":
+            db_url = f"sqlite:///{tmp / 'server.db'}"
+        else:
+            assert kind == "postgresql", kind
+            db_url = stack.enter_context(postgres_schema())
+        stack.callback(dispose_engines)
+        server = ServerProcess(db_url, tmp / "server.log")
+        stack.callback(server.stop)
+        yield server.start()
+
+
+# -- a model for the pages to show --------------------------------------------------------------
+
+
+def seed_two_versions(
+    loop: FeedbackLoop,
+    now: datetime,
+    n: int = 200,
+    *,
+    every: timedelta = timedelta(hours=1),
+    tags: bool = False,
+) -> None:
+    """Two versions of one model (2 promoted over 1) and ``n`` labeled predictions of version 2,
+    one every ``every`` back from ``now``; with ``tags``, each tagged with a region (``eu`` or
+    ``us``)."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n)})
+    y = (X.x1 > 0).astype(int)
+    model = LogisticRegression().fit(X, y)
+    loop.register_model(
+        model,
+        features=X,
+        predictions=model.predict_proba(X)[:, 1],
+        actuals=y.to_numpy(),
+        alias="champion",
+    )
+    loop.register_model(model)
+    loop.promote(2, reason="seeded")
+    score = model.predict_proba(X)[:, 1]
+    rows = X.assign(
+        prediction_id=[f"p{i}" for i in range(n)],
+        timestamp=[now - every * i for i in range(n)],
+        prediction=[{"label": int(s >= 0.5), "score": float(s)} for s in score],
+        actual=y.to_numpy(),
+        version="2",
+    )
+    if tags:
+        rows["tags"] = [{"region": "eu" if i % 3 else "us"} for i in range(n)]
+    loop.log_predictions(rows)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,19 +18,20 @@ from ipaddress import ip_address
 from pathlib import Path
 
 import httpx
+import numpy as np
+import pandas as pd
 import pytest
-from conftest import postgres_schema
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
+from servers import create_key, served_database, wait_until
 from sqlalchemy import select, text
-from test_client_e2e import ServerProcess, create_key
 from test_webhooks import Receiver, runner
 
-from feedback_loop import FeedbackLoop, ValidationError
+from feedback_loop import FeedbackLoop, ValidationError, secretbox
 from feedback_loop.cli import app as cli
 from feedback_loop.client import AuthError, Client
 from feedback_loop.loop import dispose_engines
-from feedback_loop.server import secretbox, webhooks
+from feedback_loop.server import webhooks
 from feedback_loop.server.app import create_app
 from feedback_loop.server.dispatcher import Dispatcher
 from feedback_loop.server.outbox import Outbox
@@ -41,16 +41,8 @@ from feedback_loop.store import tables
 from feedback_loop.store.engine import make_engine
 from feedback_loop.store.migrate import ensure_schema, upgrade
 
-WAIT_S = 60.0  # generous: the suite must pass on a loaded machine
 SECRET = "a-signing-secret-of-some-length"
-
-
-def _wait(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+_wait = wait_until  # poll until a condition holds; generous limit, the machine may be loaded
 
 
 # -- reads write nothing (a real server process) ---------------------------------------------
@@ -73,23 +65,16 @@ def served(
 ) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp(f"adversarial-{request.param}")
     with ExitStack() as stack, pytest.MonkeyPatch.context() as env:
-        if request.param == "sqlite":
-            db_url = f"sqlite:///{tmp / 'server.db'}"
-        else:
-            db_url = stack.enter_context(postgres_schema())
         env.setenv("FEEDBACK_LOOP_WEBHOOK_POLL_S", "0.1")
+        server = stack.enter_context(served_database(request.param, tmp))
+        db_url = server.db_url
         engine = make_engine(db_url)
-        ensure_schema(engine)
         stack.callback(engine.dispose)
         receiver = Receiver([200]).start()
         stack.callback(receiver.stop)
         WebhookStore(engine).add(
             receiver.url, SECRET, None, now_us=0, allow_private=True
         )  # a receiver on loopback, allowed explicitly
-        server = ServerProcess(db_url, tmp / "server.log")
-        stack.callback(dispose_engines)
-        stack.callback(server.stop)
-        server.start()
         yield Served(
             url=server.url,
             db_url=db_url,
@@ -101,17 +86,29 @@ def served(
         )
 
 
-def _failing_model(served: Served, name: str) -> FeedbackLoop:
-    """A model whose accuracy (0.5 on 10 labels) breaches any threshold above it."""
+def _failing_model(served: Served, name: str, *, reference: bool = False) -> FeedbackLoop:
+    """A model whose accuracy (0.5 on 10 labels) breaches any threshold above it.
+
+    With ``reference``, it also has a reference (so drift and estimate evaluate rather than
+    answer 422 for the want of one) from which its logged feature ``x`` has clearly drifted."""
     loop = FeedbackLoop(name, tracking_db=served.db_url, task="binary")
+    if reference:
+        rng = np.random.default_rng(0)
+        loop.set_reference(
+            pd.DataFrame({"x": rng.normal(size=200)}),
+            predictions=rng.uniform(size=200),
+            actuals=rng.integers(0, 2, size=200),
+        )
     now = datetime.now(UTC)
     loop.log_predictions(
         [
             {
                 "prediction_id": f"{name}-{i}",
                 "timestamp": now - timedelta(minutes=i + 1),
-                "prediction": i % 2,
+                "prediction": {"label": i % 2, "score": 0.8 if i % 2 else 0.2},
                 "actual": 0,
+                "features": {"x": 50.0 + i},
+                "tags": {"region": "eu"},
             }
             for i in range(10)
         ]
@@ -120,18 +117,27 @@ def _failing_model(served: Served, name: str) -> FeedbackLoop:
 
 
 def test_gets_write_nothing_and_the_post_records_with_the_key(served: Served) -> None:
-    loop = _failing_model(served, "quiet")
+    loop = _failing_model(served, "quiet", reference=True)
+    before = loop.events()  # the reference's own event
     headers = {"Authorization": f"Bearer {served.reader}"}
     url = f"{served.url}/v1/models/quiet"
     query = {"threshold": "0.99", "min_labeled": "1", "window": "7d"}
-    with httpx.Client(timeout=30) as http:
+    with httpx.Client(timeout=120) as http:
         for _ in range(20):
             answer = http.get(f"{url}/should-retrain", params=query, headers=headers)
             assert answer.status_code == 200, answer.text
             assert answer.json()["retrain"] is True
-        for path in ("drift", "estimate", "concept-drift", "segments?by=x", "metrics"):
-            assert http.get(f"{url}/{path}", headers=headers).status_code in (200, 422)
-        assert loop.events() == []
+        # every evaluation runs to the end: a read finds what a POST would record
+        read = {}
+        for path in ("drift", "estimate", "concept-drift", "segments", "metrics"):
+            params = {"by": "region", "min_support": "1"} if path == "segments" else None
+            answer = http.get(f"{url}/{path}", params=params, headers=headers)
+            assert answer.status_code == 200, (path, answer.text)
+            read[path] = answer.json()
+        assert read["drift"]["drifted"] and "x" in read["drift"]["drifted_columns"]
+        assert read["estimate"]["calibrated"] is True  # on the reference's labeled scores
+        assert read["segments"]["segments"][0]["segment"] == {"region": "eu"}
+        assert loop.events() == before
 
         for key in (served.reader, served.ingest):  # recording needs a key that may write
             refused = http.post(
@@ -140,7 +146,7 @@ def test_gets_write_nothing_and_the_post_records_with_the_key(served: Served) ->
                 headers={"Authorization": f"Bearer {key}"},
             )
             assert refused.status_code == 403, refused.text
-        assert loop.events() == []
+        assert loop.events() == before
 
         recorded = http.post(
             f"{url}/should-retrain",
@@ -148,7 +154,7 @@ def test_gets_write_nothing_and_the_post_records_with_the_key(served: Served) ->
             headers={"Authorization": f"Bearer {served.admin}"},
         )
         assert recorded.status_code == 200, recorded.text
-    (event,) = loop.events()
+    (event,) = [e for e in loop.events() if e not in before]
     assert (event.kind, event.actor) == ("retrain_due", "api:ops")
 
     # The dispatcher sends in event order: once the recorded event is delivered, any event the
@@ -217,6 +223,16 @@ def _resolving_to(monkeypatch: pytest.MonkeyPatch, address: str) -> None:
     monkeypatch.setattr(webhooks, "resolve", lambda host, port: [ip_address(address)])
 
 
+def _dispatch_once(outbox: Outbox) -> int:
+    """One pass of the dispatcher over the due deliveries, one attempt each (a failure is
+    final, so its error can be read at once); how many it handled."""
+    dispatcher = Dispatcher(outbox, Settings(webhook_max_attempts=1))
+    try:
+        return dispatcher.run_once()
+    finally:
+        dispatcher.stop()
+
+
 def test_private_webhook_targets_are_refused_unless_allowed(
     hooks: tuple[WebhookStore, Outbox, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -240,11 +256,19 @@ def test_private_webhook_targets_are_refused_unless_allowed(
     )
     assert allowed.exit_code == 0, allowed.output
     monkeypatch.setenv(webhooks.ENV_ALLOW_PRIVATE, "1")  # the operator allows every webhook
-    assert store.add("http://169.254.169.254/x", SECRET, None, now_us=0).allow_private is False
+    with pytest.raises(ValidationError, match="link-local"):  # the store reads no environment
+        store.add("http://169.254.169.254/store", SECRET, None, now_us=0)
+    added = store.add(
+        "http://169.254.169.254/x", SECRET, None, now_us=0, server_allows_private=True
+    )
+    assert added.allow_private is False  # the server's setting is not kept with the webhook
+    by_cli = runner.invoke(cli, ["webhooks", "add", "http://10.0.0.1/cli", "--db", db_url])
+    assert by_cli.exit_code == 0, by_cli.output  # the CLI reads the setting as the server does
     listed = [h.to_dict() for h in store.list_webhooks()]
     assert [(h["url"], h["allow_private"]) for h in listed] == [
         ("http://127.0.0.1:9/hook", True),
         ("http://169.254.169.254/x", False),
+        ("http://10.0.0.1/cli", False),
     ]
 
     _resolving_to(monkeypatch, "93.184.216.34")  # a public name is accepted
@@ -263,11 +287,7 @@ def test_a_name_rebound_to_a_private_address_is_refused_at_delivery(
         store.add(f"http://rebind.example:{port}/hook", SECRET, ["promoted"], now_us=0)
         _resolving_to(monkeypatch, "127.0.0.1")  # the name now points at the server itself
         FeedbackLoop("m", tracking_db=db_url).record_event("promoted", reason="v2")
-        dispatcher = Dispatcher(outbox, Settings(webhook_max_attempts=1))
-        try:
-            assert dispatcher.run_once() == 1
-        finally:
-            dispatcher.stop()
+        assert _dispatch_once(outbox) == 1
         (delivery,) = outbox.deliveries()
         assert delivery.status == "failed" and delivery.last_error is not None
         assert "refused" in delivery.last_error and "loopback" in delivery.last_error
@@ -315,11 +335,7 @@ def test_webhook_secrets_are_encrypted_at_rest_and_still_sign(
         assert "fernet:" not in listed.output
 
         FeedbackLoop("m", tracking_db=db_url).record_event("promoted", reason="v2")
-        dispatcher = Dispatcher(outbox, Settings())
-        try:
-            assert dispatcher.run_once() == 1
-        finally:
-            dispatcher.stop()
+        assert _dispatch_once(outbox) == 1
         (_, headers, body) = receiver.requests[0]
         expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
         assert headers["X-Feedback-Loop-Signature"] == f"sha256={expected}"
@@ -381,11 +397,7 @@ def test_a_delivery_connects_to_the_checked_address_with_the_name_as_host(
         _resolving_to(monkeypatch, "127.0.0.1")
         monkeypatch.setattr(webhooks, "_refused_kind", lambda address: None)
         FeedbackLoop("m", tracking_db=db_url).record_event("promoted", reason="v2")
-        dispatcher = Dispatcher(outbox, Settings(webhook_max_attempts=1))
-        try:
-            assert dispatcher.run_once() == 1
-        finally:
-            dispatcher.stop()
+        assert _dispatch_once(outbox) == 1
         (delivery,) = outbox.deliveries()
         assert delivery.status == "delivered", delivery.last_error
         (_, headers, _) = receiver.requests[0]

@@ -14,24 +14,19 @@ import hashlib
 import re
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
-import pandas as pd
 import pytest
-from conftest import postgres_schema
 from fastapi.testclient import TestClient
-from sklearn.linear_model import LogisticRegression
+from servers import seed_two_versions, served_database
 from sqlalchemy import select
-from test_client_e2e import ServerProcess
 
 from feedback_loop import FeedbackLoop, ManualClock
-from feedback_loop.loop import dispose_engines
 from feedback_loop.report.build import report_context
 from feedback_loop.server.app import create_app
 from feedback_loop.server.keys import KeyStore
@@ -79,31 +74,7 @@ def csrf_of(client: httpx.Client, path: str = "/ui") -> str:
     return found.group(1)
 
 
-def _seed(loop: FeedbackLoop, now: datetime, n: int = 200) -> None:
-    """Two versions (2 promoted over 1) and ``n`` labeled predictions over the last days."""
-    rng = np.random.default_rng(0)
-    X = pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n)})
-    y = (X.x1 > 0).astype(int)
-    model = LogisticRegression().fit(X, y)
-    loop.register_model(
-        model,
-        features=X,
-        predictions=model.predict_proba(X)[:, 1],
-        actuals=y.to_numpy(),
-        alias="champion",
-    )
-    loop.register_model(model)
-    loop.promote(2, reason="seeded")
-    score = model.predict_proba(X)[:, 1]
-    loop.log_predictions(
-        X.assign(
-            prediction_id=[f"p{i}" for i in range(n)],
-            timestamp=[now - timedelta(hours=i) for i in range(n)],
-            prediction=[{"label": int(s >= 0.5), "score": float(s)} for s in score],
-            actual=y.to_numpy(),
-            version="2",
-        )
-    )
+_seed = seed_two_versions  # two versions (2 promoted over 1), n labeled predictions, hourly
 
 
 ROLES = {
@@ -119,31 +90,22 @@ ROLES = {
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def ui(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
     tmp = tmp_path_factory.mktemp(f"ui-{request.param}")
-    with ExitStack() as stack:
-        if request.param == "sqlite":
-            db_url = f"sqlite:///{tmp / 'ui.db'}"
-        else:
-            db_url = stack.enter_context(postgres_schema())
-        server = ServerProcess(db_url, tmp / "server.log")
-        try:
-            server.start()
-            now = datetime.now(UTC)
-            for name in ("a", "b"):
-                _seed(
-                    FeedbackLoop(
-                        name, tracking_db=db_url, task="binary", artifact_root=str(tmp / "art")
-                    ),
-                    now,
-                )
-            store = KeyStore(make_engine(db_url))
-            keys, ids = {}, {}
-            for role, (scopes, models) in ROLES.items():
-                record, key = store.create(role, scopes, models=models, now_us=to_us(now))
-                keys[role], ids[role] = key, record.id
-            yield Ui(server.url, db_url, tmp, tmp / "server.log", keys, ids)
-        finally:
-            server.stop()
-            dispose_engines()
+    with served_database(request.param, tmp) as server:
+        db_url = server.db_url
+        now = datetime.now(UTC)
+        for name in ("a", "b"):
+            _seed(
+                FeedbackLoop(
+                    name, tracking_db=db_url, task="binary", artifact_root=str(tmp / "art")
+                ),
+                now,
+            )
+        store = KeyStore(make_engine(db_url))
+        keys, ids = {}, {}
+        for role, (scopes, models) in ROLES.items():
+            record, key = store.create(role, scopes, models=models, now_us=to_us(now))
+            keys[role], ids[role] = key, record.id
+        yield Ui(server.url, db_url, tmp, server.log_path, keys, ids)
 
 
 # -- 1. the dashboard authorizes as the API does ---------------------------------------------
@@ -386,20 +348,47 @@ def test_ingest_and_metrics_answer_while_many_pages_load(ui: Ui) -> None:
     )
     with ui.signed_in("reader") as client:
         cookies = dict(client.cookies)
+    pages = 45
     results: list[int] = []
+    counted = threading.Condition()
+    count = {"sent": 0, "answered": 0}  # page requests written whole to the server; answered
+
+    def trace(event: str, info: Any) -> None:
+        if event == "http11.send_request_body.complete":
+            with counted:
+                count["sent"] += 1
+                counted.notify_all()
 
     def load() -> None:
         try:
-            page = httpx.get(
-                f"{ui.url}/ui/models/busy", params={"period": "60s"}, cookies=cookies, timeout=600
-            )
+            with httpx.Client(cookies=cookies, timeout=TIMEOUT * 5) as http:
+                page = http.get(
+                    f"{ui.url}/ui/models/busy",
+                    params={"period": "60s"},
+                    extensions={"trace": trace},
+                )
             results.append(page.status_code)
         except httpx.HTTPError as exc:
             results.append(type(exc).__name__)  # type: ignore[arg-type]
+        finally:
+            with counted:
+                count["answered"] += 1
+                counted.notify_all()
 
-    threads = [threading.Thread(target=load, daemon=True) for _ in range(45)]
+    def in_flight() -> int:
+        with counted:
+            return count["sent"] - count["answered"]
+
+    threads = [threading.Thread(target=load, daemon=True) for _ in range(pages)]
     for thread in threads:
         thread.start()
+    # Every page request is in the server's hands before the ingest is sent, and some are
+    # not answered yet: the ingest has to get through while they are being built.
+    with counted:
+        assert counted.wait_for(
+            lambda: count["sent"] >= pages or count["answered"] >= pages, TIMEOUT * 5
+        ), count
+    assert in_flight() > 0, "every page was answered before the ingest was sent"
     ingest = {"Authorization": f"Bearer {ui.keys['admin']}"}
     row = {"prediction_id": "during", "prediction": 1, "timestamp": now.isoformat()}
     logged = httpx.post(
@@ -408,8 +397,10 @@ def test_ingest_and_metrics_answer_while_many_pages_load(ui: Ui) -> None:
     assert logged.status_code == 201, logged.text
     scraped = httpx.get(f"{ui.url}/metrics", headers=ingest, timeout=60)
     assert scraped.status_code == 200
+    # the ingest and the scrape were answered while pages were still being built
+    assert in_flight() > 0, "the ingest waited for every page"
     for thread in threads:
-        thread.join(timeout=600)
+        thread.join(timeout=TIMEOUT * 5)
     # each page is built, or (the machine too busy to start it in time) politely refused
     assert set(results) <= {200, 503} and 200 in results, results
 

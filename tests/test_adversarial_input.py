@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,16 +20,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import postgres_schema
+from servers import create_key, served_database
 from sklearn.metrics import log_loss
 from sqlalchemy import text
-from test_client_e2e import ServerProcess, create_key
 from typer.testing import CliRunner
 
 from feedback_loop import FeedbackLoop, ManualClock, ValidationError
 from feedback_loop.cli import app
 from feedback_loop.input_limits import MAX_CLASSES, TIME_RANGE_MESSAGE
-from feedback_loop.loop import dispose_engines
 
 NOW = datetime(2024, 10, 18, 12, 0, tzinfo=UTC)
 runner = CliRunner()
@@ -109,6 +106,22 @@ def test_single_times_outside_the_range_are_refused(db_url: str) -> None:
     assert loop.get_prediction("last")["timestamp"] == datetime(2262, 4, 10, 23, 59, 59, tzinfo=UTC)
 
 
+def each_row_is_refused(
+    loop: FeedbackLoop, form: str, cases: list[tuple[str, dict[str, Any]]]
+) -> None:
+    """Log each case's bad row in ``form`` (``"single"``, or second in a batch of that form after
+    a good row): each must be refused naming the case's field, and in a batch row 1."""
+    for field, extra in cases:
+        row = {"prediction_id": "bad", "prediction": "a", **extra}
+        if form == "single":
+            error = refused(lambda row=row: loop.log_prediction(**row))
+        else:
+            batch = [{"prediction_id": "fine", "prediction": "a"}, row]
+            error = refused(lambda batch=batch: loop.log_predictions(FORMS[form](batch)))
+            assert error.row == 1, (field, error)
+        assert error.field == field, (field, error)
+
+
 # -- 7: length limits ---------------------------------------------------------------------------
 
 TOO_LONG: list[tuple[str, dict[str, Any]]] = [
@@ -126,15 +139,7 @@ TOO_LONG: list[tuple[str, dict[str, Any]]] = [
 def test_length_limits_hold_before_writing(db_url: str, form: str) -> None:
     loop = loop_on(db_url, task="multiclass")
     loop.log_prediction("good", prediction="a", actual="a", version="1", tags={"region": "eu"})
-    for field, extra in TOO_LONG:
-        row = {"prediction_id": "bad", "prediction": "a", **extra}
-        if form == "single":
-            error = refused(lambda row=row: loop.log_prediction(**row))
-        else:
-            batch = [{"prediction_id": "fine", "prediction": "a"}, row]
-            error = refused(lambda batch=batch: loop.log_predictions(FORMS[form](batch)))
-            assert error.row == 1, (field, error)
-        assert error.field == field, (field, error)
+    each_row_is_refused(loop, form, TOO_LONG)
     error = refused(lambda: loop.log_outcome("good", "x" * 201))
     assert error.field == "actual"
     if form != "single":  # an actual logged with its prediction: the row of the batch
@@ -244,15 +249,7 @@ BAD_TEXT: list[tuple[str, dict[str, Any]]] = [
 def test_nul_and_lone_surrogates_are_refused(db_url: str, form: str) -> None:
     loop = loop_on(db_url, task="multiclass")
     loop.log_prediction("good", prediction="a", actual="a", tags={"region": "eu"})
-    for field, extra in BAD_TEXT:
-        row = {"prediction_id": "bad", "prediction": "a", **extra}
-        if form == "single":
-            error = refused(lambda row=row: loop.log_prediction(**row))
-        else:
-            batch = [{"prediction_id": "fine", "prediction": "a"}, row]
-            error = refused(lambda batch=batch: loop.log_predictions(FORMS[form](batch)))
-            assert error.row == 1, (field, error)
-        assert error.field == field, (field, error)
+    each_row_is_refused(loop, form, BAD_TEXT)
     for actual in ("\ud800", "b\x00"):
         assert refused(lambda actual=actual: loop.log_outcome("good", actual)).field == "actual"
     # string feature columns (stored as codes) are checked too
@@ -354,19 +351,8 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp(f"adversarial-{request.param}")
-    with ExitStack() as stack:
-        db_url = (
-            f"sqlite:///{tmp / 'server.db'}"
-            if request.param == "sqlite"
-            else stack.enter_context(postgres_schema())
-        )
-        process = ServerProcess(db_url, tmp / "server.log")
-        try:
-            process.start()
-            yield Server(process.url, create_key(db_url, "attacker", "ingest", "read"))
-        finally:
-            process.stop()
-            dispose_engines()
+    with served_database(request.param, tmp) as process:
+        yield Server(process.url, create_key(process.db_url, "attacker", "ingest", "read"))
 
 
 def error_of(response: httpx.Response) -> tuple[int, str | None, int | None, str]:

@@ -12,7 +12,6 @@ import importlib.util
 import json
 import re
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,11 +21,11 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import postgres_schema
 from servers import READY_TIMEOUT_S as READY_TIMEOUT_S
 from servers import ServerProcess as ServerProcess
 from servers import create_key as create_key
 from servers import free_port as free_port
+from servers import served_database
 
 from feedback_loop import (
     DuplicatePredictionError,
@@ -36,7 +35,6 @@ from feedback_loop import (
     ValidationError,
 )
 from feedback_loop.client import AuthError, Client, ServerError
-from feedback_loop.loop import dispose_engines
 from feedback_loop.recording import LogResult
 from feedback_loop.store.events import Event
 from feedback_loop.store.outcomes import OutcomeResult
@@ -73,25 +71,16 @@ def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp(f"served-{request.param}")
-    with ExitStack() as stack:
-        if request.param == "sqlite":
-            db_url = f"sqlite:///{tmp / 'server.db'}"
-        else:
-            db_url = stack.enter_context(postgres_schema())
-        server = ServerProcess(db_url, tmp / "server.log")
-        try:
-            server.start()
-            yield Served(
-                url=server.url,
-                db_url=db_url,
-                ingest=create_key(db_url, "quickstart", "ingest", "read"),
-                admin=create_key(db_url, "ops", "admin"),
-                reader=create_key(db_url, "dashboard", "read"),
-                tmp=tmp,
-            )
-        finally:
-            server.stop()
-            dispose_engines()
+    with served_database(request.param, tmp) as server:
+        db_url = server.db_url
+        yield Served(
+            url=server.url,
+            db_url=db_url,
+            ingest=create_key(db_url, "quickstart", "ingest", "read"),
+            admin=create_key(db_url, "ops", "admin"),
+            reader=create_key(db_url, "dashboard", "read"),
+            tmp=tmp,
+        )
 
 
 def comparable(metrics: dict[str, Any]) -> dict[str, Any]:

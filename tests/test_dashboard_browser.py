@@ -5,18 +5,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import numpy as np
-import pandas as pd
 import pytest
-from servers import READY_TIMEOUT_S, wait_ready
-from sklearn.linear_model import LogisticRegression
+from servers import READY_TIMEOUT_S, ServerProcess, create_key, seed_two_versions
 
 from feedback_loop import FeedbackLoop
 
@@ -24,43 +18,13 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOT = Path(__file__).resolve().parent.parent / "reports" / "dashboard.png"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _seed(url: str, tmp_path: Path) -> None:
-    """A model with two versions, version 2 promoted over 1, and a week of labeled traffic."""
+    """A model with two versions, version 2 promoted over 1, and a week of tagged, labeled
+    traffic (600 predictions, one every 15 minutes)."""
     loop = FeedbackLoop(
         "churn", tracking_db=url, task="binary", artifact_root=str(tmp_path / "artifacts")
     )
-    rng = np.random.default_rng(0)
-    X = pd.DataFrame({"x1": rng.normal(size=600), "x2": rng.normal(size=600)})
-    y = (X.x1 > 0).astype(int)
-    model = LogisticRegression().fit(X, y)
-    loop.register_model(
-        model,
-        features=X,
-        predictions=model.predict_proba(X)[:, 1],
-        actuals=y.to_numpy(),
-        alias="champion",
-        metrics={"holdout_accuracy": 0.9},
-    )
-    loop.register_model(model)
-    loop.promote(2, reason="seeded promotion")
-    now = datetime.now(UTC)
-    score = model.predict_proba(X)[:, 1]
-    loop.log_predictions(
-        X.assign(
-            prediction_id=[f"p{i}" for i in range(600)],
-            timestamp=[now - timedelta(hours=i / 4) for i in range(600)],
-            prediction=[{"label": int(s >= 0.5), "score": float(s)} for s in score],
-            actual=y.to_numpy(),
-            version="2",
-            tags=[{"region": "eu" if i % 3 else "us"} for i in range(600)],
-        )
-    )
+    seed_two_versions(loop, datetime.now(UTC), 600, every=timedelta(minutes=15), tags=True)
 
 
 @pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="no chromium here")
@@ -69,46 +33,10 @@ def test_dashboard_pages_charts_and_rollback(db_url, tmp_path) -> None:
     from playwright.sync_api import sync_playwright
 
     _seed(db_url, tmp_path)
-    created = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "feedback_loop.cli",
-            "keys",
-            "create",
-            "--name",
-            "ui",
-            "--scope",
-            "admin",
-            "--db",
-            db_url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    key = re.search(r"fl_[A-Za-z0-9_\-]+", created.stdout)
-    assert key is not None, created.stdout
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "feedback_loop.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--db",
-            db_url,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    key = create_key(db_url, "ui", "admin")
+    server = ServerProcess(db_url, tmp_path / "server.log").start()
+    base = server.url
     try:
-        wait_ready(server, base)
         errors: list[str] = []
         with sync_playwright() as p:
             browser = p.chromium.launch(
@@ -125,7 +53,7 @@ def test_dashboard_pages_charts_and_rollback(db_url, tmp_path) -> None:
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(f"{base}/ui/login")
-            page.fill("#key", key.group(0))
+            page.fill("#key", key)
             page.click("#signin")
             page.wait_for_url(f"{base}/ui")
             assert page.locator("text=churn").count() >= 1
@@ -153,7 +81,7 @@ def test_dashboard_pages_charts_and_rollback(db_url, tmp_path) -> None:
             # signing out ends the session on the server: the old cookie opens nothing
             cookie = next(c for c in page.context.cookies() if c["name"] == "fl_session")
             assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
-            assert cookie["path"] == "/ui" and key.group(0) not in cookie["value"]
+            assert cookie["path"] == "/ui" and key not in cookie["value"]
             page.click("#signout")
             page.wait_for_url(f"{base}/ui/login")
             page.goto(f"{base}/ui")
@@ -167,5 +95,4 @@ def test_dashboard_pages_charts_and_rollback(db_url, tmp_path) -> None:
         assert loop.events(kinds=["rolled_back"])[0].actor == "api:ui"
         assert loop.events(kinds=["promoted"])[0].actor == "api:ui"
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        server.stop()

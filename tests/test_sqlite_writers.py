@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,17 @@ def test_writers_in_threads_take_turns(tmp_path: Path) -> None:
     engine.dispose()
 
 
+def _line_of(process: subprocess.Popen[str], timeout: float = 300.0) -> str:
+    """The next line the process prints (generous: a busy host starts Python slowly)."""
+    assert process.stdout is not None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        try:
+            return pool.submit(process.stdout.readline).result(timeout=timeout)
+        except TimeoutError:
+            process.kill()  # ends the read too, so leaving the pool does not hang
+            raise
+
+
 def test_a_writer_in_another_process_waits_for_the_lock(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'p.db'}"
     _make_table(url)
@@ -61,14 +73,15 @@ def test_a_writer_in_another_process_waits_for_the_lock(tmp_path: Path) -> None:
         "from sqlalchemy import text\n"
         "from feedback_loop.store.engine import make_engine, write_transaction\n"
         f"engine = make_engine({url!r})\n"
+        "print('locking', flush=True)\n"
         "with write_transaction(engine) as conn:\n"
         "    conn.execute(text(\"INSERT INTO t VALUES ('child', :a)\"), {'a': time.time()})\n"
         "print(time.time())\n"
     )
     with write_transaction(engine) as conn:
         process = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
-        time.sleep(1.5)  # the child has started and is waiting for the lock
-        assert process.poll() is None
+        assert _line_of(process) == "locking\n"  # the child has started and goes for the lock
+        assert process.poll() is None  # and waits: the lock is held here until the insert
         released = time.time()
         conn.execute(text("INSERT INTO t VALUES ('parent', :a)"), {"a": released})
     out, _ = process.communicate(timeout=300)

@@ -16,6 +16,7 @@ from ipaddress import ip_address
 
 import pytest
 from fastapi.testclient import TestClient
+from servers import wait_until
 from typer.testing import CliRunner
 
 from feedback_loop import FeedbackLoop
@@ -85,14 +86,6 @@ def _receiver(receivers: list[Receiver], *statuses: int) -> Receiver:
     return receiver
 
 
-def _wait(condition, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)
-
-
 def _settled(outbox: Outbox, count: int) -> bool:
     found = outbox.deliveries()
     return len(found) == count and all(d.status != "pending" for d in found)
@@ -133,7 +126,7 @@ def test_server_sends_signed_events_of_the_chosen_kinds(db_url, clock, receivers
 
     settings = Settings(webhook_poll_s=0.05)
     with TestClient(create_app(db_url, clock=clock, settings=settings)):
-        _wait(lambda: len(receiver.requests) >= 1)
+        wait_until(lambda: len(receiver.requests) >= 1, "the first delivery")
         time.sleep(0.3)  # a few more polls: nothing else is due
     assert len(receiver.requests) == 1
     _, headers, body = receiver.requests[0]
@@ -175,7 +168,7 @@ def test_failures_are_retried_with_backoff_then_recorded(stores, db_url, clock, 
     assert [dispatcher.backoff_s(n) for n in (1, 2, 3)] == [0.1, 0.2, 0.4]
     dispatcher.start()
     try:
-        _wait(lambda: _settled(outbox, 3))
+        wait_until(lambda: _settled(outbox, 3), "three deliveries to settle")
     finally:
         dispatcher.stop()
 

@@ -7,11 +7,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from servers import wait_until
 
 from feedback_loop import FeedbackLoop, ManualClock
 from feedback_loop.project import load_worker
@@ -24,6 +24,8 @@ TRAIN = textwrap.dedent(
     import joblib, pandas as pd
     from sklearn.linear_model import LogisticRegression
     data = pd.read_parquet(sys.argv[1])
+    if os.environ.get("TRAIN_STARTED"):  # tell the test that training is under way
+        open(os.environ["TRAIN_STARTED"], "w").close()
     time.sleep(float(os.environ.get("TRAIN_SLEEP", "0")))
     y = data.pop("__label__")
     data.pop("__weight__") if "__weight__" in data else None
@@ -83,7 +85,8 @@ def test_killed_worker_leaves_no_version_and_job_completes(db_url, tmp_path, mon
     queued = loop.trigger_retraining("nightly")
     assert queued.evidence["job"] is not None
 
-    env = {**os.environ, "TRAIN_SLEEP": "60"}
+    started = tmp_path / "training-started"
+    env = {**os.environ, "TRAIN_SLEEP": "600", "TRAIN_STARTED": str(started)}
     worker = subprocess.Popen(
         [
             sys.executable,
@@ -101,12 +104,14 @@ def test_killed_worker_leaves_no_version_and_job_completes(db_url, tmp_path, mon
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 300  # generous: a busy host starts Python slowly
-    while _job_status(loop)[0] != "running":
+
+    def training() -> bool:
         assert worker.poll() is None, worker.stdout.read() if worker.stdout else ""
-        assert time.monotonic() < deadline, "the worker never claimed the job"
-        time.sleep(0.2)
-    time.sleep(1.0)  # inside the training command now
+        return started.exists()
+
+    # generous: a busy host starts Python (twice) slowly
+    wait_until(training, "the worker's training command to start", timeout=600, every=0.2)
+    assert _job_status(loop) == ("running", 1)
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait(timeout=10)
 

@@ -22,9 +22,9 @@ import httpx
 
 import feedback_loop
 from feedback_loop.errors import FeedbackLoopError
+from feedback_loop.secretbox import decrypt
 from feedback_loop.server.keys import redact
 from feedback_loop.server.outbox import DueDelivery, Outbox
-from feedback_loop.server.secretbox import decrypt
 from feedback_loop.server.settings import Settings
 from feedback_loop.server.webhooks import check_target, event_body, sign
 

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from feedback_loop.server.webhooks import private_allowed
+from feedback_loop.server.webhooks import ENV_ALLOW_PRIVATE
 
 ENV_DB = "FEEDBACK_LOOP_DB"
 ENV_NO_AUTH = "FEEDBACK_LOOP_NO_AUTH"
@@ -55,7 +55,7 @@ class Settings:
             webhook_max_attempts=int(number("WEBHOOK_MAX_ATTEMPTS", default.webhook_max_attempts)),
             webhook_backoff_s=number("WEBHOOK_BACKOFF_S", default.webhook_backoff_s),
             webhook_backoff_max_s=number("WEBHOOK_BACKOFF_MAX_S", default.webhook_backoff_max_s),
-            webhook_allow_private=private_allowed(env),
+            webhook_allow_private=env.get(ENV_ALLOW_PRIVATE, "").lower() in ("1", "true", "yes"),
         )
 
 

@@ -3,7 +3,7 @@
 Bodies are signed with the webhook's secret: ``X-Feedback-Loop-Signature: sha256=<hex
 HMAC-SHA256 of the body>``, so a receiver can check the sender and the content. Signing needs
 the secret itself, so it is stored encrypted with a key kept outside the database (see
-``feedback_loop.server.secretbox``).
+``feedback_loop.secretbox``).
 
 A webhook makes the server send requests where its operator says, so targets are checked: only
 ``http`` and ``https``, and no address on the server's own networks (loopback, link-local such
@@ -21,10 +21,8 @@ import hashlib
 import hmac
 import ipaddress
 import json
-import os
 import re
 import socket
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,7 +31,7 @@ import httpx
 from sqlalchemy import Engine, func, insert, select, update
 
 from feedback_loop.errors import ValidationError
-from feedback_loop.server.secretbox import encrypt
+from feedback_loop.secretbox import encrypt
 from feedback_loop.store.engine import read_transaction, write_transaction
 from feedback_loop.store.events import Event
 from feedback_loop.store.tables import events, webhooks
@@ -55,13 +53,6 @@ ENV_ALLOW_PRIVATE = "FEEDBACK_LOOP_WEBHOOK_ALLOW_PRIVATE"
 MAX_URL_CHARS = 2000
 MAX_SECRET_CHARS = 1000
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def private_allowed(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether the operator allows every webhook to reach private addresses
-    (``FEEDBACK_LOOP_WEBHOOK_ALLOW_PRIVATE=1``)."""
-    env = os.environ if environ is None else environ
-    return env.get(ENV_ALLOW_PRIVATE, "").lower() in ("1", "true", "yes")
 
 
 def _refused_kind(address: IPAddress) -> str | None:
@@ -201,15 +192,18 @@ class WebhookStore:
         *,
         now_us: int,
         allow_private: bool = False,
+        server_allows_private: bool = False,
     ) -> Webhook:
         """A webhook for the events written from now on (earlier ones are not sent).
 
         The URL's host must resolve to public addresses only, unless ``allow_private`` (kept
-        with the webhook) or ``FEEDBACK_LOOP_WEBHOOK_ALLOW_PRIVATE`` allows private ones. The
-        secret is stored encrypted."""
+        with the webhook) or ``server_allows_private`` allows private ones. The latter is the
+        operator's setting (``Settings.webhook_allow_private``), passed by the caller so that
+        the environment is read in one place only, and not kept with the webhook. The secret is
+        stored encrypted."""
         if not 16 <= len(secret) <= MAX_SECRET_CHARS:
             raise ValidationError(f"use 16 to {MAX_SECRET_CHARS:,} characters", field="secret")
-        check_target(url, allow_private=allow_private or private_allowed())
+        check_target(url, allow_private=allow_private or server_allows_private)
         values = {
             "url": url,
             "secret": encrypt(secret),

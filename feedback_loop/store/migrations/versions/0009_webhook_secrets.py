@@ -30,7 +30,7 @@ def _rewrite_secrets(encrypting: bool) -> None:
     rows = conn.execute(sa.select(_webhooks.c.id, _webhooks.c.secret)).all()
     if not rows:
         return
-    from feedback_loop.server.secretbox import decrypt, encrypt, is_encrypted
+    from feedback_loop.secretbox import decrypt, encrypt, is_encrypted
 
     for row in rows:
         if is_encrypted(row.secret) == encrypting:
