@@ -207,6 +207,8 @@ REFUSED_TARGETS = {
     "http://224.0.0.1/hook": "multicast",
     "http://[::ffff:127.0.0.1]/hook": "loopback",
     "http://2130706433/hook": "loopback",  # 127.0.0.1 as one number
+    "http://[2002:a9fe:a9fe::]/hook": "link-local",  # 6to4 of 169.254.169.254
+    "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/hook": "loopback",  # Teredo of 127.0.0.1
 }
 
 

@@ -57,8 +57,14 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 def _refused_kind(address: IPAddress) -> str | None:
     """What makes an address one a webhook may not reach, or None if it is public."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    if isinstance(address, ipaddress.IPv6Address):
+        # IPv4 carried inside IPv6 is judged as the IPv4 address it reaches: mapped
+        # (::ffff:127.0.0.1), 6to4 (2002:a9fe:a9fe::) and Teredo's client address.
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address.teredo is not None:
+            embedded = address.teredo[1]
+        if embedded is not None:
+            address = embedded
     # The specific kinds first: 0.0.0.0 and ff02::1 also count as private and reserved.
     for kind in ("unspecified", "multicast", "loopback", "link_local", "private", "reserved"):
         if getattr(address, f"is_{kind}"):
