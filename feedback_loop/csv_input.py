@@ -10,7 +10,8 @@ one of two ways (both may be mixed in one file):
 * flat columns named ``<field>.<key>``: ``prediction.label`` and ``prediction.score`` make the
   prediction ``{"label": ..., "score": ...}`` (likewise ``actual.<key>``), ``tags.region`` the
   tag ``region``, and ``features.x`` the feature ``x`` (a column as any other feature column,
-  in any order). Empty cells are left out of the row's dict.
+  in any order). Empty cells are left out of the row's dict; a key given both in a JSON cell
+  and in a column of the same row is an error.
 
 Without these, every column that is not a known field is a feature, as in a DataFrame.
 """
@@ -95,7 +96,16 @@ def _nest(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     rows: list[dict[str, Any] | None] = []
     for i, given in enumerate(base):
         row = dict(given) if isinstance(given, dict) else {}
-        row.update({key: values[i] for key, values in columns.items() if values[i] is not None})
+        for key, values in columns.items():
+            if values[i] is None:
+                continue
+            if key in row:  # a JSON cell and a column both give it: neither silently wins
+                raise ValidationError(
+                    f"{key!r} is given in the `{name}` cell and in this column",
+                    field=f"{prefix}{key}",
+                    row=i,
+                )
+            row[key] = values[i]
         rows.append(row or None)
     out = frame.drop(columns=keys)
     out[name] = pd.Series(rows, index=frame.index, dtype=object)

@@ -519,6 +519,9 @@ def test_csv_structured_fields_that_do_not_read_are_refused(db_url: str, tmp_pat
     path.write_text('prediction,features,features.x\n1,"{}",2\n')
     result = _cli("log", "predictions", str(path), "-m", "bad", "--db", db_url)
     assert result.exit_code == 1 and "features" in result.output
+    path.write_text('prediction,tags,tags.region\n1,"{""region"": ""eu""}",us\n0,,eu\n')
+    result = _cli("log", "predictions", str(path), "-m", "bad", "--db", db_url)
+    assert result.exit_code == 1 and "row 0" in result.output and "tags.region" in result.output
 
 
 def test_csv_through_a_subprocess(db_url: str, tmp_path: Path) -> None:
