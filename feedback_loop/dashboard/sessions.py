@@ -50,13 +50,20 @@ def csrf_matches(token: str, presented: str) -> bool:
 def same_origin(request: Request) -> bool:
     """Whether a state-changing request comes from this server's own pages: its ``Origin``
     (else ``Referer``) must name the host the request was sent to. A request naming neither
-    is refused too: every browser sends ``Origin`` with a form POST."""
+    is refused too: every browser sends ``Origin`` with a form POST. Behind a proxy that sends
+    another ``Host``, the public origins the operator names are accepted too."""
     source = request.headers.get("origin") or request.headers.get("referer")
     host = request.headers.get("host")
     if not source or not host or source == "null":
         return False
     parts = urlsplit(source)
-    return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
+    if parts.scheme not in ("http", "https"):
+        return False
+    if parts.netloc.lower() == host.lower():
+        return True
+    context = getattr(request.app.state, "context", None)
+    allowed = context.settings.public_origins if context is not None else ()
+    return f"{parts.scheme}://{parts.netloc}".lower() in allowed
 
 
 class Sessions:

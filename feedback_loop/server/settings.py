@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from feedback_loop.server.webhooks import ENV_ALLOW_PRIVATE
 
 ENV_DB = "FEEDBACK_LOOP_DB"
 ENV_NO_AUTH = "FEEDBACK_LOOP_NO_AUTH"
+ENV_PUBLIC_ORIGINS = "FEEDBACK_LOOP_PUBLIC_ORIGINS"
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,9 @@ class Settings:
     webhook_backoff_max_s: float = 900.0
     # Let every webhook reach loopback and private addresses (FEEDBACK_LOOP_WEBHOOK_ALLOW_PRIVATE).
     webhook_allow_private: bool = False
+    # Origins the dashboard's pages are also served from, behind a proxy that sends another
+    # Host (FEEDBACK_LOOP_PUBLIC_ORIGINS, comma-separated: https://ml.example.com).
+    public_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -56,7 +61,23 @@ class Settings:
             webhook_backoff_s=number("WEBHOOK_BACKOFF_S", default.webhook_backoff_s),
             webhook_backoff_max_s=number("WEBHOOK_BACKOFF_MAX_S", default.webhook_backoff_max_s),
             webhook_allow_private=env.get(ENV_ALLOW_PRIVATE, "").lower() in ("1", "true", "yes"),
+            public_origins=public_origins(env.get(ENV_PUBLIC_ORIGINS, "")),
         )
+
+
+def public_origins(raw: str) -> tuple[str, ...]:
+    """``scheme://host[:port]`` origins from a comma-separated list, lower-cased."""
+    origins = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
+            raise ValueError(
+                f"{ENV_PUBLIC_ORIGINS}: {item!r} is not an origin such as https://ml.example.com"
+            )
+        origins.append(f"{parts.scheme}://{parts.netloc}".lower())
+    return tuple(origins)
 
 
 def auth_from_env(environ: Mapping[str, str] | None = None) -> bool:
