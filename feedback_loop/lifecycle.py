@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from feedback_loop.errors import FeedbackLoopError, RejectedVersionError, ValidationError
-from feedback_loop.input_limits import MAX_REASON_LENGTH, check_reason
+from feedback_loop.input_limits import MAX_REASON_LENGTH, check_actor, check_reason
 from feedback_loop.registry import service as registry_service
 from feedback_loop.registry.service import Guard
 from feedback_loop.store.engine import write_transaction
@@ -347,6 +347,7 @@ def _move_champion(
 ) -> int | None:
     """Move ``champion`` and write the event saying why, in one transaction: a champion never
     moves without its ``promoted`` or ``rolled_back`` event. Returns the previous champion."""
+    check_actor(actor)  # a worker's or the watch's name, stored with the move and the event
     state = loop._model_state()
     now = loop._now_us()
     with write_transaction(loop.engine) as conn:

@@ -879,6 +879,7 @@ class FeedbackLoop:
         """Post-promotion watch: roll back a new champion that is significantly worse live than
         the one it replaced (None when there is no promotion to watch). The rollback or the
         ``watch_passed`` event is recorded by ``actor``."""
+        check_actor(actor)
         return lifecycle.watch_champion(
             self,
             min_samples=min_samples,

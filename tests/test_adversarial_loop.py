@@ -549,6 +549,7 @@ def test_declarations_too_long_for_their_columns_are_refused(
         (lambda loop: loop.promote(2, actor="a" * 201), "actor"),
         (lambda loop: loop.rollback(reason="r\x00"), "reason"),
         (lambda loop: loop.trigger_retraining("r" * 2001), "reason"),
+        (lambda loop: loop.watch_champion(actor="w" * 201), "actor"),
     ],
     ids=[
         "kind",
@@ -561,6 +562,7 @@ def test_declarations_too_long_for_their_columns_are_refused(
         "promote-actor",
         "rollback-nul",
         "retrain-long",
+        "watch-actor",
     ],
 )
 def test_events_and_moves_that_cannot_be_stored_are_refused(db_url, tmp_path, call, field) -> None:
