@@ -17,6 +17,7 @@ from feedback_loop.csv_input import decode_csv
 from feedback_loop.errors import FeedbackLoopError, RejectedVersionError
 from feedback_loop.lifecycle import RetrainOutcome
 from feedback_loop.loop import FeedbackLoop
+from feedback_loop.store.jobs import DEFAULT_MAX_ATTEMPTS
 
 app = typer.Typer(help="Close the machine-learning feedback loop.", no_args_is_help=True)
 log_app = typer.Typer(help="Log predictions or outcomes from a file.", no_args_is_help=True)
@@ -462,7 +463,7 @@ def worker(
         typer.Option(
             min=1, help="Claims of a job that never finish (crash, lost lease) before it fails."
         ),
-    ] = 3,
+    ] = DEFAULT_MAX_ATTEMPTS,
 ) -> None:
     """Run retraining policies on a schedule and execute training jobs."""
     from datetime import timedelta

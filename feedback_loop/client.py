@@ -57,6 +57,7 @@ from feedback_loop.errors import (
     ValidationError,
 )
 from feedback_loop.ingest import RESERVED, id_column, to_frame
+from feedback_loop.input_limits import MAX_ALIAS_LENGTH, check_bounded
 from feedback_loop.loop import _single_id
 from feedback_loop.naming import check_model_name
 from feedback_loop.recording import LogResult
@@ -302,7 +303,10 @@ class Client:
                 row=row if row is not None else (row_offset or None),
             )
         if status == 409 and detail.get("type") == "rejected_version":
-            rejected = RejectedVersionError(0, message)
+            version, verdict = detail.get("version"), detail.get("verdict")
+            if isinstance(version, int) and isinstance(verdict, str):
+                raise RejectedVersionError(version, self._scrub(verdict))
+            rejected = RejectedVersionError(0, message)  # an older server: the sentence only
             rejected.args = (message,)
             raise rejected
         if status == 409:
@@ -709,15 +713,16 @@ class Client:
         return {str(k): int(v) for k, v in body["aliases"].items()}
 
     def set_alias(
-        self, alias: str, version: int | None, *, reason: str = "set by hand"
+        self, alias: str, version: int | None, *, reason: str = "set by hand", force: bool = False
     ) -> int | None:
-        """Point ``alias`` at a version (``None`` clears it); returns the version it pointed at."""
-        if not alias or len(alias) > 100:
-            raise ValidationError("must be 1 to 100 characters", field="alias")
+        """Point ``alias`` at a version (``None`` clears it); returns the version it pointed at.
+        Moving ``champion`` to a version the gate rejected raises
+        :class:`~feedback_loop.RejectedVersionError` unless ``force=True``."""
+        check_bounded(alias, field="alias", max_length=MAX_ALIAS_LENGTH)
         body = self._request(
             "PUT",
             self._model_path(f"/aliases/{_quote(alias)}"),
-            body={"version": version, "reason": reason},
+            body={"version": version, "reason": reason, "force": force},
             safe=False,
         )
         previous = body["previous"]
@@ -738,16 +743,12 @@ class Client:
         """Make ``version`` the champion (the previous champion stays registered). A version
         the gate rejected raises :class:`~feedback_loop.RejectedVersionError` unless
         ``force=True``."""
-        try:
-            self._request(
-                "POST",
-                self._model_path("/promote"),
-                body={"version": version, "reason": reason, "force": force},
-                safe=False,
-            )
-        except RejectedVersionError as exc:
-            exc.version = version
-            raise
+        self._request(
+            "POST",
+            self._model_path("/promote"),
+            body={"version": version, "reason": reason, "force": force},
+            safe=False,
+        )
 
     def rollback(self, *, reason: str = "rolled back by hand") -> int:
         """Put the previous champion back; returns its version."""

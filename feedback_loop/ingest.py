@@ -25,11 +25,11 @@ from feedback_loop.input_limits import (
     MAX_ID_LENGTH,
     MAX_TAG_KEY_LENGTH,
     MAX_VERSION_LENGTH,
-    NUL_MESSAGE,
     check_feature_json,
     check_feature_names,
     check_json_text,
     check_json_texts,
+    check_prediction_id,
     check_tags,
     check_text,
     check_texts,
@@ -46,8 +46,6 @@ from feedback_loop.tasks import (
     parse_prediction,
 )
 from feedback_loop.timeutil import to_us, to_us_array
-
-__all__ = ["MAX_ID_LENGTH", "NUL_MESSAGE"]  # re-exported: the library's own checks use them
 
 RESERVED = ("prediction_id", "timestamp", "prediction", "actual", "version", "tags", "latency_ms")
 OUTCOME_SOURCES = ("natural", "feedback", "review", "business")
@@ -159,9 +157,7 @@ def _check_single_texts(
     texts: dict[str, str | None],
 ) -> None:
     """``check_prediction_batch`` for one row, value by value (the single-call fast path)."""
-    if not 1 <= len(prediction_id) <= MAX_ID_LENGTH:
-        raise ValidationError(f"must be 1 to {MAX_ID_LENGTH} characters", field="prediction_id")
-    check_text(prediction_id, field="prediction_id")
+    check_prediction_id(prediction_id)
     if version is not None:
         if len(version) > MAX_VERSION_LENGTH:
             raise ValidationError(
@@ -318,7 +314,7 @@ def _ids(frame: pd.DataFrame, column: str | None) -> list[str]:
         and not missing[i]
     ]
     if bad_type:
-        raise ValidationError("must be a string or an integer", field=column, row=bad_type[0])
+        check_prediction_id(out[bad_type[0]], field=column, row=bad_type[0])
     if missing.any():
         fill = iter(new_ids(int(missing.sum())))
         for i in np.flatnonzero(missing).tolist():
@@ -331,9 +327,8 @@ def _ids(frame: pd.DataFrame, column: str | None) -> list[str]:
     lengths = text.str.len().to_numpy()
     bad = (lengths < 1) | (lengths > MAX_ID_LENGTH)
     if bad.any():
-        raise ValidationError(
-            f"must be 1 to {MAX_ID_LENGTH} characters", field=column, row=int(np.argmax(bad))
-        )
+        row = int(np.argmax(bad))
+        check_prediction_id(text.iloc[row], field=column, row=row)
     ids: list[str] = text.tolist()
     check_texts(ids, field=column)
     return ids

@@ -39,6 +39,14 @@ MAX_TAG_VALUE_LENGTH = 200
 MAX_LABEL_LENGTH = 200
 MAX_FEATURE_NAME_LENGTH = 200
 MAX_CLASSES = 1000
+# The declarations, the registry and the audit trail (``store/tables.py``'s widths).
+MAX_ALIAS_LENGTH = 100
+MAX_REFERENCE_NAME_LENGTH = 100
+MAX_KIND_LENGTH = 60
+MAX_ACTOR_LENGTH = 200
+MAX_KEY_NAME_LENGTH = 200  # label_key, score_key
+MAX_PRIMARY_METRIC_LENGTH = 40
+MAX_REASON_LENGTH = 2000  # a reason kept in the audit trail (any text: newlines allowed)
 
 NUL_MESSAGE = "must not contain the NUL character (PostgreSQL text cannot hold it)"
 SURROGATE_MESSAGE = "must not contain a lone surrogate (\\ud800-\\udfff is not Unicode text)"
@@ -84,6 +92,55 @@ def check_text(value: str, *, field: str, row: int | None = None) -> None:
     found = _BAD_CHAR.search(value)
     if found is not None:
         raise ValidationError(_bad_char_message(found.group()), field=field, row=row)
+
+
+def check_bounded(
+    value: object, *, field: str, max_length: int, min_length: int = 1, row: int | None = None
+) -> str:
+    """One string field of a declaration, the registry or the audit trail: a string of
+    ``min_length`` to ``max_length`` characters, without NUL or lone surrogates."""
+    if not isinstance(value, str):
+        raise ValidationError("must be a string", field=field, row=row)
+    if len(value) > max_length:
+        raise ValidationError(f"must be at most {max_length} characters", field=field, row=row)
+    if len(value) < min_length:
+        raise ValidationError(f"must be at least {min_length} character(s)", field=field, row=row)
+    check_text(value, field=field, row=row)
+    return value
+
+
+def check_reason(reason: object, *, field: str = "reason") -> str:
+    """A reason kept in the audit trail: the one rule of the library, the API and the
+    dashboard (at most ``MAX_REASON_LENGTH`` characters, any text but NUL and lone
+    surrogates; may be empty)."""
+    return check_bounded(reason, field=field, max_length=MAX_REASON_LENGTH, min_length=0)
+
+
+def check_actor(actor: object) -> str:
+    """Who caused an event (a key's name, a worker's, ``user``)."""
+    return check_bounded(actor, field="actor", max_length=MAX_ACTOR_LENGTH)
+
+
+def check_event(kind: object, *, reason: object, actor: object, version: object = None) -> None:
+    """An event of the audit trail fits its columns: kind 60 characters, actor 200, version
+    100, reason ``MAX_REASON_LENGTH``; no NUL or lone surrogate anywhere."""
+    check_bounded(kind, field="kind", max_length=MAX_KIND_LENGTH)
+    check_reason(reason)
+    check_actor(actor)
+    if version is not None:
+        check_bounded(version, field="version", max_length=MAX_VERSION_LENGTH)
+
+
+def check_prediction_id(
+    value: object, *, field: str = "prediction_id", row: int | None = None
+) -> str:
+    """One prediction id given on its own: a string or an integer (taken as its digits; not a
+    bool), of 1 to ``MAX_ID_LENGTH`` characters, without NUL or lone surrogates."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValidationError(
+            f"must be a string or an integer, got {type(value).__name__}", field=field, row=row
+        )
+    return check_bounded(str(value), field=field, max_length=MAX_ID_LENGTH, row=row)
 
 
 def check_texts(

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from feedback_loop.errors import FeedbackLoopError, RejectedVersionError, ValidationError
+from feedback_loop.input_limits import MAX_REASON_LENGTH, check_actor, check_reason
 from feedback_loop.registry import service as registry_service
 from feedback_loop.registry.service import Guard
 from feedback_loop.store.engine import write_transaction
@@ -124,7 +125,8 @@ def retrain(
     except LeaseLostError:
         raise
     except Exception as exc:  # any failure is recorded, and the loop goes on
-        failure = f"{progress.stage} failed: {type(exc).__name__}: {exc}"
+        # bounded like every reason (a command's output can be long)
+        failure = f"{progress.stage} failed: {type(exc).__name__}: {exc}"[:MAX_REASON_LENGTH]
         _write_event(
             loop,
             guard,
@@ -257,20 +259,9 @@ def _write_event(
     evidence: dict[str, Any] | None = None,
 ) -> None:
     """``loop.record_event`` with ``guard`` run inside the same transaction."""
-    state = loop._model_state()
-    with write_transaction(loop.engine) as conn:
-        if guard is not None:
-            guard(conn)
-        write_event(
-            conn,
-            ts_us=loop._now_us(),
-            kind=kind,
-            model_id=state.id,
-            version=version,
-            actor=actor,
-            reason=reason,
-            evidence=evidence or {},
-        )
+    loop._write_event(
+        kind, reason=reason, actor=actor, version=version, evidence=evidence, guard=guard
+    )
 
 
 def _train_predictions(model: Any, X: pd.DataFrame, task: str, positive: Any) -> np.ndarray | None:
@@ -291,6 +282,24 @@ def gate_verdict(loop: FeedbackLoop, version: int) -> Event | None:
         if event.version == str(version):
             return event  # newest first
     return None
+
+
+def rejection(loop: FeedbackLoop, version: int) -> str | None:
+    """Why the gate rejected ``version`` (its newest verdict), or None when it did not."""
+    verdict = gate_verdict(loop, version)
+    return verdict.reason if verdict is not None and verdict.kind == "gate_rejected" else None
+
+
+def check_user_reason(reason: object) -> str:
+    """A reason a user gives for a champion move: the audit trail's rule, and not the prefix
+    that marks the moves :func:`rollback` makes (which :func:`champion_stack` replays)."""
+    text = check_reason(reason)
+    if text.startswith(ROLLBACK_PREFIX):
+        raise ValidationError(
+            f"must not start with {ROLLBACK_PREFIX!r} (it marks rollbacks): use rollback",
+            field="reason",
+        )
+    return text
 
 
 def promote_version(
@@ -338,6 +347,7 @@ def _move_champion(
 ) -> int | None:
     """Move ``champion`` and write the event saying why, in one transaction: a champion never
     moves without its ``promoted`` or ``rolled_back`` event. Returns the previous champion."""
+    check_actor(actor)  # a worker's or the watch's name, stored with the move and the event
     state = loop._model_state()
     now = loop._now_us()
     with write_transaction(loop.engine) as conn:
@@ -389,18 +399,24 @@ def champion_stack(moves: list[dict[str, Any]]) -> list[int]:
     return stack
 
 
-def rollback(
-    loop: FeedbackLoop, *, actor: str, reason: str, evidence: dict[str, Any] | None = None
-) -> int:
-    """Move ``champion`` back to the champion before the current one (see
-    :func:`champion_stack`): a second rollback goes one step further back."""
+def rollback_target(loop: FeedbackLoop) -> tuple[int, int]:
+    """The champion and the version a rollback would put back (see :func:`champion_stack`);
+    a ``ValidationError`` when there is none."""
     current = loop.aliases().get(CHAMPION)
     stack = champion_stack(loop.alias_history(CHAMPION))
     if current is None or len(stack) < 2 or stack[-1] != current:
         raise ValidationError(
             "the champion has no previous version to roll back to", field="champion"
         )
-    previous = stack[-2]
+    return current, stack[-2]
+
+
+def rollback(
+    loop: FeedbackLoop, *, actor: str, reason: str, evidence: dict[str, Any] | None = None
+) -> int:
+    """Move ``champion`` back to the champion before the current one (see
+    :func:`champion_stack`): a second rollback goes one step further back."""
+    current, previous = rollback_target(loop)
     _move_champion(
         loop,
         previous,

@@ -23,11 +23,9 @@ from sqlalchemy import Engine
 from feedback_loop import lifecycle, watch
 from feedback_loop.clock import Clock, SystemClock
 from feedback_loop.drift_report import DriftReport
-from feedback_loop.errors import FeedbackLoopError, ValidationError
+from feedback_loop.errors import FeedbackLoopError, RejectedVersionError, ValidationError
 from feedback_loop.group_commit import GroupCommit
 from feedback_loop.ingest import (
-    MAX_ID_LENGTH,
-    NUL_MESSAGE,
     OutcomeBatch,
     PredictionBatch,
     new_ids,
@@ -36,6 +34,17 @@ from feedback_loop.ingest import (
     resolve_task,
     single_prediction,
     to_frame,
+)
+from feedback_loop.input_limits import (
+    MAX_ALIAS_LENGTH,
+    MAX_KEY_NAME_LENGTH,
+    MAX_PRIMARY_METRIC_LENGTH,
+    NUL_MESSAGE,
+    check_actor,
+    check_bounded,
+    check_event,
+    check_prediction_id,
+    check_reason,
 )
 from feedback_loop.lifecycle import RetrainOutcome
 from feedback_loop.monitoring import LOWER_IS_BETTER, default_primary_metric, window_metrics
@@ -149,6 +158,7 @@ class FeedbackLoop:
         if min_labeled < 1:
             raise ValidationError("must be at least 1", field="min_labeled")
         parse_duration(window)
+        _check_declared(label_key=label_key, score_key=score_key, primary_metric=primary_metric)
         self.model_name = model_name
         self.retrain_threshold = retrain_threshold
         self.window = window
@@ -806,6 +816,7 @@ class FeedbackLoop:
         happened. Without a trainer, the request is recorded and queued as a job for
         ``feedback-loop worker``; the event is returned."""
         request_reason = reason or "retraining requested"
+        check_event("retrain_requested", reason=request_reason, actor=actor)
         if self._trainer is None:
             state = self._model_state()
             with write_transaction(self.engine) as conn:
@@ -845,11 +856,15 @@ class FeedbackLoop:
         """Make ``version`` the champion (the previous champion stays registered). A version
         the gate rejected raises :class:`~feedback_loop.RejectedVersionError` unless
         ``force=True``; a forced promotion is recorded as such in the ``promoted`` event."""
+        lifecycle.check_user_reason(reason)
+        check_actor(actor)
         lifecycle.promote_version(self, version, actor=actor, reason=reason, force=force)
 
     def rollback(self, *, actor: str = "user", reason: str = "rolled back by hand") -> int:
         """Put back the champion before the current one; returns its version. Rollbacks walk
         the champion's history backwards: a second one goes one promotion further back."""
+        check_reason(reason)
+        check_actor(actor)
         return lifecycle.rollback(self, actor=actor, reason=reason)
 
     def watch_champion(
@@ -864,6 +879,7 @@ class FeedbackLoop:
         """Post-promotion watch: roll back a new champion that is significantly worse live than
         the one it replaced (None when there is no promotion to watch). The rollback or the
         ``watch_passed`` event is recorded by ``actor``."""
+        check_actor(actor)
         return lifecycle.watch_champion(
             self,
             min_samples=min_samples,
@@ -1020,12 +1036,26 @@ class FeedbackLoop:
             return registry_store.all_aliases(conn, state.id)
 
     def set_alias(
-        self, alias: str, version: int | None, *, actor: str = "user", reason: str = "set by hand"
+        self,
+        alias: str,
+        version: int | None,
+        *,
+        actor: str = "user",
+        reason: str = "set by hand",
+        force: bool = False,
     ) -> int | None:
         """Point ``alias`` (``champion``, ``challenger`` or your own) at a version; returns the
-        version it pointed at. Every move is kept in ``alias_history``."""
-        if not alias or len(alias) > 100:
-            raise ValidationError("must be 1 to 100 characters", field="alias")
+        version it pointed at. Every move is kept in ``alias_history``.
+
+        ``champion`` follows the rule of :meth:`promote`: a version the gate rejected raises
+        :class:`~feedback_loop.RejectedVersionError` unless ``force=True``."""
+        check_bounded(alias, field="alias", max_length=MAX_ALIAS_LENGTH)
+        lifecycle.check_user_reason(reason)
+        check_actor(actor)
+        if alias == lifecycle.CHAMPION and version is not None and not force:
+            rejected = lifecycle.rejection(self, version)
+            if rejected is not None:
+                raise RejectedVersionError(version, rejected)
         state = self._model_state()
         try:
             return registry_service.move_alias(
@@ -1060,8 +1090,27 @@ class FeedbackLoop:
         actor: str = "feedback-loop",
     ) -> int:
         """Append an event to the audit trail; returns its id."""
-        state = self._model_state()
+        return self._write_event(
+            kind, reason=reason, evidence=evidence, version=version, actor=actor
+        )
+
+    def _write_event(
+        self,
+        kind: str,
+        *,
+        reason: str,
+        actor: str,
+        evidence: dict[str, Any] | None = None,
+        version: str | None = None,
+        guard: Guard | None = None,
+    ) -> int:
+        """``record_event``, with a ``guard`` run inside its transaction: the one place the
+        loop's events are written, so each is checked against the audit trail's limits."""
+        check_event(kind, reason=reason, actor=actor, version=version)
+        state = self._model_state()  # the model row may be made here, before the transaction
         with write_transaction(self.engine) as conn:
+            if guard is not None:
+                guard(conn)
             return write_event(
                 conn,
                 ts_us=self._now_us(),
@@ -1105,6 +1154,15 @@ def dispose_engines() -> None:
         _ENGINES.clear()
 
 
+def _check_declared(**declared: str | None) -> None:
+    """The declared key and metric names fit their columns (``label_key``, ``score_key``:
+    200 characters; ``primary_metric``: 40)."""
+    for name, value in declared.items():
+        if value is not None:
+            limit = MAX_PRIMARY_METRIC_LENGTH if name == "primary_metric" else MAX_KEY_NAME_LENGTH
+            check_bounded(value, field=name, max_length=limit)
+
+
 def _single_id(prediction_id: str | None, id_keyword: dict[str, Any]) -> str | None:
     """The prediction id from ``prediction_id=`` or the one ``*_id=`` keyword."""
     unknown = [k for k in id_keyword if not k.endswith("_id")]
@@ -1118,11 +1176,4 @@ def _single_id(prediction_id: str | None, id_keyword: dict[str, Any]) -> str | N
     value = prediction_id if prediction_id is not None else next(iter(id_keyword.values()), None)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValidationError("must be a string or an integer", field="prediction_id")
-    text = str(value)
-    if not text or len(text) > MAX_ID_LENGTH:
-        raise ValidationError(f"must be 1 to {MAX_ID_LENGTH} characters", field="prediction_id")
-    if "\x00" in text:
-        raise ValidationError(NUL_MESSAGE, field="prediction_id")
-    return text
+    return check_prediction_id(value)

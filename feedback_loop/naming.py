@@ -10,7 +10,7 @@ from __future__ import annotations
 import unicodedata
 
 from feedback_loop.errors import ValidationError
-from feedback_loop.ingest import NUL_MESSAGE
+from feedback_loop.input_limits import NUL_MESSAGE
 
 MAX_MODEL_NAME = 200
 

@@ -162,8 +162,9 @@ class Worker:
                     error=error,
                     attempt=job.attempts,
                 )
-            if not finished:
+            if not finished:  # another attempt owns the job: this outcome was not recorded
                 lost.set()
+                status = "lost_lease"
         return {
             "job": job.id,
             "status": status,

@@ -417,7 +417,7 @@ TOO_LONG = "at most {} characters"
 TOO_BIG = "less than or equal to {}"
 # (method, path, query, body, the field the 422 names, what its message says)
 OUT_OF_RANGE: list[tuple[str, str, list[tuple[str, str]] | None, object, str, str]] = [
-    ("GET", f"{M}/metrics", [("version", LONG)], None, "version", TOO_LONG.format(200)),
+    ("GET", f"{M}/metrics", [("version", LONG)], None, "version", TOO_LONG.format(100)),
     (
         "GET",
         f"{M}/metrics",
@@ -447,8 +447,8 @@ OUT_OF_RANGE: list[tuple[str, str, list[tuple[str, str]] | None, object, str, st
         "method",
         TOO_MANY.format(1000),
     ),
-    ("GET", f"{M}/drift", [("reference", LONG)], None, "reference", TOO_LONG.format(200)),
-    ("GET", f"{M}/estimate", [("reference", LONG)], None, "reference", TOO_LONG.format(200)),
+    ("GET", f"{M}/drift", [("reference", LONG)], None, "reference", TOO_LONG.format(100)),
+    ("GET", f"{M}/estimate", [("reference", LONG)], None, "reference", TOO_LONG.format(100)),
     ("GET", f"{M}/segments", [("by", f"c{i}") for i in range(6)], None, "by", TOO_MANY.format(5)),
     ("GET", f"{M}/segments", [("by", LONG)], None, "by", TOO_LONG.format(200)),
     (
@@ -541,3 +541,83 @@ def test_sizes_out_of_range_are_refused_naming_the_field(
     assert answer.status_code == 422, answer.text
     error = answer.json()["error"]
     assert error["field"] == field and says in error["message"], error
+
+
+# -- review: the champion's rule and the rejected verdict through the server -------------------
+
+
+def test_moving_champion_to_a_rejected_version_answers_409_with_the_verdict(
+    served: Served, tmp_path: Path
+) -> None:
+    from feedback_loop import RejectedVersionError
+
+    loop = FeedbackLoop("alias-gate", tracking_db=served.db_url, artifact_root=str(tmp_path))
+    loop.register_model({"weights": 1})
+    loop.register_model({"weights": 2})
+    loop.promote(1)
+    verdict = "candidate 2 vs champion 1: failed improvement"
+    loop.record_event("gate_rejected", reason=verdict, version="2")
+    answer = httpx.put(
+        f"{served.url}/v1/models/alias-gate/aliases/champion",
+        json={"version": 2},
+        headers={"Authorization": f"Bearer {served.admin}"},
+    )
+    assert answer.status_code == 409, answer.text
+    error = answer.json()["error"]
+    assert (error["type"], error["version"], error["verdict"]) == ("rejected_version", 2, verdict)
+    admin = Client(served.url, model_name="alias-gate", api_key=served.admin, timeout=120.0)
+    for attempt in (lambda: admin.set_alias("champion", 2), lambda: admin.promote(2)):
+        with pytest.raises(RejectedVersionError) as raised:
+            attempt()
+        assert (raised.value.version, raised.value.verdict) == (2, verdict)
+    assert loop.aliases()["champion"] == 1
+    admin.set_alias("champion", 2, force=True, reason="the gate is wrong here")
+    assert loop.aliases()["champion"] == 2
+
+
+def test_key_model_limits_follow_the_model_naming_rule(app_client: TestClient) -> None:
+    answer = app_client.post("/v1/keys", json={"name": "k", "scopes": ["read"], "models": [".."]})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["field"] == "models"
+    store = app_client.app.state.context.keys  # type: ignore[attr-defined]
+    with pytest.raises(ValidationError) as raised:
+        store.create("k", ["read"], models=["a/b"], now_us=0)
+    assert raised.value.field == "models"
+
+
+def test_the_api_and_the_library_give_one_message_for_a_bad_id_alias_or_reason(
+    app_client: TestClient, tmp_path: Path
+) -> None:
+    loop = FeedbackLoop("same-rule", tracking_db=f"sqlite:///{tmp_path / 'l.db'}", task="binary")
+    cases = [
+        (
+            "POST",
+            f"{M}/predictions",
+            {"rows": [{"prediction_id": True, "prediction": 1}]},
+            lambda: loop.log_prediction(True, prediction=1),  # type: ignore[arg-type]
+        ),
+        (
+            "PUT",
+            f"{M}/aliases/{'a' * 101}",
+            {"version": 1},
+            lambda: loop.set_alias("a" * 101, 1),
+        ),
+        (
+            "POST",
+            f"{M}/events",
+            '{"kind": "note", "reason": "r\\ud800"}',  # JSON's escape: httpx cannot encode it
+            lambda: loop.record_event("note", reason="r\ud800"),
+        ),
+    ]
+    for method, path, body, library in cases:
+        if isinstance(body, str):
+            answer = app_client.request(
+                method, path, content=body, headers={"Content-Type": "application/json"}
+            )
+        else:
+            answer = app_client.request(method, path, json=body)
+        assert answer.status_code == 422, answer.text
+        with pytest.raises(ValidationError) as raised:
+            library()
+        error = answer.json()["error"]
+        assert (error["field"], error["message"]) == (raised.value.field, raised.value.message)

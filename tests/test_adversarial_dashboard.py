@@ -449,3 +449,89 @@ def test_actions_are_confirmed_and_promote_has_no_default_version(ui: Ui) -> Non
     assert loop.aliases()["champion"] == 1
     assert loop.events(kinds=["promoted"])[0].actor == "api:admin"
     loop.promote(2, reason="restore")
+
+
+# -- review: names that need quoting, one reason rule, no queries on the event loop ----------
+
+
+def _form_action(page: str, action: str) -> str:
+    found = re.search(r'action="(/ui/models/[^"]*/' + action + ')"', page)
+    assert found is not None, page
+    return found.group(1)
+
+
+def test_a_model_name_with_url_characters_works_through_every_form(ui: Ui) -> None:
+    from urllib.parse import quote
+
+    name = "a?b #%c"
+    _seed(
+        FeedbackLoop(name, tracking_db=ui.db_url, task="binary", artifact_root=str(ui.tmp / "art")),
+        datetime.now(UTC),
+        n=50,
+    )
+    path = f"/ui/models/{quote(name, safe='')}"
+    with ui.signed_in("admin") as client:
+        assert f'href="{path}"' in client.get("/ui").text
+        page = client.get(path)
+        assert page.status_code == 200, page.text
+        confirm_path = _form_action(page.text, "rollback")
+        assert confirm_path == f"{path}/rollback"
+        confirm = client.get(confirm_path)
+        assert confirm.status_code == 200 and "version 1" in confirm.text, confirm.text
+        csrf = CSRF.search(confirm.text)
+        assert csrf is not None
+        done = client.post(
+            _form_action(confirm.text, "rollback"), data={"csrf": csrf.group(1), "reason": "q"}
+        )
+        assert done.status_code == 303 and done.headers["location"] == path, done.text
+    assert ui.loop(name).aliases()["champion"] == 1
+
+
+def test_the_dashboard_keeps_the_reason_rule_of_the_api(ui: Ui) -> None:
+    loop = ui.loop("b")
+    with ui.signed_in("admin") as client:
+        confirm = client.get("/ui/models/b/retrain").text
+        assert 'maxlength="2000"' in confirm
+        csrf = csrf_of(client)
+        done = client.post("/ui/models/b/rollback", data={"csrf": csrf, "reason": "line 1\nline 2"})
+        assert done.status_code == 303, done.text
+        assert "line 1\nline 2" in loop.events(kinds=["rolled_back"])[0].reason
+        too_long = client.post(
+            "/ui/models/b/promote", data={"csrf": csrf, "version": "2", "reason": "r" * 2001}
+        )
+        assert too_long.status_code == 422 and "at most 2000" in too_long.text
+    loop.promote(2, reason="restore")
+
+
+def test_action_handlers_look_models_up_off_the_event_loop(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ModelLoops.get`` may query the database: it runs in the thread pool, never on the
+    event loop that serves every other request."""
+    import asyncio
+
+    from feedback_loop.server.loops import ModelLoops
+
+    on_loop: list[str] = []
+    real_get = ModelLoops.get
+
+    def get(self: ModelLoops, model: str, **kwargs: Any) -> FeedbackLoop:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(model)
+        except RuntimeError:
+            pass
+        return real_get(self, model, **kwargs)
+
+    monkeypatch.setattr(ModelLoops, "get", get)
+    app = create_app(db_url, auth=False, settings=Settings(webhooks=False))
+    with TestClient(app, follow_redirects=False) as client:
+        loop = FeedbackLoop("a", tracking_db=db_url, task="binary", artifact_root=str(tmp_path))
+        _seed(loop, datetime.now(UTC), n=50)
+        ours = {"Origin": "http://testserver"}
+        assert client.get("/ui/models/a/rollback").status_code == 200
+        assert client.get("/ui/models/a/promote", params={"version": "1"}).status_code == 200
+        assert client.post("/ui/models/a/rollback", headers=ours).status_code == 303
+        assert client.get("/ui/models/a").status_code == 200
+        assert client.get("/ui").status_code == 200
+    assert on_loop == []

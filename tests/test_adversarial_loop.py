@@ -476,3 +476,156 @@ def test_library_reads_of_an_unknown_model_raise_and_write_nothing(db_url, tmp_p
     assert _models(db_url) == []
     ghost.log_prediction(prediction=1, prediction_id="p1")  # a write creates it
     assert _models(db_url) == ["ghost"] and ghost.get_prediction("p1") is not None
+
+
+# -- review: the champion's rules on every path; bounded declarations and events -------------
+
+
+def _two_versions(db_url: str, tmp_path: Path, name: str) -> FeedbackLoop:
+    loop = FeedbackLoop(name, tracking_db=db_url, artifact_root=str(tmp_path / "a"), task="binary")
+    loop.register_model({"weights": 1})
+    loop.register_model({"weights": 2})
+    loop.promote(1)
+    return loop
+
+
+def test_set_alias_champion_refuses_a_rejected_version_without_force(db_url, tmp_path) -> None:
+    loop = _two_versions(db_url, tmp_path, "alias-gated")
+    _rejected(loop, 2)
+    with pytest.raises(RejectedVersionError, match="rejected by the gate") as raised:
+        loop.set_alias("champion", 2)
+    assert raised.value.version == 2
+    assert raised.value.verdict.startswith("candidate 2 vs champion 1")
+    assert loop.aliases()["champion"] == 1
+    loop.set_alias("challenger", 2)  # other aliases are the user's own business
+    loop.set_alias("champion", 2, force=True, reason="the gate is wrong here")
+    assert loop.aliases()["champion"] == 2
+
+
+@pytest.mark.parametrize("how", ["set_alias", "promote"])
+def test_a_user_reason_cannot_pose_as_a_rollback(db_url, tmp_path, how: str) -> None:
+    loop = _two_versions(db_url, tmp_path, f"forged-{how}")
+    loop.register_model({"weights": 3})
+    loop.promote(3)
+    with pytest.raises(ValidationError, match="rollback") as raised:
+        if how == "set_alias":
+            loop.set_alias("champion", 2, reason="rollback: pretend")
+        else:
+            loop.promote(2, reason="rollback: pretend")
+    assert raised.value.field == "reason"
+    assert loop.aliases()["champion"] == 3
+    loop.promote(2)
+    assert loop.rollback() == 3  # the history is intact: 1 -> 3 -> 2
+    assert loop.rollback() == 1
+
+
+@pytest.mark.parametrize(
+    ("declared", "field"),
+    [
+        ({"primary_metric": "accuracy" + "x" * 40}, "primary_metric"),
+        ({"label_key": "k" * 201}, "label_key"),
+        ({"score_key": "s\x00"}, "score_key"),
+    ],
+)
+def test_declarations_too_long_for_their_columns_are_refused(
+    db_url, tmp_path, declared: dict, field: str
+) -> None:
+    with pytest.raises(ValidationError) as raised:
+        FeedbackLoop("declared", tracking_db=db_url, **declared)
+    assert raised.value.field == field
+    assert _models(db_url) == []
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda loop: loop.record_event("k" * 61, reason="r"), "kind"),
+        (lambda loop: loop.record_event("note", reason="r\x00x"), "reason"),
+        (lambda loop: loop.record_event("note", reason="r" * 2001), "reason"),
+        (lambda loop: loop.record_event("note", reason="r", actor="a" * 201), "actor"),
+        (lambda loop: loop.record_event("note", reason="r", version="v" * 101), "version"),
+        (lambda loop: loop.set_alias("champion", 2, reason="\ud800"), "reason"),
+        (lambda loop: loop.set_alias("a" * 101, 2), "alias"),
+        (lambda loop: loop.promote(2, actor="a" * 201), "actor"),
+        (lambda loop: loop.rollback(reason="r\x00"), "reason"),
+        (lambda loop: loop.trigger_retraining("r" * 2001), "reason"),
+        (lambda loop: loop.watch_champion(actor="w" * 201), "actor"),
+    ],
+    ids=[
+        "kind",
+        "nul",
+        "reason-long",
+        "actor",
+        "version",
+        "surrogate",
+        "alias",
+        "promote-actor",
+        "rollback-nul",
+        "retrain-long",
+        "watch-actor",
+    ],
+)
+def test_events_and_moves_that_cannot_be_stored_are_refused(db_url, tmp_path, call, field) -> None:
+    loop = _two_versions(db_url, tmp_path, "bounded-events")
+    loop.promote(2)
+    before = (len(loop.events(limit=None)), loop.alias_history())
+    with pytest.raises(ValidationError) as raised:
+        call(loop)
+    assert raised.value.field == field
+    assert (len(loop.events(limit=None)), loop.alias_history()) == before  # nothing written
+
+
+def test_cli_actor_and_reason_are_checked(db_url, tmp_path) -> None:
+    _two_versions(db_url, tmp_path, "cli-bounded")
+    args = ["promote", "-m", "cli-bounded", "2", "--db", db_url]
+    for extra in (["--actor", "a" * 201], ["--reason", "rollback: pretend"]):
+        refused = runner.invoke(app, [*args, *extra])
+        assert refused.exit_code != 0 and "Traceback" not in refused.output, refused.output
+    loop = FeedbackLoop("cli-bounded", tracking_db=db_url)
+    assert loop.aliases()["champion"] == 1
+
+
+@pytest.mark.parametrize("value", [True, 1.5, "", "i" * 201, "a\x00b", "a\ud800b"])
+def test_one_prediction_id_rule_for_single_and_batch_calls(db_url, tmp_path, value) -> None:
+    loop = FeedbackLoop("ids", tracking_db=db_url, task="binary")
+    with pytest.raises(ValidationError) as single:
+        loop.log_prediction(value, prediction=1)
+    with pytest.raises(ValidationError) as batch:
+        loop.log_predictions(
+            [{"prediction_id": "ok", "prediction": 1}, {"prediction_id": value, "prediction": 1}]
+        )
+    assert single.value.field == batch.value.field == "prediction_id"
+    assert single.value.message == batch.value.message
+    assert batch.value.row == 1
+    assert _models(db_url) == []
+
+
+def test_a_worker_whose_finish_is_not_recorded_reports_a_lost_lease(
+    db_url, tmp_path, clock, monkeypatch
+) -> None:
+    import feedback_loop.worker as worker_module
+
+    loop = _tagged_loop(db_url, tmp_path, clock, n=300)
+    loop.set_trainer(None)
+    loop.trigger_retraining("nightly")
+    model_id = loop._model_state().id
+    real = worker_module.retrain
+
+    def retrain_then_lose_the_lease(*args, **kwargs):  # type: ignore[no-untyped-def]
+        outcome = real(*args, **kwargs)
+        later = to_us(clock.now() + timedelta(hours=1))  # past the lease: another takes it
+        with write_transaction(loop.engine) as conn:
+            assert jobs_store.claim(conn, "other", later, 60_000_000, model_id) is not None
+        return outcome
+
+    monkeypatch.setattr(worker_module, "retrain", retrain_then_lose_the_lease)
+    worker = Worker(
+        {"tagged": ModelJob(loop, as_trainer(LogisticRegression()))},
+        name="first",
+        lease=timedelta(minutes=1),
+        heartbeat_every=timedelta(days=1),
+        clock=ManualClock(clock.now()),
+    )
+    done = worker.run_once()
+    assert done is not None and done["status"] == "lost_lease" and done["lost_lease"], done
+    assert _job(loop).lease_owner == "other"

@@ -15,6 +15,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -32,6 +33,7 @@ from feedback_loop.dashboard.sessions import (
     same_origin,
 )
 from feedback_loop.errors import FeedbackLoopError, RejectedVersionError, ValidationError
+from feedback_loop.input_limits import MAX_REASON_LENGTH, check_reason
 from feedback_loop.report.build import environment, report_context
 from feedback_loop.server.auth import ScopeName, check_access
 from feedback_loop.server.errors import ApiError
@@ -39,6 +41,8 @@ from feedback_loop.server.keys import Principal
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 _env = environment(PackageLoader("feedback_loop.dashboard", "templates"))
+# A model name as one path segment: the naming rule allows '?', '#', '%' and spaces.
+_env.filters["segment"] = lambda value: quote(str(value), safe="")
 # Pages built at once per worker process: the rest wait (without holding a thread) so that a
 # burst of page loads leaves the thread pool to ingest, the API and /metrics.
 PAGE_BUILDS = 2
@@ -48,7 +52,6 @@ PAGE_WAIT_S = 60.0  # a page not started within this answers 503
 CHART_POINTS = 60
 DRIFT_POINTS = 14
 ACTIONS = ("retrain", "promote", "rollback")
-MAX_REASON = 500  # characters of a reason typed in a confirmation form
 
 
 class Refused(Exception):
@@ -241,12 +244,6 @@ async def model_page(request: Request, model: str, period: str = "1d") -> HTMLRe
 # -- actions: a confirmation page (GET), then the action (POST) --------------------------------
 
 
-def _rejected_by_gate(loop: Any, version: int) -> str | None:
-    """Why the gate's newest verdict on this version was a rejection (None: not rejected)."""
-    verdict = lifecycle.gate_verdict(loop, version)
-    return verdict.reason if verdict is not None and verdict.kind == "gate_rejected" else None
-
-
 def _chosen_version(loop: Any, version: str) -> int:
     """The version picked in the promote form (an empty choice is an error, not version 1)."""
     if not version.strip():
@@ -267,18 +264,14 @@ def _confirmation(loop: Any, action: str, version: str) -> dict[str, Any]:
         return {
             "action": action,
             "version": chosen,
-            "rejected": _rejected_by_gate(loop, chosen),
+            "rejected": lifecycle.rejection(loop, chosen),
             "what": f"Make version {chosen} the champion"
             + ("" if champion is None else f" in place of version {champion}")
             + ".",
         }
     if action == "rollback":
-        stack = lifecycle.champion_stack(loop.alias_history("champion"))
-        if champion is None or len(stack) < 2 or stack[-1] != champion:
-            raise ValidationError(
-                "the champion has no previous version to roll back to", field="champion"
-            )
-        what = f"Replace the champion, version {champion}, with version {stack[-2]}."
+        current, previous = lifecycle.rollback_target(loop)
+        what = f"Replace the champion, version {current}, with version {previous}."
         return {"action": action, "what": what}
     what = "Queue a retraining job: a worker trains a candidate, and the gate decides on it."
     return {"action": action, "what": what}
@@ -291,30 +284,28 @@ async def confirm(request: Request, model: str, action: str, version: str = "") 
     if action not in ACTIONS:
         return _message(request, who, 404, "Not found", f"no such page: {action}")
     try:
-        details = await run_in_threadpool(
-            _confirmation, _loops(request).get(model), action, version
-        )
+        loops = _loops(request)  # the model is looked up in the thread: it may query
+        details = await run_in_threadpool(lambda: _confirmation(loops.get(model), action, version))
     except ValidationError as exc:
         return _message(request, who, 422, "Not done", f"{exc.field}: {exc.message}")
     except (FeedbackLoopError, ApiError) as exc:
         return _message(request, who, 404, "Not found", str(exc))
-    return _page("confirm.html.j2", request, 200, *who, model=model, **details)
+    return _page(
+        "confirm.html.j2", request, 200, *who, model=model, max_reason=MAX_REASON_LENGTH, **details
+    )
 
 
 def _reason(given: str, default: str) -> str:
-    """The reason typed in a confirmation form (recorded in the decision log), bounded."""
-    reason = given.strip()
-    if len(reason) > MAX_REASON or not reason.isprintable():
-        raise ValidationError(
-            f"must be printable text of at most {MAX_REASON} characters", field="reason"
-        )
-    return reason or default
+    """The reason typed in a confirmation form (recorded in the decision log), under the rule
+    of every reason (``input_limits.check_reason``)."""
+    return check_reason(given).strip() or default
 
 
 async def _act(request: Request, model: str, csrf: str, action: Callable[..., Any]) -> Response:
     who = await _posted(request, "admin", model, csrf)
     try:
-        await run_in_threadpool(action, _loops(request).get(model), who[0].actor)
+        loops = _loops(request)  # the model is looked up in the thread: it may query
+        await run_in_threadpool(lambda: action(loops.get(model), who[0].actor))
     except RejectedVersionError as exc:
         return _message(request, who, 409, "Not done", str(exc))
     except FeedbackLoopError as exc:
@@ -323,7 +314,7 @@ async def _act(request: Request, model: str, csrf: str, action: Callable[..., An
         return _message(request, who, 422, "Not done", message)
     except ApiError as exc:
         return _message(request, who, exc.status, "Not done", exc.message)
-    return RedirectResponse(f"/ui/models/{model}", status_code=303)
+    return RedirectResponse(f"/ui/models/{quote(model, safe='')}", status_code=303)
 
 
 @router.post("/models/{model}/rollback")

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from feedback_loop.errors import (
     DuplicatePredictionError,
     FeedbackLoopError,
+    RejectedVersionError,
     UnknownModelError,
     ValidationError,
 )
@@ -68,9 +69,11 @@ def error_reply(
     field: str | None = None,
     row: int | None = None,
     headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> Reply:
-    body = {"error": {"type": kind, "message": redact(message), "field": field, "row": row}}
-    return Reply(body, status_code=status, headers=headers)
+    """The error envelope; ``extra`` adds fields a client needs to rebuild the error."""
+    error = {"type": kind, "message": redact(message), "field": field, "row": row, **extra}
+    return Reply({"error": error}, status_code=status, headers=headers)
 
 
 def not_found(model: str) -> ApiError:
@@ -123,6 +126,19 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ValidationError)
     async def invalid(_: Request, exc: ValidationError) -> Reply:
         return error_reply(422, "validation_error", exc.message, field=exc.field, row=exc.row)
+
+    @app.exception_handler(RejectedVersionError)
+    async def rejected(_: Request, exc: RejectedVersionError) -> Reply:
+        """A promotion (or a move of ``champion``) the gate's verdict refuses without force:
+        the version and the verdict travel apart, so a client rebuilds the same error."""
+        return error_reply(
+            409,
+            "rejected_version",
+            str(exc),
+            field="version",
+            version=exc.version,
+            verdict=redact(exc.verdict),
+        )
 
     @app.exception_handler(DuplicatePredictionError)
     async def duplicate(_: Request, exc: DuplicatePredictionError) -> Reply:

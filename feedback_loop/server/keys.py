@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 
 from feedback_loop.errors import ValidationError
+from feedback_loop.naming import check_model_name
 from feedback_loop.store.engine import read_transaction, write_transaction
 from feedback_loop.store.tables import api_keys
 from feedback_loop.timeutil import from_us
@@ -147,6 +148,11 @@ class KeyStore:
         chosen = _check_scopes(scopes)
         if models is not None and not models:
             raise ValidationError("name at least one model, or leave it out", field="models")
+        for model in models or ():
+            try:
+                check_model_name(model)
+            except ValidationError as exc:  # a limit no model could ever have
+                raise ValidationError(f"{model!r}: {exc.message}", field="models") from None
         limits = None if models is None else json.dumps(sorted(set(models)))
         for _ in range(5):  # a prefix collision is a 1 in 36**8 event; retry anyway
             prefix, key = _new_key()

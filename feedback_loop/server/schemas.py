@@ -7,6 +7,7 @@ Request models check the shape (which keys, which JSON types); the library check
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -21,6 +22,17 @@ from pydantic import (
 )
 
 from feedback_loop.errors import ValidationError
+from feedback_loop.input_limits import (
+    MAX_ALIAS_LENGTH,
+    MAX_KIND_LENGTH,
+    MAX_PRIMARY_METRIC_LENGTH,
+    MAX_REASON_LENGTH,
+    MAX_REFERENCE_NAME_LENGTH,
+    MAX_VERSION_LENGTH,
+    check_bounded,
+    check_prediction_id,
+)
+from feedback_loop.naming import MAX_MODEL_NAME, check_model_name
 from feedback_loop.timeutil import parse_duration
 
 Task = Literal["binary", "multiclass", "regression"]
@@ -33,8 +45,9 @@ MAX_WINDOW = timedelta(days=100 * 365)
 # Bounds on what one request may name, ask the server to compute, or have it store; past them,
 # a 422 names the field. Windows are bounded by ``MAX_WINDOW``, pages of events by their
 # ``limit``, request bodies by ``Settings.max_body_bytes``.
-MAX_NAME_CHARS = 200  # a feature, tag, metric, reference or version name (the columns' widths)
-MAX_REASON_CHARS = 2000  # a reason kept in the audit trail
+# A feature, tag or metric name (the columns' widths); versions, aliases, reference names and
+# the audit trail's fields have the limits of ``feedback_loop.input_limits``.
+MAX_NAME_CHARS = 200
 MAX_EVIDENCE_CHARS = 100_000  # an event's evidence, as JSON
 MAX_TAG_FILTERS = 20  # segment=key:value filters in one request
 MAX_SEGMENT_BY = 5  # columns one segments request slices by (their product is the slice count)
@@ -67,11 +80,36 @@ def refuse_nul(value: str) -> str:
 
 
 def _string_or_integer(value: Any) -> Any:
-    """Ids and versions are strings (integers are taken as their digits); JSON's true or 1.5
-    would otherwise be taken as 1 and stored as "1"."""
+    """Versions are strings (integers are taken as their digits); JSON's true or 1.5 would
+    otherwise be taken as 1 and stored as "1"."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ValueError(f"must be a string or an integer, got {type(value).__name__}")
     return value
+
+
+def library_rule(check: Callable[..., Any], **options: Any) -> Any:
+    """A check of ``feedback_loop.input_limits`` as a validator: the API refuses what the
+    library refuses, with the library's message (a 422 naming the field)."""
+
+    def validate(value: Any) -> Any:
+        try:
+            check(value, **options)
+        except ValidationError as exc:
+            raise ValueError(exc.message) from None
+        return value
+
+    return validate
+
+
+def bounded(max_length: int, *, min_length: int = 1) -> Any:
+    """A string of ``min_length`` to ``max_length`` characters without NUL or lone surrogates
+    (``input_limits.check_bounded``), its limit shown in the OpenAPI document."""
+    return (
+        AfterValidator(
+            library_rule(check_bounded, field="", max_length=max_length, min_length=min_length)
+        ),
+        Field(json_schema_extra={"minLength": min_length, "maxLength": max_length}),
+    )
 
 
 def _time_value(value: Any) -> Any:
@@ -84,10 +122,17 @@ def _time_value(value: Any) -> Any:
 
 NulFree = Annotated[str, AfterValidator(refuse_nul)]
 StringOrInteger = Annotated[str | int, BeforeValidator(_string_or_integer)]
+PredictionId = Annotated[str | int, BeforeValidator(library_rule(check_prediction_id))]
 EventTime = Annotated[str | float, BeforeValidator(_time_value)]
 DurationText = Annotated[str, AfterValidator(checked_window)]
 Name = Annotated[str, Field(max_length=MAX_NAME_CHARS), AfterValidator(refuse_nul)]
-Reason = Annotated[str, Field(max_length=MAX_REASON_CHARS), AfterValidator(refuse_nul)]
+Reason = Annotated[str, *bounded(MAX_REASON_LENGTH, min_length=0)]
+VersionName = Annotated[str, *bounded(MAX_VERSION_LENGTH)]
+AliasName = Annotated[str, *bounded(MAX_ALIAS_LENGTH)]
+ReferenceName = Annotated[str, *bounded(MAX_REFERENCE_NAME_LENGTH)]
+ModelName = Annotated[
+    str, Field(max_length=MAX_MODEL_NAME), AfterValidator(library_rule(check_model_name))
+]
 
 
 def _named_id_to_prediction_id(data: Any) -> Any:
@@ -117,7 +162,7 @@ class IdKeyed(Strict):
 class PredictionRow(IdKeyed):
     """One prediction; the id is ``prediction_id`` or any single ``*_id`` key (``game_id``)."""
 
-    prediction_id: StringOrInteger | None = None
+    prediction_id: PredictionId | None = None
     timestamp: EventTime | None = None
     prediction: Any = Field(
         description="A label, a number, or a dict such as {'label': 1, 'score': 0.9}."
@@ -136,7 +181,7 @@ class PredictionRows(Strict):
 class OutcomeRow(IdKeyed):
     """The ground truth of one prediction (``actual`` and/or ``feedback``)."""
 
-    prediction_id: StringOrInteger
+    prediction_id: PredictionId
     actual: Any = None
     feedback: Any = None
     source: str | None = Field(default=None, description="natural, feedback, review or business")
@@ -153,12 +198,13 @@ class ModelDeclaration(Strict):
     score_key: Name | None = None
     positive_label: Any = None
     negative_label: Any = None
-    primary_metric: Annotated[str, Field(max_length=40), AfterValidator(refuse_nul)] | None = None
+    primary_metric: Annotated[str, *bounded(MAX_PRIMARY_METRIC_LENGTH)] | None = None
 
 
 class AliasMove(Strict):
     version: Version | None = Field(description="The version to point at; null removes the alias.")
     reason: Reason = "set through the API"
+    force: bool = False  # required to make a version the gate rejected the champion
 
 
 class RetrainRequest(Strict):
@@ -180,10 +226,10 @@ class ReferenceRequest(Strict):
         description="The logged predictions to profile: a duration ending now (30d), 'all', "
         "or [start, end] as ISO times or epoch seconds."
     )
-    version: Annotated[NulFree, Field(max_length=100)] | Version | None = Field(
+    version: VersionName | Version | None = Field(
         default=None, description="Only this version's predictions; the reference is its own."
     )
-    name: Annotated[NulFree, Field(min_length=1, max_length=100)] = "default"
+    name: ReferenceName = "default"
 
 
 class WatchRequest(Strict):
@@ -194,10 +240,10 @@ class WatchRequest(Strict):
 
 
 class EventRequest(Strict):
-    kind: Annotated[NulFree, Field(min_length=1, max_length=60)]
+    kind: Annotated[str, *bounded(MAX_KIND_LENGTH)]
     reason: Reason
     evidence: dict[str, Any] | None = None
-    version: Annotated[NulFree, Field(max_length=100)] | Version | None = None
+    version: VersionName | Version | None = None
 
     @field_validator("evidence")
     @classmethod
@@ -210,7 +256,7 @@ class EventRequest(Strict):
 class KeyRequest(Strict):
     name: str
     scopes: Annotated[list[Literal["ingest", "read", "admin"]], Field(max_length=3)]
-    models: Annotated[list[Name], Field(max_length=MAX_KEY_MODELS)] | None = None
+    models: Annotated[list[ModelName], Field(max_length=MAX_KEY_MODELS)] | None = None
 
 
 # -- responses (for the OpenAPI document) ---------------------------------------------------

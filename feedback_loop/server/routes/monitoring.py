@@ -33,9 +33,11 @@ from feedback_loop.server.schemas import (
     EventList,
     EventRequest,
     Name,
+    ReferenceName,
     ReferenceOut,
     ReferenceRequest,
     SegmentList,
+    VersionName,
     checked_window,
     refuse_nul,
 )
@@ -47,7 +49,7 @@ Window = Annotated[
     AfterValidator(checked_window),
     Query(description="A duration ending now (7d, 12h, 2w) or 'all'."),
 ]
-Reference = Annotated[Name, Query(description="The stored reference's name.")]
+Reference = Annotated[ReferenceName, Query(description="The stored reference's name.")]
 Metric = Annotated[Name | None, Query(description="A metric (default: the primary metric).")]
 Count = Annotated[int, Query(ge=1, le=MAX_COUNT)]
 # A name and what goes with it (key:value, feature:method): two names and a separator.
@@ -94,7 +96,9 @@ def metrics(
     ctx: Context,
     _: Read,
     window: Window = "7d",
-    version: Annotated[Name | None, Query(description="Only this version's predictions.")] = None,
+    version: Annotated[
+        VersionName | None, Query(description="Only this version's predictions.")
+    ] = None,
     segment: Annotated[
         list[Pair] | None,
         Query(max_length=MAX_TAG_FILTERS, description="Tag filter key:value (repeatable)."),

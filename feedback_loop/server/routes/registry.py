@@ -10,9 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from pydantic import AfterValidator, StringConstraints
 
-from feedback_loop.errors import RejectedVersionError
 from feedback_loop.server.context import Admin, Context, Read
 from feedback_loop.server.errors import ApiError
 from feedback_loop.server.responses import Reply, reply
@@ -20,6 +18,7 @@ from feedback_loop.server.schemas import (
     AliasHistory,
     AliasMap,
     AliasMove,
+    AliasName,
     AliasOut,
     ChampionOut,
     EventReply,
@@ -29,16 +28,12 @@ from feedback_loop.server.schemas import (
     VersionList,
     WatchOut,
     WatchRequest,
-    refuse_nul,
 )
 from feedback_loop.store.events import Event
 from feedback_loop.timeutil import from_us
 
 router = APIRouter(prefix="/v1/models/{model}", tags=["registry"])
-# An alias name, as wide as its column.
-AliasName = Annotated[
-    str, StringConstraints(min_length=1, max_length=100), AfterValidator(refuse_nul), Path()
-]
+AliasPath = Annotated[AliasName, Path()]
 
 
 @router.get("/versions", response_model=VersionList, summary="Registered versions, oldest first")
@@ -63,9 +58,11 @@ def aliases(model: str, ctx: Context, _: Read) -> Reply:
 
 
 @router.put("/aliases/{alias}", response_model=AliasOut, summary="Point an alias at a version")
-def set_alias(model: str, alias: AliasName, body: AliasMove, ctx: Context, who: Admin) -> Reply:
+def set_alias(model: str, alias: AliasPath, body: AliasMove, ctx: Context, who: Admin) -> Reply:
+    """Moving ``champion`` to a version the gate rejected answers 409 ``rejected_version``
+    unless ``force`` is true (as ``promote`` does)."""
     previous = ctx.loops.get(model).set_alias(
-        alias, body.version, actor=who.actor, reason=body.reason
+        alias, body.version, actor=who.actor, reason=body.reason, force=body.force
     )
     return reply({"alias": alias, "version": body.version, "previous": previous})
 
@@ -75,7 +72,7 @@ def set_alias(model: str, alias: AliasName, body: AliasMove, ctx: Context, who: 
     response_model=AliasHistory,
     summary="Every move of one alias, oldest first",
 )
-def alias_history(model: str, alias: AliasName, ctx: Context, _: Read) -> Reply:
+def alias_history(model: str, alias: AliasPath, ctx: Context, _: Read) -> Reply:
     """Who pointed the alias where, when and why (an alias never set has no history)."""
     return reply({"history": ctx.loops.get(model).alias_history(alias)})
 
@@ -102,12 +99,9 @@ def retrain(model: str, ctx: Context, who: Admin, body: RetrainRequest | None = 
 @router.post("/promote", response_model=ChampionOut, summary="Make a version the champion")
 def promote(model: str, body: PromoteRequest, ctx: Context, who: Admin) -> Reply:
     """A version the gate rejected answers 409 ``rejected_version`` unless ``force`` is true."""
-    try:
-        ctx.loops.get(model).promote(
-            body.version, actor=who.actor, reason=body.reason, force=body.force
-        )
-    except RejectedVersionError as exc:
-        raise ApiError(409, "rejected_version", str(exc), field="version") from exc
+    ctx.loops.get(model).promote(
+        body.version, actor=who.actor, reason=body.reason, force=body.force
+    )
     return reply({"champion": body.version})
 
 
