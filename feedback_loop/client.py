@@ -643,15 +643,18 @@ class Client:
         *,
         metric: str | None = None,
         min_support: int = 30,
+        limit: int = 100,
         record: bool = True,
     ) -> list[dict[str, Any]]:
-        """Metrics per slice of the window's labeled predictions, worst first; weak slices are
-        recorded by this client's key (an admin key) unless ``record=False``."""
+        """Metrics per slice of the window's labeled predictions, worst first (at most
+        ``limit``, up to 1,000); weak slices are recorded by this client's key (an admin key)
+        unless ``record=False``."""
         if isinstance(by, str):
             by = [by]
         if not by:
             raise ValidationError("name at least one tag or feature", field="by")
         params = [("window", _window_param(window)), ("min_support", str(min_support))]
+        params.append(("limit", str(limit)))
         params += [("by", str(name)) for name in by]
         if metric is not None:
             params.append(("metric", metric))

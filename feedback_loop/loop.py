@@ -674,15 +674,18 @@ class FeedbackLoop:
         *,
         metric: str | None = None,
         min_support: int = 30,
+        limit: int = 100,
         record: bool = True,
         actor: str = "feedback-loop",
     ) -> list[dict[str, Any]]:
-        """Metrics per slice of the window's labeled predictions, worst first. ``by`` names tags
-        (``region``) or features; slices with fewer than ``min_support`` rows are left out.
-        Writes a ``weak_segments`` event (by ``actor``) when slices breach
-        ``retrain_threshold``, unless ``record=False``."""
+        """Metrics per slice of the window's labeled predictions, worst first: at most
+        ``limit`` (up to 10,000) slices. ``by`` names tags (``region``) or features; slices with
+        fewer than ``min_support`` rows are left out. Writes a ``weak_segments`` event (by
+        ``actor``) when slices breach ``retrain_threshold``, unless ``record=False``."""
         if not by:
             raise ValidationError("name at least one tag or feature", field="by")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise ValidationError("must be a whole number from 1 to 10000", field="limit")
         state = self._read_state()
         chosen = metric or self.primary_metric
         data = watch.window_features(
@@ -708,7 +711,7 @@ class FeedbackLoop:
                     evidence={"metric": chosen, "segments": weak[:20]},
                     actor=actor,
                 )
-        return rows
+        return rows[:limit]
 
     def detect_concept_drift(
         self,
@@ -817,8 +820,8 @@ class FeedbackLoop:
         ``feedback-loop worker``; the event is returned."""
         request_reason = reason or "retraining requested"
         check_event("retrain_requested", reason=request_reason, actor=actor)
+        state = self._read_state()  # a model nothing was logged to is not created by a request
         if self._trainer is None:
-            state = self._model_state()
             with write_transaction(self.engine) as conn:
                 job = jobs_store.enqueue(
                     conn,

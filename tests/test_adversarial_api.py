@@ -460,6 +460,7 @@ OUT_OF_RANGE: list[tuple[str, str, list[tuple[str, str]] | None, object, str, st
         TOO_BIG.format(10**9),
     ),
     ("GET", f"{M}/segments", [("by", "c"), ("metric", LONG)], None, "metric", TOO_LONG.format(200)),
+    ("GET", f"{M}/segments", [("by", "c"), ("limit", "1001")], None, "limit", TOO_BIG.format(1000)),
     ("GET", f"{M}/events", [("kind", f"k{i}") for i in range(101)], None, "kind", "at most 100"),
     ("GET", f"{M}/events", [("limit", "1001")], None, "limit", TOO_BIG.format(1000)),
     (

@@ -441,6 +441,7 @@ READS = [
     ["segments", "--by", "region"],
     ["history"],
     ["report", "--out", "REPORT"],
+    ["retrain"],  # a request queued for a model nothing was logged to is a typo, not a job
 ]
 
 
@@ -473,6 +474,8 @@ def test_library_reads_of_an_unknown_model_raise_and_write_nothing(db_url, tmp_p
     for read in reads:
         with pytest.raises(UnknownModelError, match="ghost"):
             read()
+    with pytest.raises(UnknownModelError, match="ghost"):  # nor does a retraining request
+        ghost.trigger_retraining()
     assert _models(db_url) == []
     ghost.log_prediction(prediction=1, prediction_id="p1")  # a write creates it
     assert _models(db_url) == ["ghost"] and ghost.get_prediction("p1") is not None
@@ -629,3 +632,23 @@ def test_a_worker_whose_finish_is_not_recorded_reports_a_lost_lease(
     done = worker.run_once()
     assert done is not None and done["status"] == "lost_lease" and done["lost_lease"], done
     assert _job(loop).lease_owner == "other"
+
+
+def test_segments_answer_at_most_their_limit_worst_first(db_url, clock) -> None:
+    """A continuous feature has a slice per row: the answer is bounded, the worst kept."""
+    loop = FeedbackLoop("slices", tracking_db=db_url, clock=clock)
+    loop.log_predictions(
+        [
+            {"prediction_id": f"p{i}", "prediction": i % 2, "actual": int(i % 4 == 0), "x": i}
+            for i in range(400)
+        ]
+    )
+    every = loop.segments(window="30d", by=["x"], min_support=1, limit=10_000, record=False)
+    assert len(every) == 400
+    first = loop.segments(window="30d", by=["x"], min_support=1, record=False)
+    assert first == every[:100]
+    assert loop.segments(window="30d", by=["x"], min_support=1, limit=5, record=False) == every[:5]
+    for bad in (0, 10_001, True, 2.5):
+        with pytest.raises(ValidationError) as refused:
+            loop.segments(window="30d", by=["x"], min_support=1, limit=bad, record=False)
+        assert refused.value.field == "limit"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from feedback_loop import FeedbackLoop, ValidationError
+from feedback_loop import FeedbackLoop, UnknownModelError, ValidationError
 
 
 def _log(loop: FeedbackLoop, n: int, correct: int) -> None:
@@ -59,6 +59,9 @@ def test_error_metrics_breach_upwards(db_url, clock) -> None:
 
 def test_trigger_without_trainer_queues_a_job(db_url, clock) -> None:
     loop = FeedbackLoop("m", tracking_db=db_url, clock=clock, task="binary")
+    with pytest.raises(UnknownModelError):  # nothing logged yet: a typo, not a job
+        loop.trigger_retraining("drifted", actor="alice")
+    loop.log_prediction(prediction_id="p0", prediction=1)
     event = loop.trigger_retraining("drifted", actor="alice")
     assert event.kind == "retrain_requested" and event.actor == "alice"
     assert event.evidence["job"] is not None
@@ -77,8 +80,9 @@ def test_trigger_with_a_trainer_runs_it_on_the_log(db_url, clock, tmp_path) -> N
         raise RuntimeError("out of memory")
 
     loop.set_trainer(train)
+    loop.log_prediction(prediction_id="first", prediction=1, features={"x": 0.0})
     outcome = loop.trigger_retraining()
-    assert outcome.candidate is None and "need 100" in outcome.reason  # nothing logged yet
+    assert outcome.candidate is None and "need 100" in outcome.reason  # nothing labeled yet
     loop.log_predictions(
         [
             {"prediction_id": f"p{i}", "prediction": i % 2, "actual": i % 2, "x": float(i)}

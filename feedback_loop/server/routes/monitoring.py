@@ -237,6 +237,9 @@ def concept_drift(
     return reply(found)
 
 
+MAX_SEGMENTS = 1_000  # slices in one answer: a continuous feature has one per row
+
+
 @router.get("/segments", response_model=SegmentList, summary="Metrics per slice, worst first")
 @router.post(
     "/segments", response_model=SegmentList, summary="Metrics per slice, recording weak ones"
@@ -252,6 +255,7 @@ def segments(
     window: Window = "7d",
     min_support: Count = 30,
     metric: Metric = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_SEGMENTS, description="Slices returned.")] = 100,
 ) -> Reply:
     """``POST`` also records slices breaching the model's threshold as a ``weak_segments``
     event."""
@@ -260,6 +264,7 @@ def segments(
         by=by or [],
         metric=metric,
         min_support=min_support,
+        limit=limit,
         record=who.record,
         actor=who.actor,
     )
