@@ -10,6 +10,7 @@ and two SQLite libraries in one process release each other's file locks.)
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
 import re
@@ -49,6 +50,17 @@ def _close_idle(engine: Engine) -> None:
     with _idle_lock:
         idle = _idle.pop((os.getpid(), id(engine)), [])
     for conn in idle:
+        with suppress(Exception):
+            conn.close()
+
+
+@atexit.register
+def _close_all_idle() -> None:
+    """Close this process's kept connections before the interpreter tears their driver down."""
+    with _idle_lock:
+        mine = [key for key in _idle if key[0] == os.getpid()]
+        kept = [conn for key in mine for conn in _idle.pop(key)]
+    for conn in kept:
         with suppress(Exception):
             conn.close()
 
