@@ -23,7 +23,12 @@ from sqlalchemy import Engine
 from feedback_loop import lifecycle, watch
 from feedback_loop.clock import Clock, SystemClock
 from feedback_loop.drift_report import DriftReport
-from feedback_loop.errors import FeedbackLoopError, RejectedVersionError, ValidationError
+from feedback_loop.errors import (
+    FeedbackLoopError,
+    RejectedVersionError,
+    UnknownModelError,
+    ValidationError,
+)
 from feedback_loop.group_commit import GroupCommit
 from feedback_loop.ingest import (
     OutcomeBatch,
@@ -276,8 +281,11 @@ class FeedbackLoop:
 
     @property
     def task(self) -> str | None:
-        """The model's task, once declared or inferred."""
-        return self._model_state().spec.task
+        """The model's task, once declared or inferred (reading it creates no model)."""
+        try:
+            return self._read_state().spec.task
+        except UnknownModelError:
+            return self._declared.task
 
     # -- logging -----------------------------------------------------------------------------
 

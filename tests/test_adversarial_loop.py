@@ -476,6 +476,8 @@ def test_library_reads_of_an_unknown_model_raise_and_write_nothing(db_url, tmp_p
             read()
     with pytest.raises(UnknownModelError, match="ghost"):  # nor does a retraining request
         ghost.trigger_retraining()
+    assert ghost.task == "binary"  # the declared task, read without creating the model
+    assert FeedbackLoop("ghost2", tracking_db=db_url).task is None
     assert _models(db_url) == []
     ghost.log_prediction(prediction=1, prediction_id="p1")  # a write creates it
     assert _models(db_url) == ["ghost"] and ghost.get_prediction("p1") is not None
