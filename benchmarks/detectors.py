@@ -29,7 +29,15 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from feedback_loop.drift.detectors import ADWIN, DDM, EDDM, HDDM_A, DriftDetector, PageHinkley, run
+from feedback_loop.stats.drift.detectors import (
+    ADWIN,
+    DDM,
+    EDDM,
+    HDDM_A,
+    DriftDetector,
+    PageHinkley,
+    run,
+)
 
 CHANGE = 2_000
 RAMP = 1_000

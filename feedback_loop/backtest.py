@@ -23,14 +23,16 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from feedback_loop.clock import ManualClock
+from feedback_loop.core.clock import ManualClock
+from feedback_loop.deploy.candidates import retrain
+from feedback_loop.deploy.gate import GateConfig
+from feedback_loop.deploy.promotion import CHAMPION, promote_version
+from feedback_loop.deploy.watch import watch_champion
 from feedback_loop.errors import ValidationError
-from feedback_loop.lifecycle import CHAMPION, promote_version, retrain, watch_champion
 from feedback_loop.loop import FeedbackLoop
-from feedback_loop.policy import Evidence, Policy
-from feedback_loop.training.dataset import DatasetSpec
-from feedback_loop.training.gating import GateConfig
-from feedback_loop.training.trainers import EstimatorTrainer
+from feedback_loop.retrain.dataset import DatasetSpec
+from feedback_loop.retrain.policy import Evidence, Policy
+from feedback_loop.retrain.trainers import EstimatorTrainer
 
 StrategyName = Literal["never", "fixed", "loop"]
 
@@ -186,7 +188,7 @@ def _replay(
         if strategy == "fixed" and now - last_fixed >= config.fixed_every:
             last_fixed = now
             outcome = retrain(
-                loop,
+                loop.handle,
                 trainer,
                 spec=config.dataset,
                 gate=config.gate,
@@ -197,7 +199,7 @@ def _replay(
             counts["retrains"] += 1
             if outcome.candidate is not None:
                 promote_version(  # the schedule promotes whatever the gate said of it
-                    loop,
+                    loop.handle,
                     outcome.candidate,
                     actor="schedule",
                     reason="fixed schedule (no gate)",
@@ -251,7 +253,7 @@ def _drift_share(loop: FeedbackLoop, window: str) -> float | None:
 def _loop_step(
     loop: FeedbackLoop, trainer: Any, config: ReplayConfig, counts: dict[str, int]
 ) -> str | None:
-    verdict = watch_champion(loop, min_samples=config.watch_min_samples)
+    verdict = watch_champion(loop.handle, min_samples=config.watch_min_samples)
     if verdict is not None and verdict.ready and verdict.regressed:
         counts["rollbacks"] += 1
         return "rollback"
@@ -264,7 +266,12 @@ def _loop_step(
         return None
     loop.record_event("retrain_due", reason=decision.reason, evidence=decision.to_dict())
     outcome = retrain(
-        loop, trainer, spec=config.dataset, gate=config.gate, reason=decision.reason, actor="policy"
+        loop.handle,
+        trainer,
+        spec=config.dataset,
+        gate=config.gate,
+        reason=decision.reason,
+        actor="policy",
     )
     counts["retrains"] += 1
     if outcome.promoted:

@@ -26,12 +26,12 @@ from rich.table import Table
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from feedback_loop.backtest import ReplayConfig, ReplayResult, StrategyName, replay
-from feedback_loop.clock import ManualClock
+from feedback_loop.core.clock import ManualClock
 from feedback_loop.datasets import ELEC2_FEATURES, load_elec2
+from feedback_loop.deploy.gate import GateConfig
 from feedback_loop.loop import FeedbackLoop
-from feedback_loop.policy import AnyOf, PerformanceThreshold, Policy
-from feedback_loop.training.dataset import DatasetSpec
-from feedback_loop.training.gating import GateConfig
+from feedback_loop.retrain.dataset import DatasetSpec
+from feedback_loop.retrain.policy import AnyOf, PerformanceThreshold, Policy
 
 STRATEGIES: tuple[StrategyName, ...] = ("never", "fixed", "loop")
 LABELS = {"never": "never retrained", "fixed": "fixed, every 30 days", "loop": "the loop"}

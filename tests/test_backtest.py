@@ -12,8 +12,8 @@ from sklearn.linear_model import LogisticRegression
 
 from feedback_loop import FeedbackLoop
 from feedback_loop.backtest import ReplayConfig, replay
-from feedback_loop.training.dataset import DatasetSpec
-from feedback_loop.training.gating import GateConfig
+from feedback_loop.deploy.gate import GateConfig
+from feedback_loop.retrain.dataset import DatasetSpec
 
 
 def _stream(days: int = 40, per_day: int = 60) -> pd.DataFrame:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from feedback_loop.drift.detectors import (
+from feedback_loop.stats.drift.detectors import (
     ADWIN,
     DDM,
     EDDM,
@@ -395,7 +395,7 @@ def test_invalid_inputs_rejected(name: str, bad: float) -> None:
     ["base", "ddm", "eddm", "adwin", "page_hinkley", "hddm_a", "__init__"],
 )
 def test_docstring_examples_run(module: str) -> None:
-    name = "feedback_loop.drift.detectors"
+    name = "feedback_loop.stats.drift.detectors"
     mod = importlib.import_module(name if module == "__init__" else f"{name}.{module}")
     result = doctest.testmod(mod)
     assert result.attempted > 0

@@ -11,9 +11,9 @@ from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 
 from feedback_loop import FeedbackLoop
-from feedback_loop.lifecycle import RetrainOutcome
-from feedback_loop.training.dataset import DatasetSpec
-from feedback_loop.training.gating import GateConfig
+from feedback_loop.deploy.candidates import RetrainOutcome
+from feedback_loop.deploy.gate import GateConfig
+from feedback_loop.retrain.dataset import DatasetSpec
 
 
 def _batch(rng, n: int, flipped: bool) -> pd.DataFrame:
@@ -139,7 +139,7 @@ def test_planted_regression_is_rolled_back(loop, clock) -> None:
 def test_policy_drives_should_retrain_with_an_event(loop, clock) -> None:
     from datetime import timedelta as td
 
-    from feedback_loop.policy import AnyOf, PerformanceThreshold, Policy, Scheduled
+    from feedback_loop.retrain.policy import AnyOf, PerformanceThreshold, Policy, Scheduled
 
     rng = np.random.default_rng(4)
     champion = _champion(loop, rng)  # holdout accuracy 0.9 is its baseline
