@@ -17,7 +17,7 @@ Detector              Input            Warning  Idea
 
 >>> from feedback_loop.stats.drift.detectors import DDM, run
 >>> run(DDM(), [0, 0, 0, 1] * 500 + [1, 1, 0, 1] * 100)
-[2077]
+[2099]
 """
 
 from .adwin import ADWIN
