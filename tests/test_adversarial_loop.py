@@ -18,8 +18,8 @@ import pytest
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 from test_client_e2e import Served, served  # noqa: F401  (a fixture: real servers)
-from test_lifecycle import _batch, _champion, _serve
-from test_lifecycle import loop as life  # noqa: F401  (a fixture)
+from test_deploy import _batch, _champion, _serve
+from test_deploy import loop as life  # noqa: F401  (a fixture)
 from typer.testing import CliRunner
 
 from feedback_loop import (

@@ -297,7 +297,7 @@ async def confirm(request: Request, model: str, action: str, version: str = "") 
 
 def _reason(given: str, default: str) -> str:
     """The reason typed in a confirmation form (recorded in the decision log), under the rule
-    of every reason (``input_limits.check_reason``)."""
+    of every reason (``core.limits.check_reason``)."""
     return check_reason(given).strip() or default
 
 

@@ -103,7 +103,7 @@ def library_rule(check: Callable[..., Any], **options: Any) -> Any:
 
 def bounded(max_length: int, *, min_length: int = 1) -> Any:
     """A string of ``min_length`` to ``max_length`` characters without NUL or lone surrogates
-    (``input_limits.check_bounded``), its limit shown in the OpenAPI document."""
+    (``core.limits.check_bounded``), its limit shown in the OpenAPI document."""
     return (
         AfterValidator(
             library_rule(check_bounded, field="", max_length=max_length, min_length=min_length)
