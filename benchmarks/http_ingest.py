@@ -150,7 +150,10 @@ CATEGORIES = (
     ),
     ("response: encoding the JSON answer", ("server/responses.py",)),
     ("library: canonical JSON of each row", ("canonical_json",)),
-    ("library: parsing predictions and labels", ("feedback_loop/core/tasks.py", "parse_prediction")),
+    (
+        "library: parsing predictions and labels",
+        ("feedback_loop/core/tasks.py", "parse_prediction"),
+    ),
     ("request: pydantic validation and model_dump", ("pydantic/",)),
     ("request: JSON decoding of the body", ("json/decoder",)),
     (
