@@ -12,6 +12,7 @@ Three strategies see the same stream:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from feedback_loop.clock import ManualClock
 from feedback_loop.errors import ValidationError
 from feedback_loop.lifecycle import CHAMPION, promote_version, retrain, watch_champion
 from feedback_loop.loop import FeedbackLoop
-from feedback_loop.policy import Evidence, Policy
+from feedback_loop.policy import Evidence, Policy, default_policy
 from feedback_loop.training.dataset import DatasetSpec
 from feedback_loop.training.gating import GateConfig
 from feedback_loop.training.trainers import EstimatorTrainer
@@ -44,9 +45,9 @@ class ReplayConfig:
     label_delay: timedelta = timedelta(days=1)
     step: timedelta = timedelta(days=1)
     fixed_every: timedelta = timedelta(days=30)
-    dataset: DatasetSpec = field(default_factory=lambda: DatasetSpec(window=timedelta(days=30)))
+    dataset: DatasetSpec = field(default_factory=DatasetSpec)
     gate: GateConfig = field(default_factory=GateConfig)
-    policy: Policy | None = None
+    policy: Policy | None = None  # None: the default policy (feedback_loop.policy.defaults)
     policy_window: str = "7d"
     watch_min_samples: int = 200
     drift_window: str | None = "1d"  # daily drift check in the loop strategy (None: off)
@@ -206,9 +207,11 @@ def _replay(
                 counts["promotions"] += 1
             action = "fixed retrain"
         elif strategy == "loop":
+            drift: tuple[float, tuple[str, ...]] | None = None
             if config.drift_window is not None:
-                drift_state = _drift_share(loop, config.drift_window)
-            action = _loop_step(loop, trainer, config, counts)
+                drift = _drift_check(loop, config.drift_window)
+                drift_state = None if drift is None else drift[0]
+            action = _loop_step(loop, trainer, config, counts, drift)
         current = loop.aliases()[CHAMPION]
         if current != champion_version:
             champion_version = current
@@ -239,26 +242,36 @@ def _replay(
     )
 
 
-def _drift_share(loop: FeedbackLoop, window: str) -> float | None:
-    """Daily monitoring: the share of features drifted against the champion's reference."""
+def _drift_check(loop: FeedbackLoop, window: str) -> tuple[float, tuple[str, ...]] | None:
+    """Daily monitoring: the share of features drifted against the champion's reference, and
+    which (the policy's drift evidence)."""
     try:
         report = loop.check_drift(window=window)
     except (ValidationError, ValueError):
         return None
-    return None if report.dataset is None else report.dataset.share
+    if report.dataset is None:
+        return None
+    drifted = tuple(c for c in report.drifted_columns if not c.startswith("__"))
+    return report.dataset.share, drifted
 
 
 def _loop_step(
-    loop: FeedbackLoop, trainer: Any, config: ReplayConfig, counts: dict[str, int]
+    loop: FeedbackLoop,
+    trainer: Any,
+    config: ReplayConfig,
+    counts: dict[str, int],
+    drift: tuple[float, tuple[str, ...]] | None = None,
 ) -> str | None:
+    """One day of the loop: the watch, then the policy over the evidence (with the day's
+    drift check), then a retraining when it is due."""
     verdict = watch_champion(loop, min_samples=config.watch_min_samples)
     if verdict is not None and verdict.ready and verdict.regressed:
         counts["rollbacks"] += 1
         return "rollback"
-    policy = config.policy
-    if policy is None:
-        return None
+    policy = config.policy or default_policy()
     evidence = loop.policy_evidence(window=config.policy_window)
+    if drift is not None:
+        evidence = dataclasses.replace(evidence, drift_share=drift[0], drifted_features=drift[1])
     decision = policy.evaluate(evidence)
     if not decision:
         return None

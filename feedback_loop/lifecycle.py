@@ -23,9 +23,9 @@ from feedback_loop.store.reader import Rows, WindowFilter, read_rows
 from feedback_loop.timeutil import from_us, to_us
 from feedback_loop.training.dataset import Dataset, DatasetSpec, assemble
 from feedback_loop.training.gating import GateConfig, run_gate
-from feedback_loop.training.scoring import score_model
-from feedback_loop.training.trainers import Trainer
-from feedback_loop.training.watchdog import WatchVerdict, compare_live
+from feedback_loop.training.scoring import Scored, score_model
+from feedback_loop.training.trainers import Trainer, variants
+from feedback_loop.training.watchdog import WatchVerdict, compare_live, compare_paired
 
 if TYPE_CHECKING:
     from feedback_loop.loop import FeedbackLoop
@@ -55,18 +55,32 @@ class RetrainOutcome:
 
 def labeled_dataset(loop: FeedbackLoop, spec: DatasetSpec) -> tuple[Dataset, list[str]]:
     """Labeled predictions with the features logged at prediction time (and their tags, for
-    the gate's segment checks: they follow every row selection and the holdout split)."""
-    from feedback_loop import watch
+    the gate's segment checks: they follow every row selection and the holdout split).
 
-    state = loop._read_state()
-    regression = state.spec.task == "regression"
+    A sliding window reads its span of time; when that holds fewer than ``spec.min_rows``
+    labeled rows (a few rows a day), the whole history is read and the window reaches back to
+    ``min_rows`` rows instead of failing."""
     now = loop._now_us()
     start = 0
     if spec.strategy == "sliding_window" and spec.window is not None:
         start = max(now - int(spec.window.total_seconds() * 1e6), 0)
-    data = watch.window_features(
-        loop.engine, WindowFilter(state.id, start, now + 1), regression=regression
-    )
+    features, y, ts, tags = labeled_rows(loop, WindowFilter(loop._read_state().id, start, now + 1))
+    if start > 0 and len(y) < spec.min_rows:
+        features, y, ts, tags = labeled_rows(loop, WindowFilter(loop._read_state().id, 0, now + 1))
+    dataset = assemble(features, y, ts, spec, now, tags=tags)
+    return dataset, [str(c) for c in features.columns]
+
+
+def labeled_rows(
+    loop: FeedbackLoop, flt: WindowFilter
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, pd.DataFrame | None]:
+    """The labeled rows of a window: logged features, labels (as the user gave them), event
+    times (µs) and tags."""
+    from feedback_loop import watch
+
+    state = loop._read_state()
+    regression = state.spec.task == "regression"
+    data = watch.window_features(loop.engine, flt, regression=regression)
     keep = data.labeled & (data.actual_code != -1)
     if regression:
         y = data.actual_value[keep]
@@ -77,8 +91,7 @@ def labeled_dataset(loop: FeedbackLoop, spec: DatasetSpec) -> tuple[Dataset, lis
             y = y.astype(type(y[0])) if len(y) else y
     features = data.features.loc[keep].reset_index(drop=True)
     tags = data.tags.loc[keep].reset_index(drop=True) if len(data.tags.columns) else None
-    dataset = assemble(features, y, data.ts[keep], spec, now, tags=tags)
-    return dataset, [str(c) for c in features.columns]
+    return features, y, data.ts[keep], tags
 
 
 @dataclass
@@ -151,44 +164,87 @@ def _retrain_steps(
     guard: Guard | None,
     champion: int | None,
 ) -> RetrainOutcome:
+    """Fit every candidate (each proposed model on each recent training window) without the
+    holdout, keep the best on the holdout, gate it against the champion at the significance
+    level divided by the number tried, and, when it passes, fit the winner again on its whole
+    window (holdout included) before registering it: production gets the model that has
+    learned the newest rows, the gate's verdict is about its holdout-fitted twin."""
     state = loop._model_state()
     dataset, columns = labeled_dataset(loop, spec)
-    train, holdout = dataset.split(spec.holdout)
+    train, holdout = dataset.split(spec.holdout, spec.holdout_max_rows)
     progress.stage = "train"
-    model = trainer.train(train)
-    progress.stage = "score"
     task = state.spec.task or "binary"
     positive = state.spec.positive
     timed = gate.latency_budget_ms is not None
-    candidate_scores = score_model(
-        model, holdout.X, holdout.y, task=task, positive=positive, measure_latency=timed
-    )
+    proposals = variants(trainer)
+    fitted: list[tuple[str, float, Trainer, Any, Scored]] = []
+    for share in spec.recent_shares:
+        part = train.newest(share)
+        if share < 1.0 and len(part) < spec.min_rows:
+            continue  # too few rows to be a candidate of its own
+        for name, member in proposals:
+            model = member.train(part)
+            scores = score_model(model, holdout.X, holdout.y, task=task, positive=positive)
+            fitted.append((name, share, member, model, scores))
+    progress.stage = "score"
+    name, share, member, model, candidate_scores = min(fitted, key=lambda f: _loss(f[4], task))
+    if timed:
+        candidate_scores = score_model(
+            model, holdout.X, holdout.y, task=task, positive=positive, measure_latency=True
+        )
     champion_scores = None
     if champion is not None:
         champion_model = loop.load_model(champion)
         champion_scores = score_model(
             champion_model, holdout.X, holdout.y, task=task, positive=positive
         )
-    train_pred = _train_predictions(model, train.X, task, positive)
+    progress.stage = "gate"
+    decision = run_gate(
+        champion_scores,
+        candidate_scores,
+        holdout,
+        gate,
+        task=task,
+        positive=positive,
+        tried=len(fitted),
+    )
+    decision["candidates"] = [
+        {"name": f[0], "window_share": f[1], "rows": len(train.newest(f[1])), **_summary(f[4])}
+        for f in fitted
+    ]
+    decision["chosen"] = {"name": name, "window_share": share}
+    trained_on = train.newest(share)
+    refit = bool(decision["passed"] and spec.refit)
+    if refit:
+        progress.stage = "train"
+        keep = len(trained_on) + len(holdout)  # the same training rows, and the holdout
+        trained_on = dataset.take(np.arange(len(dataset) - keep, len(dataset)))
+        model = member.train(trained_on)
+    decision["refit"] = {"done": refit, "rows": len(trained_on)}
+    train_pred = _train_predictions(model, trained_on.X, task, positive)
     progress.stage = "register"
     version = loop._register(
         model,
-        features=train.X,
+        features=trained_on.X,
         predictions=train_pred,
-        actuals=train.y,
-        train_start=int(train.ts[0]) / 1e6 if len(train) else None,
-        train_end=int(train.ts[-1]) / 1e6 if len(train) else None,
-        train_rows=len(train),
+        actuals=trained_on.y,
+        train_start=int(trained_on.ts[0]) / 1e6 if len(trained_on) else None,
+        train_end=int(trained_on.ts[-1]) / 1e6 if len(trained_on) else None,
+        train_rows=len(trained_on),
         metrics={f"holdout_{k}": v for k, v in candidate_scores.metrics.items()},
-        info={"features": columns, "strategy": spec.strategy, "reason": reason},
+        info={
+            "features": columns,
+            "strategy": spec.strategy,
+            "reason": reason,
+            "candidate": name,
+            "window_share": share,
+            "refit_on_holdout": refit,
+        },
         actor=actor,
         guard=guard,
     )
     progress.candidate = version
     progress.stage = "gate"
-    decision = run_gate(
-        champion_scores, candidate_scores, holdout, gate, task=task, positive=positive
-    )
     _record_verdict(loop, guard, version, champion, decision, actor)
     promoted = False
     if decision["passed"] and promote:
@@ -208,10 +264,20 @@ def _retrain_steps(
         promoted=promoted,
         reason=_verdict(decision),
         gate=decision,
-        train_rows=len(train),
+        train_rows=len(trained_on),
         holdout_rows=len(holdout),
         metrics=candidate_scores.metrics,
     )
+
+
+def _loss(scores: Scored, task: str) -> float:
+    """What the best candidate minimises on validation: error rate, or MAE."""
+    return float(np.mean(scores.errors)) if len(scores.errors) else float("inf")
+
+
+def _summary(scores: Scored) -> dict[str, Any]:
+    key = "mae" if "mae" in scores.metrics else "accuracy"
+    return {key: scores.metrics.get(key)}
 
 
 def _verdict(decision: dict[str, Any]) -> str:
@@ -441,9 +507,13 @@ def watch_champion(
     auto_rollback: bool = True,
     actor: str = "watch",
 ) -> WatchVerdict | None:
-    """Compare the newest champion's first labeled predictions with the previous champion's
-    last ones before the promotion; roll back on a significant regression. Once a promotion has
-    been judged (``watch_passed`` or ``rolled_back``), it is not watched again."""
+    """Score the newest champion and the one it replaced on the same labeled rows since the
+    promotion (paired: the same period, so a drift at the promotion is no evidence against
+    the new model); roll back when the new one is significantly worse. The verdict comes once
+    ``min_samples`` rows are labeled, on up to five times as many. Once a promotion has been
+    judged (``watch_passed`` or ``rolled_back``), it is not watched again. When the previous
+    version cannot be scored (its artifact is gone, its features are not logged), its live
+    errors before the promotion stand in, as an unpaired comparison."""
     moves = [m for m in loop.alias_history(CHAMPION) if m["version"] is not None]
     if not moves or moves[-1]["previous_version"] is None:
         return None
@@ -455,25 +525,11 @@ def watch_champion(
     state = loop._read_state()
     regression = state.spec.task == "regression"
     since_us = to_us(since)
-    with loop.engine.connect() as conn, conn.begin():
-        after = read_rows(
-            conn,
-            WindowFilter(state.id, since_us, loop._now_us() + 1, str(new)),
-            regression=regression,
+    verdict = _paired_verdict(loop, new, previous, since_us, regression, min_samples, margin, alpha)
+    if verdict is None:
+        verdict = _unpaired_verdict(
+            loop, new, previous, since_us, regression, min_samples, margin, alpha
         )
-        before = read_rows(
-            conn, WindowFilter(state.id, 0, since_us, str(previous)), regression=regression
-        )
-    new_errors = _errors(after, regression)[: min_samples * 5]
-    old_errors = _errors(before, regression)[-min_samples * 5 :]
-    verdict = compare_live(
-        new_errors,
-        old_errors,
-        binary_errors=not regression,
-        min_samples=min_samples,
-        margin=margin,
-        alpha=alpha,
-    )
     if verdict.ready and verdict.regressed and auto_rollback:
         rollback(loop, actor=actor, reason=verdict.reason, evidence=verdict.to_dict())
     elif verdict.ready and not verdict.regressed:
@@ -485,6 +541,78 @@ def watch_champion(
             evidence=verdict.to_dict(),
         )
     return verdict
+
+
+def _paired_verdict(
+    loop: FeedbackLoop,
+    new: int,
+    previous: int,
+    since_us: int,
+    regression: bool,
+    min_samples: int,
+    margin: float,
+    alpha: float,
+) -> WatchVerdict | None:
+    state = loop._read_state()
+    flt = WindowFilter(state.id, since_us, loop._now_us() + 1)
+    features, y, ts, _tags = labeled_rows(loop, flt)
+    order = np.argsort(ts, kind="stable")[: min_samples * 5]  # the first rows since
+    features, y = features.iloc[order].reset_index(drop=True), y[order]
+    if len(y) < min_samples:
+        return compare_paired(
+            np.zeros(len(y)),
+            np.zeros(len(y)),
+            binary_errors=not regression,
+            min_samples=min_samples,
+        )
+    task = state.spec.task or "binary"
+    try:
+        errors = [
+            score_model(loop.load_model(v), features, y, task=task, positive=state.spec.positive)
+            for v in (new, previous)
+        ]
+    except Exception:  # the previous version cannot be scored here: the unpaired fallback
+        return None
+    return compare_paired(
+        errors[0].errors,
+        errors[1].errors,
+        binary_errors=not regression,
+        min_samples=min_samples,
+        margin=margin,
+        alpha=alpha,
+    )
+
+
+def _unpaired_verdict(
+    loop: FeedbackLoop,
+    new: int,
+    previous: int,
+    since_us: int,
+    regression: bool,
+    min_samples: int,
+    margin: float,
+    alpha: float,
+) -> WatchVerdict:
+    state = loop._read_state()
+    with loop.engine.connect() as conn, conn.begin():
+        after = read_rows(
+            conn,
+            WindowFilter(state.id, since_us, loop._now_us() + 1, str(new)),
+            regression=regression,
+        )
+        before = read_rows(
+            conn, WindowFilter(state.id, 0, since_us, str(previous)), regression=regression
+        )
+    new_errors = _errors(after, regression)[: min_samples * 5]
+    old_errors = _errors(before, regression)[-min_samples * 5 :]
+    return compare_live(
+        new_errors,
+        old_errors,
+        binary_errors=not regression,
+        min_samples=min_samples,
+        margin=margin,
+        alpha=alpha,
+    )
 
 
 def _promised_error(loop: FeedbackLoop, version: int, since: Any, regression: bool) -> float | None:
@@ -530,6 +658,7 @@ def gather_evidence(
         baseline = record.metrics.get(f"holdout_{metric}", record.metrics.get(f"baseline_{metric}"))
     last_trained = max((v.created_at for v in versions.values()), default=None)
     triggered = loop.events(kinds=["retrain_started"], limit=1)
+    last_outcome, since_trigger = _last_outcome(loop, triggered[0].time if triggered else None)
     drift_share: float | None = None
     drifted: tuple[str, ...] = ()
     if with_drift:
@@ -561,4 +690,26 @@ def gather_evidence(
         new_labels_since_training=new_labels,
         estimated_value=estimated,
         estimated_baseline=baseline,
+        last_outcome=last_outcome,
+        new_labels_since_trigger=since_trigger,
     )
+
+
+def _last_outcome(loop: FeedbackLoop, triggered: Any) -> tuple[str | None, int | None]:
+    """How the newest retraining ended (``promoted``, ``rejected`` or None while it runs),
+    and how many labeled predictions were made since it started."""
+    if triggered is None:
+        return None, None
+    kinds = {
+        e.kind
+        for e in loop.events(
+            kinds=["gate_passed", "gate_rejected", "retrain_failed"], since=triggered, limit=5
+        )
+    }
+    outcome = None
+    if "gate_passed" in kinds:
+        outcome = "promoted"
+    elif kinds:
+        outcome = "rejected"
+    since = loop.get_metrics(window=(triggered, from_us(loop._now_us() + 1)))
+    return outcome, int(since["labeled"])

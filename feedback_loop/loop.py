@@ -54,7 +54,7 @@ from feedback_loop.input_limits import (
 from feedback_loop.lifecycle import RetrainOutcome
 from feedback_loop.monitoring import LOWER_IS_BETTER, default_primary_metric, window_metrics
 from feedback_loop.naming import check_model_name
-from feedback_loop.policy import Evidence, Policy, PolicyDecision
+from feedback_loop.policy import Evidence, Policy, PolicyDecision, default_policy
 from feedback_loop.recording import (
     LogResult,
     ModelState,
@@ -767,15 +767,22 @@ class FeedbackLoop:
         """Whether to retrain now, truthy when due, with the numbers behind the answer.
 
         With a policy (``set_policy``), the policy's decision over the evidence gathered from the
-        log, the registry and the events; without one, the seed's rule: the primary metric over
-        ``window`` (default: the loop's) breaches ``retrain_threshold`` on at least
-        ``min_labeled`` labeled predictions. A decision to retrain is recorded as a
-        ``retrain_due`` event by ``actor``; ``record=False`` only evaluates and writes nothing
-        (not even the drift or estimate events a policy's evidence would record).
+        log, the registry and the events; with only ``retrain_threshold``, the seed's rule: the
+        primary metric over ``window`` (default: the loop's) breaches it on at least
+        ``min_labeled`` labeled predictions; with neither, the default policy
+        (:func:`feedback_loop.policy.default_policy`: a drop from the champion's baseline, a
+        28-day schedule fallback, drift with new labels behind it, and a cooldown that is
+        shorter after a rejected retraining), given the window's drift check as evidence.
+        A decision to retrain is recorded as a ``retrain_due`` event by ``actor``;
+        ``record=False`` only evaluates and writes nothing (not even the drift or estimate
+        events a policy's evidence would record).
         """
         chosen = self.window if window is None else window
-        if self._policy is not None:
-            with_drift, with_estimate = self._policy_inputs
+        policy, (with_drift, with_estimate) = self._policy, self._policy_inputs
+        if policy is None and self.retrain_threshold is None:
+            # nothing configured: the default policy, with drift evidence
+            policy, with_drift = default_policy(), True
+        if policy is not None:
             evidence = lifecycle.gather_evidence(
                 self,
                 window=str(chosen),
@@ -783,7 +790,7 @@ class FeedbackLoop:
                 with_estimate=with_estimate,
                 record_events=record,
             )
-            verdict = self._policy.evaluate(evidence)
+            verdict = policy.evaluate(evidence)
             if record and verdict:
                 self.record_event(
                     "retrain_due", reason=verdict.reason, evidence=verdict.to_dict(), actor=actor

@@ -28,6 +28,7 @@ from feedback_loop.policy.config import (
     policy_from_dict,
     rule_from_dict,
 )
+from feedback_loop.policy.defaults import default_policy
 from feedback_loop.policy.rules import (
     AllOf,
     AnyOf,
@@ -62,6 +63,7 @@ __all__ = [
     "Rule",
     "RuleResult",
     "Scheduled",
+    "default_policy",
     "format_duration",
     "load_policies",
     "parse_duration",

@@ -48,6 +48,11 @@ class Evidence:
     Unknown numbers are ``None`` (a NaN is read as unknown too). ``drift_share`` is ``None``
     when no drift check ran; ``drifted_features`` then says nothing either. Datetimes must be
     timezone-aware; they are kept in UTC.
+
+    ``last_outcome`` is how the newest retraining ended: ``"promoted"``, ``"rejected"`` (the
+    gate, or a failed step), or ``None`` (none yet, or still running); with
+    ``new_labels_since_trigger`` it lets a :class:`Policy` retry a rejected retraining sooner
+    and count its cooldown in labels as well as in time.
     """
 
     now: datetime
@@ -63,6 +68,8 @@ class Evidence:
     new_labels_since_training: int = 0
     estimated_value: float | None = None
     estimated_baseline: float | None = None
+    last_outcome: str | None = None
+    new_labels_since_trigger: int | None = None
 
     def __post_init__(self) -> None:
         # Normalised to plain Python values so that evidence dicts are ready for JSON.
@@ -73,6 +80,10 @@ class Evidence:
                 _set(self, name, _aware(value, name))
         for name in _FLOATS:
             _set(self, name, _optional_float(getattr(self, name)))
+        if self.last_outcome not in (None, "promoted", "rejected"):
+            raise PolicyError("last_outcome", "must be 'promoted', 'rejected' or None")
+        if self.new_labels_since_trigger is not None:
+            _set(self, "new_labels_since_trigger", max(int(self.new_labels_since_trigger), 0))
         for name in ("labeled", "new_labels_since_training"):
             count = int(getattr(self, name))
             if count < 0:
@@ -494,6 +505,17 @@ class Policy:
     The cooldown counts from ``last_triggered_at`` so that a retraining still running (which
     has not yet moved ``last_trained_at``) is not requested again on every evaluation.
 
+    * ``retry_after``: the cooldown after a retraining that promoted nothing (the gate
+      rejected it, or a step failed). An abrupt change fires the rules before the window holds
+      enough of the new data, the gate rightly rejects, and a full cooldown would then lock
+      the loop out just when it should act; ``None``: the same as ``cooldown``.
+    * ``retry_labels``: after such a retraining, also wait for this many new labels since
+      the trigger (a retry on nearly the same data would be judged the same way), but never
+      longer than the full cooldown. ``None``: time only.
+    * ``cooldown_labels``: the cooldown after a promotion also ends once this many labels
+      have arrived since the trigger, so that at high volume a cooldown does not mean tens of
+      thousands of rows (time still bounds it at low volume). ``None``: time only.
+
     >>> policy = Policy(DataVolume(1000), cooldown=timedelta(days=1), name="churn")
     >>> now = datetime(2024, 10, 18, 12, 0, tzinfo=UTC)
     >>> decision = policy.evaluate(Evidence(now=now, new_labels_since_training=5000,
@@ -505,12 +527,24 @@ class Policy:
     rule: Rule
     cooldown: timedelta = timedelta(0)
     name: str = "default"
+    retry_after: timedelta | None = None
+    retry_labels: int | None = None
+    cooldown_labels: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.rule, Rule):
             raise PolicyError("rule", f"{self.rule!r} has no evaluate() and to_dict()")
         if not isinstance(self.cooldown, timedelta) or self.cooldown < timedelta(0):
             raise PolicyError("cooldown", f"must be a duration of 0 or more, got {self.cooldown!r}")
+        if self.retry_after is not None and (
+            not isinstance(self.retry_after, timedelta) or self.retry_after < timedelta(0)
+        ):
+            raise PolicyError(
+                "retry_after", f"must be a duration of 0 or more, got {self.retry_after!r}"
+            )
+        for name in ("retry_labels", "cooldown_labels"):
+            if getattr(self, name) is not None:
+                _set(self, name, _count(getattr(self, name), name, minimum=1))
         if not isinstance(self.name, str) or not self.name:
             raise PolicyError("name", f"must be a non-empty string, got {self.name!r}")
 
@@ -518,10 +552,27 @@ class Policy:
         top = self.rule.evaluate(evidence)
         results = list(top.children) or [top]
         now, last = evidence.now, evidence.last_triggered_at
-        if top.fired and last is not None and now - last < self.cooldown:
-            until = last + self.cooldown
+        if not top.fired or last is None:
+            return PolicyDecision(top.fired, top.reason, results, False, self.name, now)
+        labels = evidence.new_labels_since_trigger or 0
+        if evidence.last_outcome == "rejected" and self.retry_after is not None:
+            kind, span = "retry wait after a rejected retraining", self.retry_after
+            need = self.retry_labels
+            # both the time and the labels, but never longer than the full cooldown
+            waiting = now - last < span or (need is not None and labels < need)
+            waiting = waiting and now - last < max(self.cooldown, span)
+            more = "" if need is None else f" and {need:,} new labels (have {labels:,})"
+            until = last + (
+                max(self.cooldown, span) if need is not None and labels < need else span
+            )
+        else:
+            kind, span, need = "cooldown", self.cooldown, self.cooldown_labels
+            waiting = now - last < span and (need is None or labels < need)
+            more = "" if need is None else f" or {need:,} new labels (have {labels:,})"
+            until = last + span
+        if waiting:
             reason = (
-                f"cooldown {format_duration(self.cooldown)} blocks retraining until {_when(until)}"
+                f"{kind} {format_duration(span)}{more} blocks retraining until {_when(until)}"
                 f" (last triggered {_when(last)}); would fire: {top.reason}"
             )
             return PolicyDecision(False, reason, results, True, self.name, now, until)
@@ -536,6 +587,12 @@ class Policy:
         out: dict[str, Any] = {"name": self.name}
         if self.cooldown:
             out["cooldown"] = format_duration(self.cooldown)
+        if self.retry_after is not None:
+            out["retry_after"] = format_duration(self.retry_after)
+        if self.retry_labels is not None:
+            out["retry_labels"] = self.retry_labels
+        if self.cooldown_labels is not None:
+            out["cooldown_labels"] = self.cooldown_labels
         if isinstance(self.rule, AnyOf | AllOf):
             out["combine"] = self.rule.kind
             out["rules"] = [rule.to_dict() for rule in self.rule.rules]

@@ -1,0 +1,71 @@
+"""The default retraining policy: what a loop does when nobody configured one.
+
+Measured on streams it was not tuned on (``benchmarks/loop_quality.py``), each part answers a
+way the simpler policy failed:
+
+* **a drop from the champion's own baseline** (its holdout score at the gate) fires quickly
+  after a change: ``PerformanceThreshold(max_drop=0.05)`` on at least 100 labeled rows;
+* **an absolute floor**, when the user gave one (``retrain_threshold``): a baseline that is
+  itself poor (a model promoted in the middle of a change) must not excuse a poor model;
+* **a schedule fallback** (every 28 days): whatever the threshold says, the model learns the
+  newest data now and then, so a poor baseline cannot ratchet the loop into never acting;
+* **drift evidence with data behind it**: most features drifted *and* enough new labels since
+  the last training to learn from them;
+* **a cooldown counted in time and labels**: after a promotion 14 days, ending early once
+  2,000 new labels arrived (high volume must not mean tens of thousands of rows of waiting);
+  after a retraining that promoted nothing, 3 days and 500 new labels, at most the full
+  cooldown (after an abrupt change the first try often has too little new data, and the retry
+  must not wait three weeks; nor should it retry on nearly the same rows).
+
+The gate still decides whether a candidate is promoted, and the watch rolls a regressing one
+back: the policy decides only when to try.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from feedback_loop.policy.rules import (
+    AllOf,
+    AnyOf,
+    DataVolume,
+    DriftShare,
+    PerformanceThreshold,
+    Policy,
+    Rule,
+    Scheduled,
+)
+
+MAX_DROP = 0.05
+MIN_LABELED = 100
+SCHEDULE = timedelta(days=28)
+DRIFT_SHARE = 0.5
+DRIFT_MIN_NEW_LABELS = 500
+COOLDOWN = timedelta(days=14)
+RETRY_AFTER = timedelta(days=3)
+RETRY_LABELS = 500
+COOLDOWN_LABELS = 2_000
+
+
+def default_policy(floor: float | None = None) -> Policy:
+    """The default policy; ``floor``: an absolute limit of the primary metric as well.
+
+    >>> policy = default_policy(floor=0.9)
+    >>> [rule.kind for rule in policy.rule.rules]
+    ['threshold', 'threshold', 'scheduled', 'all']
+    """
+    rules: list[Rule] = [PerformanceThreshold(max_drop=MAX_DROP, min_labeled=MIN_LABELED)]
+    if floor is not None:
+        rules.append(PerformanceThreshold(threshold=floor, min_labeled=MIN_LABELED))
+    rules.append(Scheduled(every=SCHEDULE))
+    rules.append(
+        AllOf([DriftShare(max_share=DRIFT_SHARE), DataVolume(min_new_labels=DRIFT_MIN_NEW_LABELS)])
+    )
+    return Policy(
+        AnyOf(rules),
+        cooldown=COOLDOWN,
+        name="default",
+        retry_after=RETRY_AFTER,
+        retry_labels=RETRY_LABELS,
+        cooldown_labels=COOLDOWN_LABELS,
+    )
