@@ -7,11 +7,13 @@ import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from feedback_loop.drift.changepoint import ChangePoint, error_increase
 from feedback_loop.errors import FeedbackLoopError, RejectedVersionError, ValidationError
 from feedback_loop.input_limits import MAX_REASON_LENGTH, check_actor, check_reason
 from feedback_loop.registry import service as registry_service
@@ -64,18 +66,20 @@ def labeled_dataset(loop: FeedbackLoop, spec: DatasetSpec) -> tuple[Dataset, lis
     start = 0
     if spec.strategy == "sliding_window" and spec.window is not None:
         start = max(now - int(spec.window.total_seconds() * 1e6), 0)
-    features, y, ts, tags = labeled_rows(loop, WindowFilter(loop._read_state().id, start, now + 1))
-    if start > 0 and len(y) < spec.min_rows:
-        features, y, ts, tags = labeled_rows(loop, WindowFilter(loop._read_state().id, 0, now + 1))
-    dataset = assemble(features, y, ts, spec, now, tags=tags)
+    rows = labeled_rows(loop, WindowFilter(loop._read_state().id, start, now + 1))
+    if start > 0 and len(rows[1]) < spec.min_rows:
+        rows = labeled_rows(loop, WindowFilter(loop._read_state().id, 0, now + 1))
+    features, y, ts, tags, served = rows
+    dataset = assemble(features, y, ts, spec, now, tags=tags, served_error=served)
     return dataset, [str(c) for c in features.columns]
 
 
 def labeled_rows(
     loop: FeedbackLoop, flt: WindowFilter
-) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, pd.DataFrame | None]:
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, pd.DataFrame | None, np.ndarray]:
     """The labeled rows of a window: logged features, labels (as the user gave them), event
-    times (µs) and tags."""
+    times (µs), tags, and the served prediction's error (1/0, or the absolute error; NaN
+    where the prediction has no label or value to compare)."""
     from feedback_loop import watch
 
     state = loop._read_state()
@@ -89,9 +93,14 @@ def labeled_rows(
         y = np.array([json.loads(values[int(c)]) for c in data.actual_code[keep]], dtype=object)
         if state.spec.task == "binary":
             y = y.astype(type(y[0])) if len(y) else y
+    if regression:
+        served = np.abs(data.pred_value[keep] - data.actual_value[keep]).astype(np.float64)
+    else:
+        pred = data.pred_code[keep]
+        served = np.where(pred < 0, np.nan, (pred != data.actual_code[keep]).astype(np.float64))
     features = data.features.loc[keep].reset_index(drop=True)
     tags = data.tags.loc[keep].reset_index(drop=True) if len(data.tags.columns) else None
-    return features, y, data.ts[keep], tags
+    return features, y, data.ts[keep], tags, served
 
 
 @dataclass
@@ -171,14 +180,17 @@ def _retrain_steps(
     learned the newest rows, the gate's verdict is about its holdout-fitted twin."""
     state = loop._model_state()
     dataset, columns = labeled_dataset(loop, spec)
-    train, holdout = dataset.split(spec.holdout, spec.holdout_max_rows)
+    train, holdout, change = _split(dataset, spec)
+    shares = list(spec.recent_shares)
+    if change is not None:  # a candidate of the rows since the change alone
+        shares.append((len(dataset) - change.index - len(holdout)) / len(train))
     progress.stage = "train"
     task = state.spec.task or "binary"
     positive = state.spec.positive
     timed = gate.latency_budget_ms is not None
     proposals = variants(trainer)
     fitted: list[tuple[str, float, Trainer, Any, Scored]] = []
-    for share in spec.recent_shares:
+    for share in shares:
         part = train.newest(share)
         if share < 1.0 and len(part) < spec.min_rows:
             continue  # too few rows to be a candidate of its own
@@ -213,6 +225,7 @@ def _retrain_steps(
         for f in fitted
     ]
     decision["chosen"] = {"name": name, "window_share": share}
+    decision["change"] = None if change is None else change.to_dict()
     trained_on = train.newest(share)
     refit = bool(decision["passed"] and spec.refit)
     if refit:
@@ -268,6 +281,27 @@ def _retrain_steps(
         holdout_rows=len(holdout),
         metrics=candidate_scores.metrics,
     )
+
+
+def _split(dataset: Dataset, spec: DatasetSpec) -> tuple[Dataset, Dataset, ChangePoint | None]:
+    """Training rows and holdout. When the served predictions' error rose significantly
+    within the window and enough rows followed, the holdout is at most the newer half of the
+    rows since the change, and the change is returned (its older half becomes a candidate's
+    training rows): right after an abrupt change a candidate can then learn the new data
+    and be judged on it, instead of every new row sitting in the holdout."""
+    train, holdout = dataset.split(spec.holdout, spec.holdout_max_rows)
+    if dataset.served_error is None or not len(train):
+        return train, holdout, None
+    change = error_increase(dataset.served_error, min_segment=max(spec.min_rows // 2, 10))
+    if change is None:
+        return train, holdout, None
+    since = len(dataset) - change.index
+    size = min(len(holdout), since // 2)
+    if since - size < spec.min_rows:
+        return train, holdout, None  # too few rows since the change to learn it yet
+    cut = len(dataset) - size
+    order = np.arange(len(dataset))
+    return dataset.take(order[:cut]), dataset.take(order[cut:]), change
 
 
 def _loss(scores: Scored, task: str) -> float:
@@ -555,7 +589,7 @@ def _paired_verdict(
 ) -> WatchVerdict | None:
     state = loop._read_state()
     flt = WindowFilter(state.id, since_us, loop._now_us() + 1)
-    features, y, ts, _tags = labeled_rows(loop, flt)
+    features, y, ts, _tags, _served = labeled_rows(loop, flt)
     order = np.argsort(ts, kind="stable")[: min_samples * 5]  # the first rows since
     features, y = features.iloc[order].reset_index(drop=True), y[order]
     if len(y) < min_samples:
@@ -642,9 +676,11 @@ def gather_evidence(
     with_drift: bool = False,
     with_estimate: bool = False,
     record_events: bool = True,
+    change_window: timedelta | None = timedelta(days=28),
 ) -> Any:
     """What the retraining policies look at, read from the log, the registry and the events
-    (``record_events=False``: the drift check and the estimate record no event either)."""
+    (``record_events=False``: the drift check and the estimate record no event either).
+    ``change_window``: where the change detector looks for a rise in the served errors."""
     from feedback_loop.monitoring import LOWER_IS_BETTER
     from feedback_loop.policy import Evidence
 
@@ -659,6 +695,7 @@ def gather_evidence(
     last_trained = max((v.created_at for v in versions.values()), default=None)
     triggered = loop.events(kinds=["retrain_started"], limit=1)
     last_outcome, since_trigger = _last_outcome(loop, triggered[0].time if triggered else None)
+    change = _error_change(loop, change_window)
     drift_share: float | None = None
     drifted: tuple[str, ...] = ()
     if with_drift:
@@ -692,7 +729,27 @@ def gather_evidence(
         estimated_baseline=baseline,
         last_outcome=last_outcome,
         new_labels_since_trigger=since_trigger,
+        error_change_z=None if change is None else change[0],
+        rows_since_change=0 if change is None else change[1],
     )
+
+
+def _error_change(loop: FeedbackLoop, window: timedelta | None) -> tuple[float, int] | None:
+    """The change detector over the served predictions' errors of the training window:
+    the z of the most significant rise, and how many labeled rows followed it."""
+    if window is None:
+        return None
+    state = loop._read_state()
+    regression = state.spec.task == "regression"
+    now = loop._now_us()
+    start = max(now - int(window.total_seconds() * 1e6), 0)
+    with loop.engine.connect() as conn, conn.begin():
+        rows = read_rows(conn, WindowFilter(state.id, start, now + 1), regression=regression)
+    errors = _errors(rows, regression)
+    change = error_increase(errors, min_segment=50, min_z=0.0)
+    if change is None:
+        return None
+    return change.z, len(errors) - change.index
 
 
 def _last_outcome(loop: FeedbackLoop, triggered: Any) -> tuple[str | None, int | None]:

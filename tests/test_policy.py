@@ -789,3 +789,13 @@ def test_default_policy_falls_back_to_a_schedule_and_reads_drift() -> None:
     floor = policy_pkg.default_policy(floor=0.9)
     assert floor.evaluate(ev(labeled=5000, **fresh))  # 0.80 is under the user's floor
     assert policy_from_dict(policy.to_dict()) == policy
+
+
+def test_error_increase_needs_a_significant_rise_and_rows_to_learn_from() -> None:
+    rule = policy_pkg.ErrorIncrease(min_z=4.0, min_rows=200)
+    assert not rule.evaluate(ev())
+    assert not rule.evaluate(ev(error_change_z=3.9, rows_since_change=1000))
+    early = rule.evaluate(ev(error_change_z=6.0, rows_since_change=150))
+    assert not early and "only 150 rows since; need 200" in early.reason
+    assert rule.evaluate(ev(error_change_z=6.0, rows_since_change=200))
+    assert policy_from_dict({"rules": [rule.to_dict()]}).rule == rule

@@ -5,6 +5,9 @@ way the simpler policy failed:
 
 * **a drop from the champion's own baseline** (its holdout score at the gate) fires quickly
   after a change: ``PerformanceThreshold(max_drop=0.05)`` on at least 100 labeled rows;
+* **a significant rise in the served predictions' errors** (the change detector over the
+  training window, z ≥ 4) once 200 labeled rows followed it, enough to learn from: it catches
+  moderate changes a fixed drop misses, measured against the errors' own variation;
 * **an absolute floor**, when the user gave one (``retrain_threshold``): a baseline that is
   itself poor (a model promoted in the middle of a change) must not excuse a poor model;
 * **a schedule fallback** (every 28 days): whatever the threshold says, the model learns the
@@ -30,6 +33,7 @@ from feedback_loop.policy.rules import (
     AnyOf,
     DataVolume,
     DriftShare,
+    ErrorIncrease,
     PerformanceThreshold,
     Policy,
     Rule,
@@ -39,11 +43,13 @@ from feedback_loop.policy.rules import (
 MAX_DROP = 0.05
 MIN_LABELED = 100
 SCHEDULE = timedelta(days=28)
+CHANGE_Z = 4.0
+CHANGE_MIN_ROWS = 200
 DRIFT_SHARE = 0.5
 DRIFT_MIN_NEW_LABELS = 500
 COOLDOWN = timedelta(days=14)
-RETRY_AFTER = timedelta(days=3)
-RETRY_LABELS = 500
+RETRY_AFTER = timedelta(days=1)
+RETRY_LABELS = 200
 COOLDOWN_LABELS = 2_000
 
 
@@ -52,11 +58,12 @@ def default_policy(floor: float | None = None) -> Policy:
 
     >>> policy = default_policy(floor=0.9)
     >>> [rule.kind for rule in policy.rule.rules]
-    ['threshold', 'threshold', 'scheduled', 'all']
+    ['threshold', 'threshold', 'error_increase', 'scheduled', 'all']
     """
     rules: list[Rule] = [PerformanceThreshold(max_drop=MAX_DROP, min_labeled=MIN_LABELED)]
     if floor is not None:
         rules.append(PerformanceThreshold(threshold=floor, min_labeled=MIN_LABELED))
+    rules.append(ErrorIncrease(min_z=CHANGE_Z, min_rows=CHANGE_MIN_ROWS))
     rules.append(Scheduled(every=SCHEDULE))
     rules.append(
         AllOf([DriftShare(max_share=DRIFT_SHARE), DataVolume(min_new_labels=DRIFT_MIN_NEW_LABELS)])

@@ -38,7 +38,14 @@ class PolicyError(FeedbackLoopError, ValueError):
         super().__init__(f"{key}: {message}" if key else message)
 
 
-_FLOATS = ("metric_value", "baseline", "drift_share", "estimated_value", "estimated_baseline")
+_FLOATS = (
+    "metric_value",
+    "baseline",
+    "drift_share",
+    "estimated_value",
+    "estimated_baseline",
+    "error_change_z",
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,8 @@ class Evidence:
     estimated_baseline: float | None = None
     last_outcome: str | None = None
     new_labels_since_trigger: int | None = None
+    error_change_z: float | None = None
+    rows_since_change: int = 0
 
     def __post_init__(self) -> None:
         # Normalised to plain Python values so that evidence dicts are ready for JSON.
@@ -84,7 +93,7 @@ class Evidence:
             raise PolicyError("last_outcome", "must be 'promoted', 'rejected' or None")
         if self.new_labels_since_trigger is not None:
             _set(self, "new_labels_since_trigger", max(int(self.new_labels_since_trigger), 0))
-        for name in ("labeled", "new_labels_since_training"):
+        for name in ("labeled", "new_labels_since_training", "rows_since_change"):
             count = int(getattr(self, name))
             if count < 0:
                 raise PolicyError(name, f"must not be negative, got {count}")
@@ -264,6 +273,41 @@ class PerformanceThreshold:
         fired = _worse(value, limit, lower)
         reason = f"{name} {_num(value)} {_op(fired, lower)} {shown} on {labeled:,} labeled"
         return RuleResult(self.kind, fired, reason, data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _table(self.kind, self)
+
+
+@dataclass(frozen=True)
+class ErrorIncrease:
+    """Due when the served predictions' error rose significantly within the training window
+    (``error_change_z``, the change detector's z, at least ``min_z``) and at least
+    ``min_rows`` labeled rows followed the change, enough to learn it from.
+
+    A drop of a fixed size from the baseline misses moderate changes on a quiet stream and
+    fires on noise on a volatile one; a significant change in the model's own errors is
+    measured against their own variation.
+    """
+
+    min_z: float = 4.0
+    min_rows: int = 200
+    kind: ClassVar[str] = "error_increase"
+
+    def __post_init__(self) -> None:
+        _set(self, "min_z", _non_negative(self.min_z, "min_z"))
+        _set(self, "min_rows", _count(self.min_rows, "min_rows", minimum=1))
+
+    def evaluate(self, evidence: Evidence) -> RuleResult:
+        z, rows = evidence.error_change_z, evidence.rows_since_change
+        data = {"z": z, "min_z": self.min_z, "rows_since": rows, "min_rows": self.min_rows}
+        if z is None or z < self.min_z:
+            shown = "none found" if z is None else f"z {z:.2f} < {self.min_z:.4g}"
+            return RuleResult(self.kind, False, f"no significant rise in errors ({shown})", data)
+        if rows < self.min_rows:
+            reason = f"errors rose (z {z:.2f}) but only {rows:,} rows since; need {self.min_rows:,}"
+            return RuleResult(self.kind, False, reason, data)
+        reason = f"errors rose (z {z:.2f} ≥ {self.min_z:.4g}) {rows:,} labeled rows ago"
+        return RuleResult(self.kind, True, reason, data)
 
     def to_dict(self) -> dict[str, Any]:
         return _table(self.kind, self)

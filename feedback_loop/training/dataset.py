@@ -32,6 +32,7 @@ class Dataset:
     ts: np.ndarray  # int64 µs
     sample_weight: np.ndarray | None = None
     tags: pd.DataFrame | None = None
+    served_error: np.ndarray | None = None  # the served prediction's error, row for row
 
     def __len__(self) -> int:
         return len(self.y)
@@ -40,8 +41,14 @@ class Dataset:
         """The rows at ``index``: features, labels, weights and tags alike."""
         weight = None if self.sample_weight is None else self.sample_weight[index]
         tags = None if self.tags is None else self.tags.iloc[index].reset_index(drop=True)
+        served = None if self.served_error is None else self.served_error[index]
         return Dataset(
-            self.X.iloc[index].reset_index(drop=True), self.y[index], self.ts[index], weight, tags
+            self.X.iloc[index].reset_index(drop=True),
+            self.y[index],
+            self.ts[index],
+            weight,
+            tags,
+            served,
         )
 
     def split(self, holdout: float, max_rows: int | None = None) -> tuple[Dataset, Dataset]:
@@ -111,11 +118,14 @@ def assemble(
     spec: DatasetSpec,
     now_us: int,
     tags: pd.DataFrame | None = None,
+    served_error: np.ndarray | None = None,
 ) -> Dataset:
     """Apply the strategy to labeled rows (already restricted to labeled predictions); ``tags``
-    row for row with ``features``."""
+    and ``served_error`` row for row with ``features``."""
     order = np.argsort(ts, kind="stable")
-    data = Dataset(features.reset_index(drop=True), y, ts, tags=tags).take(order)
+    data = Dataset(
+        features.reset_index(drop=True), y, ts, tags=tags, served_error=served_error
+    ).take(order)
     if spec.strategy == "sliding_window":
         first = 0
         if spec.window is not None:
