@@ -34,6 +34,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 DEFAULT_START = pd.Timestamp("2024-01-01", tz="UTC")
 SEA_THETAS: tuple[float, ...] = (8.0, 9.0, 7.0, 9.5)
@@ -106,9 +107,9 @@ def _flip(labels: np.ndarray, share: float, rng: np.random.Generator) -> np.ndar
     return np.where(flip, 1 - labels, labels)
 
 
-def sea_labels(f1: np.ndarray, f2: np.ndarray, theta: np.ndarray | float) -> np.ndarray:
+def sea_labels(f1: ArrayLike, f2: ArrayLike, theta: ArrayLike) -> np.ndarray:
     """SEA's concept before noise: 1 when ``f1 + f2 <= theta``."""
-    return (np.asarray(f1) + np.asarray(f2) <= theta).astype(np.int64)
+    return (np.asarray(f1) + np.asarray(f2) <= np.asarray(theta)).astype(np.int64)
 
 
 def sea(
