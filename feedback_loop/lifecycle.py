@@ -73,8 +73,9 @@ def labeled_dataset(loop: FeedbackLoop, spec: DatasetSpec) -> tuple[Dataset, lis
     else:
         values = {code: key for key, code in state.codes.items()}
         y = np.array([json.loads(values[int(c)]) for c in data.actual_code[keep]], dtype=object)
-        if state.spec.task == "binary":
-            y = y.astype(type(y[0])) if len(y) else y
+        kinds = {type(v) for v in y}
+        if len(kinds) == 1:  # one label type (a multiclass target too): sklearn needs a dtype
+            y = y.astype(kinds.pop())
     features = data.features.loc[keep].reset_index(drop=True)
     tags = data.tags.loc[keep].reset_index(drop=True) if len(data.tags.columns) else None
     dataset = assemble(features, y, data.ts[keep], spec, now, tags=tags)
