@@ -74,7 +74,7 @@ class ReplayConfig:
     policy: Policy | None = None
     policy_window: str | None = None
     watch_min_samples: int = 200
-    drift_window: str | None = None  # a drift check each step, for the progress callback only
+    drift_window: str | None = "1d"  # a drift check each step, for the progress callback only
     judge_window: timedelta = timedelta(days=28)
     judge_alpha: float = 0.05
 
