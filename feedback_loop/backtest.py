@@ -1,79 +1,141 @@
 """Replay a stream through the loop in simulated time, and compare strategies.
 
-The stream is served day by day by the current champion; labels arrive ``label_delay`` later.
-Three strategies see the same stream:
+The stream is served step by step (a day by default) by the current champion; labels arrive
+``label_delay`` later. Five strategies see the same stream:
 
 * ``never``: the first model serves forever;
-* ``fixed``: a new model, trained on the recent window, replaces the champion on a fixed
-  schedule, unconditionally;
-* ``loop``: a policy decides when to retrain, the gate decides whether to promote, and the watch
-  rolls a regressing champion back.
+* ``fixed``: every ``fixed_every`` (30 days), a model refitted on the last ``sliding_window``
+  (28 days) of labeled rows replaces the champion, unconditionally;
+* ``weekly``: the same every 7 days ("weekly sliding");
+* ``daily``: the same every day ("daily sliding");
+* ``loop``: the loop as a user gets it: its policy decides when to retrain, its gate whether to
+  promote, and its watch rolls a regressing champion back, with its own defaults for whatever
+  the :class:`ReplayConfig` leaves unset.
+
+The scheduled strategies are what a team would do instead of the loop; they are replayed in
+memory (they need no log, no gate and no registry), the loop through a :class:`FeedbackLoop` on
+its own database. Every strategy is scored the same way, in memory, on the served rows whose
+label arrived before the stream ended; and every change of champion is judged on the rows it
+then served: was the new champion significantly worse than the one it replaced over the next
+``judge_window`` (a paired test on the same rows)?
+
+Binary, multiclass and regression targets are replayed (accuracy, or the mean absolute error
+for regression). A stream without a clock gets one: ``rows_per_day`` evenly spaced rows a day.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from feedback_loop.clock import ManualClock
 from feedback_loop.errors import ValidationError
-from feedback_loop.lifecycle import CHAMPION, promote_version, retrain, watch_champion
+from feedback_loop.input_limits import MAX_REASON_LENGTH
+from feedback_loop.lifecycle import CHAMPION
 from feedback_loop.loop import FeedbackLoop
-from feedback_loop.policy import Evidence, Policy, default_policy
+from feedback_loop.policy import Evidence, Policy
 from feedback_loop.training.dataset import DatasetSpec
 from feedback_loop.training.gating import GateConfig
-from feedback_loop.training.trainers import EstimatorTrainer
 
-StrategyName = Literal["never", "fixed", "loop"]
+StrategyName = Literal["never", "fixed", "weekly", "daily", "loop"]
+STRATEGIES: tuple[StrategyName, ...] = ("never", "fixed", "weekly", "daily", "loop")
+TaskName = Literal["binary", "multiclass", "regression"]
+SYNTHETIC_START = pd.Timestamp("2024-01-01", tz="UTC")
 
 
 @dataclass
 class ReplayConfig:
+    """How a stream is replayed. ``dataset``, ``gate``, ``policy`` and ``policy_window`` left
+    at None are the loop's own defaults (what a user gets without configuring them)."""
+
     features: list[str]
     label: str = "target"
     timestamp: str = "timestamp"
     initial_rows: int = 4_000
     label_delay: timedelta = timedelta(days=1)
     step: timedelta = timedelta(days=1)
+    rows_per_day: float | None = None  # a stream without a clock: evenly spaced rows a day
+    task: TaskName | None = None  # None: inferred from the target
     fixed_every: timedelta = timedelta(days=30)
-    dataset: DatasetSpec = field(default_factory=DatasetSpec)
-    gate: GateConfig = field(default_factory=GateConfig)
-    policy: Policy | None = None  # None: the default policy (feedback_loop.policy.defaults)
-    policy_window: str = "7d"
+    weekly_every: timedelta = timedelta(days=7)
+    daily_every: timedelta = timedelta(days=1)
+    sliding_window: timedelta = timedelta(days=28)  # what the scheduled strategies refit on
+    dataset: DatasetSpec | None = None
+    gate: GateConfig | None = None
+    policy: Policy | None = None
+    policy_window: str | None = None
     watch_min_samples: int = 200
-    drift_window: str | None = "1d"  # daily drift check in the loop strategy (None: off)
+    drift_window: str | None = "1d"  # a drift check each step, for the progress callback only
+    judge_window: timedelta = timedelta(days=28)
+    judge_alpha: float = 0.05
+
+
+@dataclass
+class ChampionChange:
+    """One change of champion, judged on the rows served after it (within ``judge_window``):
+    ``old_score`` and ``new_score`` are both models' accuracy (or MAE) on those same rows, and
+    ``p_value`` the one-sided exact binomial test on discordant rows that the new one is worse
+    (old right and new wrong against the reverse; for regression, which error is larger)."""
+
+    time: pd.Timestamp
+    row: int  # the first served row the new champion predicted
+    kind: str  # "schedule", "promoted" or "rollback"
+    old: int
+    new: int
+    rows: int
+    old_score: float | None
+    new_score: float | None
+    p_value: float | None
+    worse: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["time"] = self.time.isoformat()
+        return out
 
 
 @dataclass
 class ReplayResult:
     strategy: str
-    accuracy: float
+    accuracy: float  # the primary score: accuracy, or the MAE of a regression
     labeled: int
     retrains: int
     promotions: int
     rejections: int
     rollbacks: int
-    monthly: pd.DataFrame  # month -> accuracy
-    database: str
+    monthly: pd.DataFrame  # month -> accuracy (or mae), labeled
+    database: str | None  # the loop's database (None for the strategies replayed in memory)
+    metric: str = "accuracy"
+    failures: int = 0  # retrains that failed (too few rows, a trainer error)
+    changes: list[ChampionChange] = field(default_factory=list)
+
+    @property
+    def worse_changes(self) -> int:
+        """Changes of champion significantly worse than the champion they replaced."""
+        return sum(c.worse for c in self.changes)
 
     def summary(self) -> dict[str, Any]:
         return {
             "strategy": self.strategy,
+            "metric": self.metric,
             "accuracy": self.accuracy,
             "labeled": self.labeled,
             "retrains": self.retrains,
             "promotions": self.promotions,
             "rejections": self.rejections,
             "rollbacks": self.rollbacks,
+            "failures": self.failures,
+            "changes": len(self.changes),
+            "worse_changes": self.worse_changes,
         }
 
 
@@ -90,229 +152,467 @@ def replay(
     model_name: str = "replay",
     on_tick: Tick | None = None,
 ) -> ReplayResult:
-    """Replay ``stream`` (time-ordered; ``config.timestamp``, features, label) with a strategy.
+    """Replay ``stream`` (time-ordered; ``config.timestamp`` or ``config.rows_per_day``,
+    features, label) with a strategy.
 
-    Native thread pools are limited to one thread: a day's batch is a few dozen rows, where
+    Native thread pools are limited to one thread: a step's batch is a few dozen rows, where
     starting OpenMP threads per tree costs far more than the work (and busy-waiting threads
     starve everything else on a small machine).
     """
-    if strategy not in ("never", "fixed", "loop"):
-        raise ValueError("strategy must be never, fixed or loop")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}")
     with threadpool_limits(limits=1):
-        return _replay(stream, make_model, strategy, config, database, model_name, on_tick)
+        prepared = _Prepared.of(stream, config)
+        if strategy == "loop":
+            return _replay_loop(prepared, make_model, config, database, model_name, on_tick)
+        return _replay_scheduled(prepared, make_model, strategy, config, on_tick)
 
 
-def _replay(
-    stream: pd.DataFrame,
+def infer_task(target: pd.Series) -> TaskName:
+    """Regression for non-whole numbers, binary for two labels, multiclass otherwise."""
+    values = target.dropna()
+    if pd.api.types.is_float_dtype(values) and not np.all(np.mod(values.to_numpy(), 1) == 0):
+        return "regression"
+    return "binary" if values.nunique() <= 2 else "multiclass"
+
+
+def in_fitted_order(model: Any, rows: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """The columns ``model`` was fitted on, in its order (``feature_names_in_``), else
+    ``features``: a model retrained from the log learns the log's column order, which need not
+    be the stream's, and scikit-learn refuses names in another order."""
+    names = getattr(model, "feature_names_in_", None)
+    return rows[list(names) if names is not None else features]
+
+
+@dataclass
+class _Prepared:
+    """A stream cut into the first model's rows and the served rows, on a clock, in steps."""
+
+    task: TaskName
+    initial: pd.DataFrame
+    served: pd.DataFrame
+    times: pd.Series  # every row's time (initial and served), UTC
+    served_ns: np.ndarray  # served rows' times, int64 ns
+    starts: np.ndarray  # first served row of each step
+    ends: np.ndarray
+    known_ns: np.ndarray  # per step: labels of rows up to this time have arrived
+    y: np.ndarray  # served labels
+    scored: int  # served rows labeled before the stream ended (the scored ones)
+
+    @classmethod
+    def of(cls, stream: pd.DataFrame, config: ReplayConfig) -> _Prepared:
+        if config.rows_per_day is not None:
+            offsets = np.round(np.arange(len(stream)) * 86_400e9 / config.rows_per_day)
+            times = pd.Series(SYNTHETIC_START + pd.to_timedelta(offsets.astype("int64")))
+        elif config.timestamp in stream.columns:
+            times = pd.Series(pd.to_datetime(stream[config.timestamp], utc=True).to_numpy())
+        else:
+            raise ValueError(
+                f"the stream has no {config.timestamp!r} column: give rows_per_day for one"
+            )
+        times = pd.Series(pd.DatetimeIndex(times).tz_localize(None).tz_localize("UTC"))
+        if not times.is_monotonic_increasing:
+            raise ValueError("the stream must be in time order")
+        if not 0 < config.initial_rows < len(stream):
+            raise ValueError("initial_rows must leave rows to serve")
+        if config.step <= timedelta(0):
+            raise ValueError("step must be positive")
+        data = stream.reset_index(drop=True)
+        n0 = config.initial_rows
+        served = data.iloc[n0:].reset_index(drop=True)
+        ns = times.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        served_ns = ns[n0:]
+        step_ns = int(config.step.total_seconds() * 1e9)
+        index = (served_ns - served_ns[0]) // step_ns
+        bounds = np.flatnonzero(np.diff(index)) + 1
+        starts = np.concatenate([[0], bounds]).astype(np.int64)
+        ends = np.concatenate([bounds, [len(served)]]).astype(np.int64)
+        delay_ns = int(config.label_delay.total_seconds() * 1e9)
+        known_ns = served_ns[ends - 1] - delay_ns
+        scored = int(np.searchsorted(served_ns, served_ns[-1] - delay_ns, side="right"))
+        return cls(
+            task=config.task or infer_task(data[config.label]),
+            initial=data.iloc[:n0],
+            served=served,
+            times=times,
+            served_ns=served_ns,
+            starts=starts,
+            ends=ends,
+            known_ns=known_ns,
+            y=served[config.label].to_numpy(),
+            scored=scored,
+        )
+
+    @property
+    def regression(self) -> bool:
+        return self.task == "regression"
+
+    @property
+    def metric(self) -> str:
+        return "mae" if self.regression else "accuracy"
+
+    def step_time(self, step: int) -> pd.Timestamp:
+        return pd.Timestamp(int(self.served_ns[self.ends[step] - 1]), tz="UTC")
+
+    def losses(self, predicted: np.ndarray, rows: slice) -> np.ndarray:
+        """Per row: 1/0 wrong/right, or the absolute error of a regression."""
+        truth = self.y[rows]
+        if self.regression:
+            return np.abs(predicted.astype(np.float64) - truth.astype(np.float64))
+        return (predicted != truth).astype(np.float64)
+
+    def score(self, losses: np.ndarray) -> float:
+        """Accuracy (or MAE) of per-row ``losses``."""
+        if not len(losses):
+            return float("nan")
+        mean = float(np.mean(losses))
+        return mean if self.regression else 1.0 - mean
+
+
+class _Scorer:
+    """Predictions made so far, the running score, monthly scores and champion changes."""
+
+    def __init__(self, data: _Prepared, config: ReplayConfig) -> None:
+        self.data = data
+        self.config = config
+        kind = np.float64 if data.regression else object
+        self.predicted = np.empty(len(data.served), dtype=kind)
+        self.changes: list[ChampionChange] = []
+
+    def serve(self, model: Any, step: int) -> np.ndarray:
+        start, end = int(self.data.starts[step]), int(self.data.ends[step])
+        rows = self.data.served.iloc[start:end]
+        out = np.asarray(model.predict(in_fitted_order(model, rows, self.config.features)))
+        self.predicted[start:end] = out
+        return out
+
+    def recent(self, step: int, span: timedelta = timedelta(days=7)) -> float | None:
+        """The score over the labels that arrived in the last ``span``."""
+        known = self.data.known_ns[step]
+        upto = int(np.searchsorted(self.data.served_ns, known, side="right"))
+        since = int(
+            np.searchsorted(self.data.served_ns, known - int(span.total_seconds() * 1e9), "right")
+        )
+        if upto <= since:
+            return None
+        rows = slice(since, upto)
+        return self.data.score(self.data.losses(self.predicted[rows], rows))
+
+    def judge(self, step: int, kind: str, old: tuple[int, Any], new: tuple[int, Any]) -> None:
+        """Record a change of champion at the end of ``step`` and judge it on the rows the new
+        champion serves within ``judge_window`` (both models predict the same rows)."""
+        data = self.data
+        first = int(data.ends[step])
+        horizon = data.served_ns[data.ends[step] - 1] + int(
+            self.config.judge_window.total_seconds() * 1e9
+        )
+        last = min(int(np.searchsorted(data.served_ns, horizon, side="right")), data.scored)
+        change = ChampionChange(
+            data.step_time(step), first, kind, old[0], new[0], 0, None, None, None, False
+        )
+        if last > first:
+            rows = slice(first, last)
+            frame = data.served.iloc[rows]
+            feats = self.config.features
+            old_loss = data.losses(
+                np.asarray(old[1].predict(in_fitted_order(old[1], frame, feats))), rows
+            )
+            new_loss = data.losses(
+                np.asarray(new[1].predict(in_fitted_order(new[1], frame, feats))), rows
+            )
+            p = paired_worse_p(old_loss, new_loss)
+            change.rows = last - first
+            change.old_score = data.score(old_loss)
+            change.new_score = data.score(new_loss)
+            change.p_value = p
+            change.worse = p < self.config.judge_alpha
+        self.changes.append(change)
+
+    def result(self, strategy: str, counts: dict[str, int], database: str | None) -> ReplayResult:
+        data = self.data
+        rows = slice(0, data.scored)
+        losses = data.losses(self.predicted[rows], rows)
+        months = pd.DatetimeIndex(pd.to_datetime(data.served_ns[rows], utc=True)).strftime("%Y-%m")
+        frame = pd.DataFrame({"month": months, "loss": losses})
+        monthly = frame.groupby("month", sort=True)["loss"].agg(["mean", "size"]).reset_index()
+        value = monthly["mean"] if data.regression else 1.0 - monthly["mean"]
+        monthly = pd.DataFrame(
+            {"month": monthly["month"], data.metric: value, "labeled": monthly["size"]}
+        )
+        if data.metric != "accuracy":  # the demo's tables read "accuracy"
+            monthly["accuracy"] = value
+        return ReplayResult(
+            strategy=strategy,
+            accuracy=data.score(losses),
+            labeled=len(losses),
+            monthly=monthly,
+            database=database,
+            metric=data.metric,
+            changes=self.changes,
+            **counts,
+        )
+
+
+def paired_worse_p(old_loss: np.ndarray, new_loss: np.ndarray) -> float:
+    """One-sided exact binomial (sign) test on the rows where the two models differ: the
+    p-value of "the new model loses on more of them than it wins". For 0/1 losses this is the
+    exact McNemar test."""
+    new_worse = int(np.sum(new_loss > old_loss))
+    new_better = int(np.sum(new_loss < old_loss))
+    if new_worse + new_better == 0:
+        return 1.0
+    return float(stats.binomtest(new_worse, new_worse + new_better, 0.5, "greater").pvalue)
+
+
+def _fit(make_model: Callable[[], Any], rows: pd.DataFrame, config: ReplayConfig) -> Any:
+    return make_model().fit(rows[config.features], rows[config.label])
+
+
+def _trainable(rows: pd.DataFrame, config: ReplayConfig, task: TaskName) -> bool:
+    """Enough rows to fit on (and two classes, for a classifier)."""
+    if len(rows) < 50:
+        return False
+    return task == "regression" or rows[config.label].nunique() >= 2
+
+
+def _replay_scheduled(
+    data: _Prepared,
     make_model: Callable[[], Any],
     strategy: StrategyName,
+    config: ReplayConfig,
+    on_tick: Tick | None,
+) -> ReplayResult:
+    """never / fixed / weekly / daily: refit on the last ``sliding_window`` of labeled rows
+    every so often and promote unconditionally, in memory."""
+    every = {
+        "fixed": config.fixed_every,
+        "weekly": config.weekly_every,
+        "daily": config.daily_every,
+    }.get(strategy)
+    scorer = _Scorer(data, config)
+    history = pd.concat([data.initial, data.served], ignore_index=True)
+    history_ns = data.times.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    window_ns = int(config.sliding_window.total_seconds() * 1e9)
+    champion = (1, _fit(make_model, data.initial, config))
+    counts = {"retrains": 0, "promotions": 0, "rejections": 0, "rollbacks": 0, "failures": 0}
+    last_refit = data.step_time(0) - config.step  # the first model was fitted just before
+    for step in range(len(data.starts)):
+        scorer.serve(champion[1], step)
+        now = data.step_time(step)
+        action = None
+        if every is not None and now - last_refit >= every:
+            last_refit = now
+            known = data.known_ns[step]
+            lo = int(np.searchsorted(history_ns, known - window_ns, side="left"))
+            hi = int(np.searchsorted(history_ns, known, side="right"))
+            rows = history.iloc[lo:hi]
+            counts["retrains"] += 1
+            if _trainable(rows, config, data.task):
+                new = (champion[0] + 1, _fit(make_model, rows, config))
+                counts["promotions"] += 1
+                scorer.judge(step, "schedule", champion, new)
+                champion = new
+                action = f"{strategy} refit"
+            else:
+                counts["failures"] += 1
+                action = "refit skipped: too few rows"
+        if on_tick is not None:
+            on_tick(_tick(strategy, now, scorer.recent(step), champion[0], action, counts))
+    return scorer.result(strategy, counts, None)
+
+
+def _tick(
+    strategy: str,
+    now: pd.Timestamp,
+    recent: float | None,
+    champion: int,
+    action: str | None,
+    counts: dict[str, int],
+    drift: float | None = None,
+) -> dict[str, Any]:
+    return {
+        "accuracy_7d": recent,
+        "drift": drift,
+        "now": now,
+        "strategy": strategy,
+        "champion": champion,
+        "action": action,
+        **counts,
+    }
+
+
+def _prediction_column(model: Any, rows: pd.DataFrame, config: ReplayConfig, task: TaskName) -> Any:
+    """What the served model logs: label and score (binary), label and confidence
+    (multiclass), the value (regression)."""
+    X = in_fitted_order(model, rows, config.features)
+    if task == "regression":
+        return np.asarray(model.predict(X), dtype=np.float64)
+    if not hasattr(model, "predict_proba"):
+        return np.asarray(model.predict(X))
+    proba = np.asarray(model.predict_proba(X))
+    classes = np.asarray(model.classes_)
+    best = proba.argmax(axis=1)
+    labels = [c.item() if isinstance(c, np.generic) else c for c in classes[best]]
+    if task == "binary":
+        score = proba[:, -1] if len(classes) == 2 else np.zeros(len(rows))
+        return pd.Series(
+            [{"label": lab, "score": float(s)} for lab, s in zip(labels, score, strict=True)],
+            dtype=object,
+        ).to_numpy()
+    confidence = proba[np.arange(len(rows)), best]
+    return pd.Series(
+        [{"label": lab, "confidence": float(c)} for lab, c in zip(labels, confidence, strict=True)],
+        dtype=object,
+    ).to_numpy()
+
+
+def _reference_predictions(model: Any, X: pd.DataFrame, task: TaskName) -> np.ndarray:
+    if task == "binary" and hasattr(model, "predict_proba"):
+        return np.asarray(model.predict_proba(X))[:, -1]
+    return np.asarray(model.predict(X))
+
+
+def _holdout_score(
+    make_model: Callable[[], Any], initial: pd.DataFrame, config: ReplayConfig, task: TaskName
+) -> tuple[str, float]:
+    """The first model's baseline, measured on the newest fifth of its data, held out."""
+    cut = int(len(initial) * 0.8)
+    fit, held = initial.iloc[:cut], initial.iloc[cut:]
+    probe = _fit(make_model, fit, config)
+    predicted = np.asarray(probe.predict(held[config.features]))
+    truth = held[config.label].to_numpy()
+    if task == "regression":
+        return "mae", float(np.mean(np.abs(predicted - truth)))
+    return "accuracy", float(np.mean(predicted == truth))
+
+
+def _replay_loop(
+    data: _Prepared,
+    make_model: Callable[[], Any],
     config: ReplayConfig,
     database: str | None,
     model_name: str,
     on_tick: Tick | None,
 ) -> ReplayResult:
-    folder = tempfile.mkdtemp(prefix=f"feedback-loop-replay-{strategy}-")
+    folder = tempfile.mkdtemp(prefix="feedback-loop-replay-loop-")
     url = database or f"sqlite:///{os.path.join(folder, 'replay.db')}"
-    times = pd.to_datetime(stream[config.timestamp], utc=True)
-    initial = stream.iloc[: config.initial_rows]
-    served = stream.iloc[config.initial_rows :].reset_index(drop=True)
-    served_times = times.iloc[config.initial_rows :].reset_index(drop=True)
-    clock = ManualClock(times.iloc[config.initial_rows - 1].to_pydatetime())
+    clock = ManualClock(data.times.iloc[config.initial_rows - 1].to_pydatetime())
+    options: dict[str, Any] = {}
+    if config.policy_window is not None:
+        options["window"] = config.policy_window
+    labels = pd.unique(data.initial[config.label])
+    if data.task == "binary" and len(labels) == 2 and 1 not in set(labels.tolist()):
+        options["positive_label"] = sorted(labels.tolist())[-1]
     loop = FeedbackLoop(
         model_name,
         tracking_db=url,
         clock=clock,
-        task="binary",
+        task=data.task,
         artifact_root=os.path.join(folder, "artifacts"),
-        window=config.policy_window,
+        **options,
     )
-    trainer = EstimatorTrainer(make_model())
-    # the first model's baseline is measured on the newest fifth of its data, held out
-    cut = int(len(initial) * 0.8)
-    probe = make_model().fit(initial[config.features].iloc[:cut], initial[config.label].iloc[:cut])
-    baseline = float(
-        probe.score(initial[config.features].iloc[cut:], initial[config.label].iloc[cut:])
-    )
-    first = make_model().fit(initial[config.features], initial[config.label])
+    loop.set_trainer(make_model(), dataset=config.dataset, gate=config.gate)
+    if config.policy is not None:
+        loop.set_policy(config.policy)
+    metric, baseline = _holdout_score(make_model, data.initial, config, data.task)
+    first = _fit(make_model, data.initial, config)
+    X0 = data.initial[config.features]
     loop.register_model(
         first,
-        features=initial[config.features],
-        predictions=first.predict_proba(initial[config.features])[:, 1],
-        actuals=initial[config.label].to_numpy(),
+        features=X0,
+        predictions=_reference_predictions(first, X0, data.task),
+        actuals=data.initial[config.label].to_numpy(),
         alias=CHAMPION,
-        metrics={"holdout_accuracy": baseline},
+        metrics={f"holdout_{metric}": baseline},
     )
-    champion_version = 1
-    champion = first
-    served_ns = served_times.to_numpy(dtype="datetime64[ns]")
-    day = (served_times - served_times.iloc[0]).dt.floor("D")
-    days = day.dt.days.to_numpy()
-    bounds = np.flatnonzero(np.diff(days)) + 1
-    starts, ends = np.concatenate([[0], bounds]), np.concatenate([bounds, [len(served)]])
+    champion: tuple[int, Any] = (1, first)
+    scorer = _Scorer(data, config)
+    served, served_ns = data.served, data.served_ns
+    delay = pd.Timedelta(config.label_delay)
     labeled_upto = 0
-    last_fixed = served_times.iloc[0]
-    counts = {"retrains": 0, "promotions": 0, "rejections": 0, "rollbacks": 0}
+    counts = {"retrains": 0, "promotions": 0, "rejections": 0, "rollbacks": 0, "failures": 0}
     drift_state: float | None = None
-    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-        now = served_times.iloc[end - 1]
+    for step in range(len(data.starts)):
+        start, end = int(data.starts[step]), int(data.ends[step])
+        now = data.step_time(step)
         clock.set(now.to_pydatetime())
         rows = served.iloc[start:end]
-        score = champion.predict_proba(_inputs(champion, rows, config.features))[:, 1]
+        scorer.serve(champion[1], step)
         loop.log_predictions(
             rows[config.features].assign(
                 prediction_id=[f"p{i}" for i in range(start, end)],
-                timestamp=served_times.iloc[start:end].to_numpy(),
-                prediction=pd.Series(
-                    [{"label": int(s >= 0.5), "score": float(s)} for s in score], dtype=object
-                ).to_numpy(),
-                version=str(champion_version),
+                timestamp=pd.to_datetime(served_ns[start:end], utc=True),
+                prediction=_prediction_column(champion[1], rows, config, data.task),
+                version=str(champion[0]),
             )
         )
-        known_until = np.datetime64((now - config.label_delay).tz_convert(None), "ns")
-        due = int(np.searchsorted(served_ns, known_until, side="right"))
+        due = int(np.searchsorted(served_ns, data.known_ns[step], side="right"))
         if due > labeled_upto:
             loop.log_outcomes(
                 pd.DataFrame(
                     {
                         "prediction_id": [f"p{i}" for i in range(labeled_upto, due)],
-                        "actual": served[config.label].iloc[labeled_upto:due].to_numpy(),
-                        "timestamp": (
-                            served_times.iloc[labeled_upto:due] + config.label_delay
-                        ).to_numpy(),
+                        "actual": data.y[labeled_upto:due],
+                        "timestamp": pd.to_datetime(served_ns[labeled_upto:due], utc=True) + delay,
                     }
                 )
             )
             labeled_upto = due
-        action = None
-        if strategy == "fixed" and now - last_fixed >= config.fixed_every:
-            last_fixed = now
-            outcome = retrain(
-                loop,
-                trainer,
-                spec=config.dataset,
-                gate=config.gate,
-                reason="fixed schedule",
-                actor="schedule",
-                promote=False,
-            )
-            counts["retrains"] += 1
-            if outcome.candidate is not None:
-                promote_version(  # the schedule promotes whatever the gate said of it
-                    loop,
-                    outcome.candidate,
-                    actor="schedule",
-                    reason="fixed schedule (no gate)",
-                    force=True,
-                )
-                counts["promotions"] += 1
-            action = "fixed retrain"
-        elif strategy == "loop":
-            drift: tuple[float, tuple[str, ...]] | None = None
-            if config.drift_window is not None:
-                drift = _drift_check(loop, config.drift_window)
-                drift_state = None if drift is None else drift[0]
-            action = _loop_step(loop, trainer, config, counts, drift)
+        if config.drift_window is not None:
+            drift_state = _drift_share(loop, config.drift_window)
+        action = _loop_step(loop, config, counts)
         current = loop.aliases()[CHAMPION]
-        if current != champion_version:
-            champion_version = current
-            champion = loop.load_model(current)
+        if current != champion[0]:
+            new = (current, loop.load_model(current))
+            scorer.judge(step, "rollback" if action == "rollback" else "promoted", champion, new)
+            champion = new
         if on_tick is not None:
-            recent = loop.get_metrics(window="7d")
-            on_tick(
-                {
-                    "accuracy_7d": recent.get("accuracy"),
-                    "drift": drift_state,
-                    "now": now,
-                    "strategy": strategy,
-                    "champion": champion_version,
-                    "action": action,
-                    **counts,
-                }
-            )
-    total = loop.get_metrics(
-        window=(served_times.iloc[0], served_times.iloc[-1] + pd.Timedelta(seconds=1))
-    )
-    return ReplayResult(
-        strategy=strategy,
-        accuracy=float(total["accuracy"] or 0.0),
-        labeled=int(total["labeled"]),
-        monthly=_monthly(loop, served_times),
-        database=url,
-        **counts,
-    )
+            recent = scorer.recent(step)
+            on_tick(_tick("loop", now, recent, champion[0], action, counts, drift_state))
+    return scorer.result("loop", counts, url)
 
 
-def _drift_check(loop: FeedbackLoop, window: str) -> tuple[float, tuple[str, ...]] | None:
-    """Daily monitoring: the share of features drifted against the champion's reference, and
-    which (the policy's drift evidence)."""
+def _drift_share(loop: FeedbackLoop, window: str) -> float | None:
+    """Monitoring for the display: the share of features drifted against the reference."""
     try:
         report = loop.check_drift(window=window)
     except (ValidationError, ValueError):
         return None
-    if report.dataset is None:
-        return None
-    drifted = tuple(c for c in report.drifted_columns if not c.startswith("__"))
-    return report.dataset.share, drifted
+    return None if report.dataset is None else report.dataset.share
 
 
-def _loop_step(
-    loop: FeedbackLoop,
-    trainer: Any,
-    config: ReplayConfig,
-    counts: dict[str, int],
-    drift: tuple[float, tuple[str, ...]] | None = None,
-) -> str | None:
-    """One day of the loop: the watch, then the policy over the evidence (with the day's
-    drift check), then a retraining when it is due."""
-    verdict = watch_champion(loop, min_samples=config.watch_min_samples)
+def _loop_step(loop: FeedbackLoop, config: ReplayConfig, counts: dict[str, int]) -> str | None:
+    """What the loop does each step, through its public face: the watch (rollback), then its
+    policy (``should_retrain``), then a retraining with its trainer, dataset and gate."""
+    verdict = loop.watch_champion(min_samples=config.watch_min_samples)
     if verdict is not None and verdict.ready and verdict.regressed:
         counts["rollbacks"] += 1
         return "rollback"
-    policy = config.policy or default_policy()
-    evidence = loop.policy_evidence(window=config.policy_window)
-    if drift is not None:
-        evidence = dataclasses.replace(evidence, drift_share=drift[0], drifted_features=drift[1])
-    decision = policy.evaluate(evidence)
+    decision = loop.should_retrain(config.policy_window, actor="policy")
     if not decision:
         return None
-    loop.record_event("retrain_due", reason=decision.reason, evidence=decision.to_dict())
-    outcome = retrain(
-        loop, trainer, spec=config.dataset, gate=config.gate, reason=decision.reason, actor="policy"
+    outcome = loop.trigger_retraining(
+        str(decision.reason)[:MAX_REASON_LENGTH] or "policy", actor="policy"
     )
     counts["retrains"] += 1
-    if outcome.promoted:
+    if getattr(outcome, "promoted", False):
         counts["promotions"] += 1
         return "promoted"
-    if outcome.candidate is not None:
+    if getattr(outcome, "candidate", None) is not None and not getattr(outcome, "failed", None):
         counts["rejections"] += 1
         return "rejected"
+    counts["failures"] += 1
     return "retrain failed"
 
 
-def _monthly(loop: FeedbackLoop, times: pd.Series) -> pd.DataFrame:
-    months = pd.date_range(
-        times.iloc[0].floor("D").replace(day=1), times.iloc[-1], freq="MS", tz="UTC"
-    )
-    rows = []
-    for start in months:
-        end = start + pd.offsets.MonthBegin(1)
-        m = loop.get_metrics(window=(start.to_pydatetime(), end.to_pydatetime()))
-        if m["labeled"]:
-            rows.append(
-                {
-                    "month": start.strftime("%Y-%m"),
-                    "accuracy": m["accuracy"],
-                    "labeled": m["labeled"],
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-__all__ = ["Evidence", "ReplayConfig", "ReplayResult", "replay"]
-
-
-def _inputs(model: Any, rows: pd.DataFrame, features: list[str]) -> pd.DataFrame:
-    """The columns a model was fitted on, in its order: a retrained model learns the logged
-    features, whose order is the log's, not the stream's."""
-    names = getattr(model, "feature_names_in_", None)
-    return rows[list(names) if names is not None else features]
+__all__ = [
+    "STRATEGIES",
+    "ChampionChange",
+    "Evidence",
+    "ReplayConfig",
+    "ReplayResult",
+    "in_fitted_order",
+    "infer_task",
+    "paired_worse_p",
+    "replay",
+]

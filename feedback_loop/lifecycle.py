@@ -91,8 +91,9 @@ def labeled_rows(
     else:
         values = {code: key for key, code in state.codes.items()}
         y = np.array([json.loads(values[int(c)]) for c in data.actual_code[keep]], dtype=object)
-        if state.spec.task == "binary":
-            y = y.astype(type(y[0])) if len(y) else y
+        kinds = {type(v) for v in y}
+        if len(kinds) == 1:  # one label type (a multiclass target too): sklearn needs a dtype
+            y = y.astype(kinds.pop())
     if regression:
         served = np.abs(data.pred_value[keep] - data.actual_value[keep]).astype(np.float64)
     else:
