@@ -228,3 +228,20 @@ def test_a_sliding_window_reaches_back_to_min_rows_and_stops_at_max_rows() -> No
     assert len(capped) == 50 and capped.X.x.iloc[0] == 250.0
     train, holdout = data.split(0.25, max_rows=10)
     assert len(holdout) == 10 and len(train) == 90
+
+
+def test_a_trainer_proposes_several_models_and_the_gate_counts_them(loop, clock) -> None:
+    from feedback_loop.training.trainers import EstimatorTrainer
+
+    rng = np.random.default_rng(9)
+    champion = _champion(loop, rng)
+    _serve(loop, clock, champion, _batch(rng, 800, flipped=True), "a")
+    loop.set_trainer(EstimatorTrainer(LogisticRegression(), param_grid=[{"C": 0.01}]))
+    outcome = loop.trigger_retraining("concept flipped")
+    assert isinstance(outcome, RetrainOutcome) and outcome.gate and outcome.promoted
+    names = {c["name"] for c in outcome.gate["candidates"]}
+    assert names == {"model", "C=0.01"} and len(outcome.gate["candidates"]) == 6
+    improvement = next(c for c in outcome.gate["checks"] if c["name"] == "improvement")
+    assert improvement["detail"]["candidates_tried"] == 6
+    record = {v.version: v for v in loop.versions()}[outcome.candidate]
+    assert record.info["candidate"] == outcome.gate["chosen"]["name"]
