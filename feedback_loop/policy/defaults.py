@@ -12,8 +12,10 @@ way the simpler policy failed:
   itself poor (a model promoted in the middle of a change) must not excuse a poor model;
 * **a schedule fallback** (every 28 days): whatever the threshold says, the model learns the
   newest data now and then, so a poor baseline cannot ratchet the loop into never acting;
-* **drift evidence with data behind it**: most features drifted *and* enough new labels since
-  the last training to learn from them;
+* **drift evidence shortens the schedule**: when most features drifted, the model is due
+  after 14 days (and 500 new labels) instead of 28. A drift check that flags a volatile
+  stream every day must not retrain it every day: drift says the inputs moved, not that the
+  model got worse (the rules above watch that);
 * **a cooldown counted in time and labels**: after a promotion 14 days, ending early once
   2,000 new labels arrived (high volume must not mean tens of thousands of rows of waiting);
   after a retraining that promoted nothing, 3 days and 500 new labels, at most the full
@@ -46,6 +48,7 @@ SCHEDULE = timedelta(days=28)
 CHANGE_Z = 4.0
 CHANGE_MIN_ROWS = 200
 DRIFT_SHARE = 0.5
+DRIFT_SCHEDULE = timedelta(days=14)
 DRIFT_MIN_NEW_LABELS = 500
 COOLDOWN = timedelta(days=14)
 RETRY_AFTER = timedelta(days=1)
@@ -66,7 +69,13 @@ def default_policy(floor: float | None = None) -> Policy:
     rules.append(ErrorIncrease(min_z=CHANGE_Z, min_rows=CHANGE_MIN_ROWS))
     rules.append(Scheduled(every=SCHEDULE))
     rules.append(
-        AllOf([DriftShare(max_share=DRIFT_SHARE), DataVolume(min_new_labels=DRIFT_MIN_NEW_LABELS)])
+        AllOf(
+            [
+                DriftShare(max_share=DRIFT_SHARE),
+                Scheduled(every=DRIFT_SCHEDULE),
+                DataVolume(min_new_labels=DRIFT_MIN_NEW_LABELS),
+            ]
+        )
     )
     return Policy(
         AnyOf(rules),
