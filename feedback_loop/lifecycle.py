@@ -695,7 +695,9 @@ def gather_evidence(
         baseline = record.metrics.get(f"holdout_{metric}", record.metrics.get(f"baseline_{metric}"))
     last_trained = max((v.created_at for v in versions.values()), default=None)
     triggered = loop.events(kinds=["retrain_started"], limit=1)
-    last_outcome, since_trigger = _last_outcome(loop, triggered[0].time if triggered else None)
+    last_outcome, since_trigger, in_a_row = _last_outcome(
+        loop, triggered[0].time if triggered else None
+    )
     change = _error_change(loop, change_window)
     drift_share: float | None = None
     drifted: tuple[str, ...] = ()
@@ -732,6 +734,7 @@ def gather_evidence(
         new_labels_since_trigger=since_trigger,
         error_change_z=None if change is None else change[0],
         rows_since_change=0 if change is None else change[1],
+        rejections_in_a_row=in_a_row,
     )
 
 
@@ -753,11 +756,12 @@ def _error_change(loop: FeedbackLoop, window: timedelta | None) -> tuple[float, 
     return change.z, len(errors) - change.index
 
 
-def _last_outcome(loop: FeedbackLoop, triggered: Any) -> tuple[str | None, int | None]:
+def _last_outcome(loop: FeedbackLoop, triggered: Any) -> tuple[str | None, int | None, int]:
     """How the newest retraining ended (``promoted``, ``rejected`` or None while it runs),
-    and how many labeled predictions were made since it started."""
+    how many labeled predictions were made since it started, and how many gate verdicts in a
+    row (newest first) were rejections."""
     if triggered is None:
-        return None, None
+        return None, None, 0
     kinds = {
         e.kind
         for e in loop.events(
@@ -770,4 +774,9 @@ def _last_outcome(loop: FeedbackLoop, triggered: Any) -> tuple[str | None, int |
     elif kinds:
         outcome = "rejected"
     since = loop.get_metrics(window=(triggered, from_us(loop._now_us() + 1)))
-    return outcome, int(since["labeled"])
+    in_a_row = 0
+    for event in loop.events(kinds=["gate_passed", "gate_rejected"], limit=16):
+        if event.kind == "gate_passed":
+            break
+        in_a_row += 1
+    return outcome, int(since["labeled"]), in_a_row

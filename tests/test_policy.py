@@ -805,3 +805,23 @@ def test_error_increase_needs_a_significant_rise_and_rows_to_learn_from() -> Non
     assert not early and "only 150 rows since; need 200" in early.reason
     assert rule.evaluate(ev(error_change_z=6.0, rows_since_change=200))
     assert policy_from_dict({"rules": [rule.to_dict()]}).rule == rule
+
+
+def test_each_rejection_in_a_row_doubles_the_retry_wait() -> None:
+    policy = Policy(
+        DataVolume(1),
+        cooldown=timedelta(days=14),
+        retry_after=timedelta(days=1),
+        retry_labels=200,
+    )
+    base = dict(last_outcome="rejected", new_labels_since_training=9)
+    two_days = dict(base, last_triggered_at=NOW - timedelta(days=2), new_labels_since_trigger=300)
+    assert policy.evaluate(ev(rejections_in_a_row=1, **two_days))
+    second = policy.evaluate(ev(rejections_in_a_row=2, **two_days))  # 2 days and 400 labels
+    assert not second and "2 in a row" in second.reason and "400 new labels" in second.reason
+    assert policy.evaluate(
+        ev(rejections_in_a_row=2, **dict(two_days, new_labels_since_trigger=400))
+    )
+    # never longer than the cooldown, however many in a row
+    late = dict(base, last_triggered_at=NOW - timedelta(days=14), new_labels_since_trigger=10)
+    assert policy.evaluate(ev(rejections_in_a_row=9, **late))

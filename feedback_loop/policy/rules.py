@@ -79,6 +79,7 @@ class Evidence:
     new_labels_since_trigger: int | None = None
     error_change_z: float | None = None
     rows_since_change: int = 0
+    rejections_in_a_row: int = 0
 
     def __post_init__(self) -> None:
         # Normalised to plain Python values so that evidence dicts are ready for JSON.
@@ -93,7 +94,12 @@ class Evidence:
             raise PolicyError("last_outcome", "must be 'promoted', 'rejected' or None")
         if self.new_labels_since_trigger is not None:
             _set(self, "new_labels_since_trigger", max(int(self.new_labels_since_trigger), 0))
-        for name in ("labeled", "new_labels_since_training", "rows_since_change"):
+        for name in (
+            "labeled",
+            "new_labels_since_training",
+            "rows_since_change",
+            "rejections_in_a_row",
+        ):
             count = int(getattr(self, name))
             if count < 0:
                 raise PolicyError(name, f"must not be negative, got {count}")
@@ -555,7 +561,8 @@ class Policy:
       the loop out just when it should act; ``None``: the same as ``cooldown``.
     * ``retry_labels``: after such a retraining, also wait for this many new labels since
       the trigger (a retry on nearly the same data would be judged the same way), but never
-      longer than the full cooldown. ``None``: time only.
+      longer than the full cooldown. ``None``: time only. Both waits double with each
+      rejection in a row (``Evidence.rejections_in_a_row``).
     * ``cooldown_labels``: the cooldown after a promotion also ends once this many labels
       have arrived since the trigger, so that at high volume a cooldown does not mean tens of
       thousands of rows (time still bounds it at low volume). ``None``: time only.
@@ -600,8 +607,14 @@ class Policy:
             return PolicyDecision(top.fired, top.reason, results, False, self.name, now)
         labels = evidence.new_labels_since_trigger or 0
         if evidence.last_outcome == "rejected" and self.retry_after is not None:
-            kind, span = "retry wait after a rejected retraining", self.retry_after
-            need = self.retry_labels
+            # each rejection in a row doubles the wait: a gate that keeps finding no better
+            # model is not asked again every day
+            factor = 2 ** max(min(evidence.rejections_in_a_row, 16) - 1, 0)
+            kind = "retry wait after a rejected retraining"
+            if factor > 1:
+                kind += f" ({evidence.rejections_in_a_row} in a row)"
+            span = min(self.retry_after * factor, max(self.cooldown, self.retry_after))
+            need = None if self.retry_labels is None else self.retry_labels * factor
             # both the time and the labels, but never longer than the full cooldown
             waiting = now - last < span or (need is not None and labels < need)
             waiting = waiting and now - last < max(self.cooldown, span)
