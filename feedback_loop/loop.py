@@ -771,9 +771,9 @@ class FeedbackLoop:
         primary metric over ``window`` (default: the loop's) breaches it on at least
         ``min_labeled`` labeled predictions; with neither, the default policy
         (:func:`feedback_loop.policy.default_policy`: a drop from the champion's baseline, a
-        significant rise in the served errors, a 28-day schedule fallback that drift shortens
-        to 14 days, and a cooldown that is shorter after a rejected retraining), given the
-        window's drift check as evidence.
+        significant rise in the served errors (a smaller one when the features drifted), a
+        28-day schedule fallback, and a cooldown that is shorter after a rejected retraining),
+        given the window's drift check as evidence.
         A decision to retrain is recorded as a ``retrain_due`` event by ``actor``;
         ``record=False`` only evaluates and writes nothing (not even the drift or estimate
         events a policy's evidence would record).

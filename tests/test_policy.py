@@ -781,17 +781,11 @@ def test_default_policy_falls_back_to_a_schedule_and_reads_drift() -> None:
     assert decision and "every 4w due" in decision.reason
     fresh = dict(last_trained_at=NOW - timedelta(days=2), metric_value=0.80, baseline=0.80)
     assert not policy.evaluate(ev(labeled=5000, **fresh))
-    # drift shortens the schedule to 14 days, with new labels to learn from
-    later = dict(fresh, last_trained_at=NOW - timedelta(days=15))
-    assert not policy.evaluate(ev(labeled=5000, new_labels_since_training=600, **later))
-    drifted = ev(labeled=5000, drift_share=0.8, new_labels_since_training=600, **later)
-    assert policy.evaluate(drifted)
-    assert not policy.evaluate(
-        ev(labeled=5000, drift_share=0.8, new_labels_since_training=50, **later)
-    )
-    assert not policy.evaluate(
-        ev(labeled=5000, drift_share=0.8, new_labels_since_training=600, **fresh)
-    )
+    # drift corroborates a smaller rise in the served errors
+    rose = dict(fresh, error_change_z=3.5, rows_since_change=300)
+    assert not policy.evaluate(ev(labeled=5000, **rose))
+    assert policy.evaluate(ev(labeled=5000, drift_share=0.8, **rose))
+    assert policy.evaluate(ev(labeled=5000, **dict(rose, error_change_z=4.5)))
     floor = policy_pkg.default_policy(floor=0.9)
     assert floor.evaluate(ev(labeled=5000, **fresh))  # 0.80 is under the user's floor
     assert policy_from_dict(policy.to_dict()) == policy

@@ -12,10 +12,10 @@ way the simpler policy failed:
   itself poor (a model promoted in the middle of a change) must not excuse a poor model;
 * **a schedule fallback** (every 28 days): whatever the threshold says, the model learns the
   newest data now and then, so a poor baseline cannot ratchet the loop into never acting;
-* **drift evidence shortens the schedule**: when most features drifted, the model is due
-  after 14 days (and 500 new labels) instead of 28. A drift check that flags a volatile
-  stream every day must not retrain it every day: drift says the inputs moved, not that the
-  model got worse (the rules above watch that);
+* **drift evidence corroborates a smaller rise in errors**: when most features drifted, a
+  rise in the served errors at z ≥ 3 (instead of 4) is enough. A drift check that flags a
+  volatile stream every day must not retrain it every day: drift says the inputs moved, not
+  that the model got worse;
 * **a cooldown counted in time and labels**: after a promotion 14 days, ending early once
   2,000 new labels arrived (high volume must not mean tens of thousands of rows of waiting);
   after a retraining that promoted nothing, 3 days and 500 new labels, at most the full
@@ -33,7 +33,6 @@ from datetime import timedelta
 from feedback_loop.policy.rules import (
     AllOf,
     AnyOf,
-    DataVolume,
     DriftShare,
     ErrorIncrease,
     PerformanceThreshold,
@@ -48,8 +47,7 @@ SCHEDULE = timedelta(days=28)
 CHANGE_Z = 4.0
 CHANGE_MIN_ROWS = 200
 DRIFT_SHARE = 0.5
-DRIFT_SCHEDULE = timedelta(days=14)
-DRIFT_MIN_NEW_LABELS = 500
+DRIFT_CHANGE_Z = 3.0
 COOLDOWN = timedelta(days=14)
 RETRY_AFTER = timedelta(days=1)
 RETRY_LABELS = 200
@@ -72,8 +70,7 @@ def default_policy(floor: float | None = None) -> Policy:
         AllOf(
             [
                 DriftShare(max_share=DRIFT_SHARE),
-                Scheduled(every=DRIFT_SCHEDULE),
-                DataVolume(min_new_labels=DRIFT_MIN_NEW_LABELS),
+                ErrorIncrease(min_z=DRIFT_CHANGE_Z, min_rows=CHANGE_MIN_ROWS),
             ]
         )
     )
