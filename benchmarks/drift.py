@@ -89,9 +89,9 @@ from scipy import stats
 from scipy.special import expit
 
 import feedback_loop
-from feedback_loop.drift import build_profile, compare_many, profile_from_dict
-from feedback_loop.drift.estimation import ScoreCalibrator, estimate_binary
-from feedback_loop.drift.profile import Profile
+from feedback_loop.stats.drift import build_profile, compare_many, profile_from_dict
+from feedback_loop.stats.drift.profile import Profile
+from feedback_loop.stats.estimation import ScoreCalibrator, estimate_binary
 
 MB = 1_000_000
 ALPHA = 0.05

@@ -29,7 +29,7 @@ import pandas as pd
 from _timing import timed, timed_with_peak
 from scipy import stats
 
-from feedback_loop.drift.profile import Profile, build_profile, compare, compare_many
+from feedback_loop.stats.drift.profile import Profile, build_profile, compare, compare_many
 
 N_NUMERIC = 20
 N_SHIFTED_NUMERIC = 5

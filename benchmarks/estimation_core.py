@@ -16,7 +16,7 @@ import numpy as np
 from _timing import timed
 from scipy.special import expit, softmax
 
-from feedback_loop.drift.estimation import (
+from feedback_loop.stats.estimation import (
     ScoreCalibrator,
     estimate_binary,
     estimate_multiclass,

@@ -16,8 +16,8 @@ import argparse
 import numpy as np
 from _timing import timed
 
-from feedback_loop.gate import paired_bootstrap
-from feedback_loop.metrics import classification_metrics
+from feedback_loop.stats.metrics import classification_metrics
+from feedback_loop.stats.significance import paired_bootstrap
 
 
 def mae(y: np.ndarray, p: np.ndarray) -> float:

@@ -150,17 +150,19 @@ CATEGORIES = (
     ),
     ("response: encoding the JSON answer", ("server/responses.py",)),
     ("library: canonical JSON of each row", ("canonical_json",)),
-    ("library: parsing predictions and labels", ("feedback_loop/tasks.py", "parse_prediction")),
+    (
+        "library: parsing predictions and labels",
+        ("feedback_loop/core/tasks.py", "parse_prediction"),
+    ),
     ("request: pydantic validation and model_dump", ("pydantic/",)),
     ("request: JSON decoding of the body", ("json/decoder",)),
     (
         "library: other (frames, ids, codes, blocks)",
         (
             "feedback_loop/loop.py",
-            "feedback_loop/ingest.py",
-            "feedback_loop/recording.py",
+            "feedback_loop/collect/",
             "feedback_loop/store/",
-            "feedback_loop/timeutil.py",
+            "feedback_loop/core/timeutil.py",
         ),
     ),
 )

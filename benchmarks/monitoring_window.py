@@ -26,7 +26,7 @@ from rich.table import Table
 
 from feedback_loop import FeedbackLoop, ManualClock
 from feedback_loop.loop import dispose_engines
-from feedback_loop.watch import window_features
+from feedback_loop.monitor.window import window_features, window_filter
 
 BATCH = 100_000
 
@@ -68,7 +68,7 @@ def bench(url: str, rows: int, console: Console) -> dict[str, float]:
         console.log(f"{url.split(':')[0]}: {start + n:,} predictions stored")
     out: dict[str, float] = {}
     t = time.perf_counter()
-    data = window_features(loop.engine, loop._window("7d"), regression=False)
+    data = window_features(loop.engine, window_filter(loop.handle, "7d"), regression=False)
     out["read window features from the log, s"] = time.perf_counter() - t
     assert len(data.features) == rows
     t = time.perf_counter()

@@ -16,10 +16,10 @@ from rich.console import Console
 from rich.table import Table
 
 from feedback_loop.backtest import replay
+from feedback_loop.core.timeutil import parse_duration
 from feedback_loop.datasets import load_elec2
 from feedback_loop.demo import elec2_config, make_model
-from feedback_loop.policy import PerformanceThreshold, Policy
-from feedback_loop.timeutil import parse_duration
+from feedback_loop.retrain.policy import PerformanceThreshold, Policy
 
 
 def main() -> None:

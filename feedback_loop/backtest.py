@@ -37,14 +37,14 @@ import pandas as pd
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
-from feedback_loop.clock import ManualClock
+from feedback_loop.core.clock import ManualClock
+from feedback_loop.core.limits import MAX_REASON_LENGTH
+from feedback_loop.deploy.gate import GateConfig
+from feedback_loop.deploy.promotion import CHAMPION
 from feedback_loop.errors import ValidationError
-from feedback_loop.input_limits import MAX_REASON_LENGTH
-from feedback_loop.lifecycle import CHAMPION
 from feedback_loop.loop import FeedbackLoop
-from feedback_loop.policy import Evidence, Policy
-from feedback_loop.training.dataset import DatasetSpec
-from feedback_loop.training.gating import GateConfig
+from feedback_loop.retrain.dataset import DatasetSpec
+from feedback_loop.retrain.policy import Evidence, Policy
 
 StrategyName = Literal["never", "fixed", "weekly", "daily", "loop"]
 STRATEGIES: tuple[StrategyName, ...] = ("never", "fixed", "weekly", "daily", "loop")

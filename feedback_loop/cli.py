@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from feedback_loop.csv_input import decode_csv
+from feedback_loop.collect.csv_input import decode_csv
+from feedback_loop.deploy.candidates import RetrainOutcome
 from feedback_loop.errors import FeedbackLoopError, RejectedVersionError
-from feedback_loop.lifecycle import RetrainOutcome
 from feedback_loop.loop import FeedbackLoop
 from feedback_loop.store.jobs import DEFAULT_MAX_ATTEMPTS
 
@@ -538,7 +538,7 @@ def _server_engine(db: str | None) -> Any:
 def _now_us() -> int:
     from datetime import UTC, datetime
 
-    from feedback_loop.timeutil import to_us
+    from feedback_loop.core.timeutil import to_us
 
     return to_us(datetime.now(UTC))
 

@@ -49,6 +49,15 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from feedback_loop.api import LoopAPI
+from feedback_loop.collect.batches import RESERVED, id_column, to_frame
+from feedback_loop.collect.logger import single_id
+from feedback_loop.collect.recording import LogResult
+from feedback_loop.core.limits import MAX_ALIAS_LENGTH, check_bounded
+from feedback_loop.core.naming import check_model_name
+from feedback_loop.core.tasks import TASKS
+from feedback_loop.core.timeutil import Window, parse_duration
+from feedback_loop.deploy.watch_verdict import WatchVerdict
 from feedback_loop.errors import (
     DuplicatePredictionError,
     FeedbackLoopError,
@@ -56,17 +65,9 @@ from feedback_loop.errors import (
     UnknownModelError,
     ValidationError,
 )
-from feedback_loop.ingest import RESERVED, id_column, to_frame
-from feedback_loop.input_limits import MAX_ALIAS_LENGTH, check_bounded
-from feedback_loop.loop import _single_id
-from feedback_loop.naming import check_model_name
-from feedback_loop.recording import LogResult
-from feedback_loop.retraining import RetrainDecision
+from feedback_loop.retrain.decision import RetrainDecision
 from feedback_loop.store.events import Event
 from feedback_loop.store.outcomes import OutcomeResult
-from feedback_loop.tasks import TASKS
-from feedback_loop.timeutil import Window, parse_duration
-from feedback_loop.training.watchdog import WatchVerdict
 
 __all__ = ["AuthError", "Client", "ServerError"]
 
@@ -95,7 +96,7 @@ class ServerError(FeedbackLoopError):
         super().__init__(message)
 
 
-class Client:
+class Client(LoopAPI):
     """Log predictions and outcomes for one model on a feedback-loop server, and read its quality.
 
     Parameters
@@ -380,7 +381,7 @@ class Client:
         The id is ``prediction_id`` or any single ``*_id`` keyword; one is made here when none
         is given, so a retry is an identical re-send.
         """
-        pid = _single_id(prediction_id, id_keyword) or uuid.uuid4().hex
+        pid = single_id(prediction_id, id_keyword) or uuid.uuid4().hex
         row: dict[str, Any] = {
             "prediction_id": pid,
             "prediction": _jsonable(prediction, field="prediction"),
@@ -444,7 +445,7 @@ class Client:
         A retried outcome may be kept twice in the outcome history; both copies carry the same
         actual, so the current actual and every metric are unchanged.
         """
-        pid = _single_id(prediction_id, id_keyword)
+        pid = single_id(prediction_id, id_keyword)
         if pid is None:
             raise ValidationError("is required", field="prediction_id")
         row: dict[str, Any] = {"prediction_id": pid, "source": source}

@@ -26,10 +26,10 @@ from rich.table import Table
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from feedback_loop.backtest import ReplayConfig, ReplayResult, StrategyName, replay
-from feedback_loop.clock import ManualClock
+from feedback_loop.core.clock import ManualClock
 from feedback_loop.datasets import ELEC2_FEATURES, load_elec2
 from feedback_loop.loop import FeedbackLoop
-from feedback_loop.policy import Policy
+from feedback_loop.retrain.policy import Policy
 
 STRATEGIES: tuple[StrategyName, ...] = ("never", "fixed", "loop")
 LABELS = {"never": "never retrained", "fixed": "fixed, every 30 days", "loop": "the loop"}

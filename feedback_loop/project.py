@@ -17,7 +17,7 @@ holdout = 0.2
 min_improvement = 0.0
 alpha = 0.05
 
-[models.churn.policy]           # see feedback_loop.policy.config
+[models.churn.policy]           # see feedback_loop.retrain.policy.config
 cooldown = "1d"
 [[models.churn.policy.rules]]
 type = "threshold"
@@ -33,13 +33,13 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from feedback_loop.core.timeutil import parse_duration
+from feedback_loop.deploy.gate import GateConfig
 from feedback_loop.errors import ValidationError
 from feedback_loop.loop import FeedbackLoop
-from feedback_loop.policy import policy_from_dict
-from feedback_loop.timeutil import parse_duration
-from feedback_loop.training.dataset import DatasetSpec
-from feedback_loop.training.gating import GateConfig
-from feedback_loop.training.trainers import CommandTrainer, EstimatorTrainer, Trainer
+from feedback_loop.retrain.dataset import DatasetSpec
+from feedback_loop.retrain.policy import policy_from_dict
+from feedback_loop.retrain.trainers import CommandTrainer, EstimatorTrainer, Trainer
 from feedback_loop.worker import ModelJob, Worker
 
 _MODEL_KEYS = {"task", "trainer", "dataset", "gate", "policy", "with_drift", "with_estimate"}
@@ -107,10 +107,10 @@ def load_worker(path: Path, database: str | None) -> Worker:
             if "policy" in table
             else None
         )
-        assert loop._trainer is not None
+        assert loop.trainer is not None
         jobs[name] = ModelJob(
             loop,
-            loop._trainer,
+            loop.trainer,
             policy,
             bool(table.get("with_drift")),
             bool(table.get("with_estimate")),

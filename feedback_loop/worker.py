@@ -18,16 +18,16 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from feedback_loop.clock import Clock, SystemClock
+from feedback_loop.core.clock import Clock, SystemClock
+from feedback_loop.core.timeutil import to_us
+from feedback_loop.deploy.candidates import retrain
 from feedback_loop.errors import UnknownModelError
-from feedback_loop.lifecycle import retrain
 from feedback_loop.loop import FeedbackLoop
-from feedback_loop.policy import Policy
+from feedback_loop.retrain.policy import Policy
+from feedback_loop.retrain.trainers import Trainer
 from feedback_loop.store import jobs as jobs_store
 from feedback_loop.store.engine import write_transaction
 from feedback_loop.store.jobs import LeaseLostError
-from feedback_loop.timeutil import to_us
-from feedback_loop.training.trainers import Trainer
 
 log = logging.getLogger("feedback_loop.worker")
 
@@ -70,7 +70,7 @@ class Worker:
             decision = job.policy.evaluate(evidence)
             if not decision:
                 continue
-            state = job.loop._model_state()
+            state = job.loop.handle.model_state()
             with write_transaction(job.loop.engine) as conn:
                 job_id = jobs_store.enqueue(
                     conn,
@@ -93,7 +93,7 @@ class Worker:
         """Claim and run one job; None when there was nothing to do."""
         for name, model in self.models.items():
             try:
-                model_id = model.loop._read_state().id
+                model_id = model.loop.handle.read_state().id
             except UnknownModelError:  # never logged to: it has no jobs
                 continue
             with write_transaction(model.loop.engine) as conn:
@@ -130,7 +130,7 @@ class Worker:
         guard = jobs_store.fence(job.id, self.name, job.attempts, self._now, lease_us)
         try:
             outcome = retrain(
-                model.loop,
+                model.loop.handle,
                 model.trainer,
                 spec=model.loop.dataset_spec,
                 gate=model.loop.gate_config,

@@ -27,9 +27,10 @@ from servers import create_key, served_database, wait_until
 from sqlalchemy import select, text
 from test_webhooks import Receiver, runner
 
-from feedback_loop import FeedbackLoop, ValidationError, secretbox
+from feedback_loop import FeedbackLoop, ValidationError
 from feedback_loop.cli import app as cli
 from feedback_loop.client import AuthError, Client
+from feedback_loop.core import secretbox
 from feedback_loop.loop import dispose_engines
 from feedback_loop.server import webhooks
 from feedback_loop.server.app import create_app

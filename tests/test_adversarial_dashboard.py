@@ -27,12 +27,12 @@ from servers import seed_two_versions, served_database
 from sqlalchemy import select
 
 from feedback_loop import FeedbackLoop, ManualClock
+from feedback_loop.core.timeutil import to_us
 from feedback_loop.report.build import report_context
 from feedback_loop.server.app import create_app
 from feedback_loop.server.keys import KeyStore
 from feedback_loop.server.settings import Settings
 from feedback_loop.store.engine import make_engine, read_transaction
-from feedback_loop.timeutil import to_us
 
 TIMEOUT = 120.0  # generous: the suite runs on a loaded machine
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from feedback_loop import FeedbackLoop, ManualClock, ValidationError
 from feedback_loop.cli import app
-from feedback_loop.input_limits import MAX_CLASSES, TIME_RANGE_MESSAGE
+from feedback_loop.core.limits import MAX_CLASSES, TIME_RANGE_MESSAGE
 
 NOW = datetime(2024, 10, 18, 12, 0, tzinfo=UTC)
 runner = CliRunner()

@@ -18,8 +18,8 @@ import pytest
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 from test_client_e2e import Served, served  # noqa: F401  (a fixture: real servers)
-from test_lifecycle import _batch, _champion, _serve
-from test_lifecycle import loop as life  # noqa: F401  (a fixture)
+from test_deploy import _batch, _champion, _serve
+from test_deploy import loop as life  # noqa: F401  (a fixture)
 from typer.testing import CliRunner
 
 from feedback_loop import (
@@ -31,16 +31,16 @@ from feedback_loop import (
 )
 from feedback_loop.cli import app
 from feedback_loop.client import Client
-from feedback_loop.lifecycle import RetrainOutcome
-from feedback_loop.registry.artifacts import LocalArtifactStore
+from feedback_loop.core.timeutil import to_us
+from feedback_loop.deploy.candidates import RetrainOutcome
+from feedback_loop.deploy.gate import GateConfig
+from feedback_loop.retrain.dataset import DatasetSpec
+from feedback_loop.retrain.trainers import as_trainer
 from feedback_loop.store import jobs as jobs_store
 from feedback_loop.store import models as model_store
+from feedback_loop.store.artifacts import LocalArtifactStore
 from feedback_loop.store.engine import make_engine, read_transaction, write_transaction
 from feedback_loop.store.migrate import ensure_schema
-from feedback_loop.timeutil import to_us
-from feedback_loop.training.dataset import DatasetSpec
-from feedback_loop.training.gating import GateConfig
-from feedback_loop.training.trainers import as_trainer
 from feedback_loop.worker import ModelJob, Worker
 
 runner = CliRunner()
@@ -249,8 +249,9 @@ def test_a_segment_gate_on_logged_tags_retrains(db_url, tmp_path, clock) -> None
 
 def _fail_at(stage: str, monkeypatch: pytest.MonkeyPatch, loop: FeedbackLoop) -> None:
     """Make one stage of the retraining raise."""
-    import feedback_loop.lifecycle as lifecycle
-    import feedback_loop.registry.service as service
+    import feedback_loop.deploy.candidates as candidates
+    import feedback_loop.deploy.promotion as promotion
+    import feedback_loop.deploy.registry as service
 
     def boom(*_: object, **__: object) -> None:
         raise RuntimeError(f"injected {stage} failure")
@@ -260,16 +261,16 @@ def _fail_at(stage: str, monkeypatch: pytest.MonkeyPatch, loop: FeedbackLoop) ->
     elif stage == "register":
         monkeypatch.setattr(service, "register", boom)
     elif stage == "gate":
-        monkeypatch.setattr(lifecycle, "run_gate", boom)
+        monkeypatch.setattr(candidates, "run_gate", boom)
     else:  # the promotion's own transaction fails after moving the champion
-        real = lifecycle.write_event
+        real = promotion.write_event
 
         def refuse_promoted(conn: object, **values: object) -> int:
             if values["kind"] == "promoted":
                 raise RuntimeError("injected promote failure")
             return real(conn, **values)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(lifecycle, "write_event", refuse_promoted)
+        monkeypatch.setattr(promotion, "write_event", refuse_promoted)
 
 
 @pytest.mark.parametrize("stage", ["train", "register", "gate", "promote"])
@@ -327,7 +328,7 @@ def test_a_command_trainer_trains_a_model_logged_with_tags(db_url, tmp_path, clo
 
 def _job(loop: FeedbackLoop) -> jobs_store.Job:
     with read_transaction(loop.engine) as conn:
-        return jobs_store.list_jobs(conn, loop._model_state().id)[0]
+        return jobs_store.list_jobs(conn, loop.handle.model_state().id)[0]
 
 
 def test_a_worker_that_lost_its_lease_registers_nothing(db_url, tmp_path, clock) -> None:
@@ -381,7 +382,7 @@ def test_a_poison_job_stops_after_its_attempts(db_url, tmp_path, clock) -> None:
     loop = _tagged_loop(db_url, tmp_path, clock, n=300)
     loop.set_trainer(None)
     loop.trigger_retraining("nightly")
-    model_id = loop._model_state().id
+    model_id = loop.handle.model_state().id
     start, lease = to_us(clock.now()), 60_000_000
     for attempt in range(2):  # two workers claim it and die without a word
         with write_transaction(loop.engine) as conn:
@@ -614,7 +615,7 @@ def test_a_worker_whose_finish_is_not_recorded_reports_a_lost_lease(
     loop = _tagged_loop(db_url, tmp_path, clock, n=300)
     loop.set_trainer(None)
     loop.trigger_retraining("nightly")
-    model_id = loop._model_state().id
+    model_id = loop.handle.model_state().id
     real = worker_module.retrain
 
     def retrain_then_lose_the_lease(*args, **kwargs):  # type: ignore[no-untyped-def]

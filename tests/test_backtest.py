@@ -15,9 +15,9 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from feedback_loop import FeedbackLoop
 from feedback_loop.backtest import ReplayConfig, infer_task, paired_worse_p, replay
-from feedback_loop.policy import Policy, Scheduled
-from feedback_loop.training.dataset import DatasetSpec
-from feedback_loop.training.gating import GateConfig
+from feedback_loop.deploy.gate import GateConfig
+from feedback_loop.retrain.dataset import DatasetSpec
+from feedback_loop.retrain.policy import Policy, Scheduled
 
 
 def _stream(days: int = 40, per_day: int = 60, flip_at: int | None = None) -> pd.DataFrame:

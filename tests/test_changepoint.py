@@ -6,8 +6,8 @@ import doctest
 
 import numpy as np
 
-from feedback_loop.drift import changepoint
-from feedback_loop.drift.changepoint import error_increase
+from feedback_loop.stats.drift import changepoint
+from feedback_loop.stats.drift.changepoint import error_increase
 
 
 def test_an_abrupt_rise_is_found_near_where_it_happened() -> None:

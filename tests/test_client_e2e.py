@@ -35,10 +35,10 @@ from feedback_loop import (
     ValidationError,
 )
 from feedback_loop.client import AuthError, Client, ServerError
-from feedback_loop.recording import LogResult
+from feedback_loop.collect.recording import LogResult
+from feedback_loop.deploy.watch_verdict import WatchVerdict
 from feedback_loop.store.events import Event
 from feedback_loop.store.outcomes import OutcomeResult
-from feedback_loop.training.watchdog import WatchVerdict
 
 # Keys of a metrics dict that name the moment of the call rather than the data.
 MOMENT_KEYS = ("window_start", "window_end")

@@ -1,20 +1,19 @@
 """Behavioural tests for the streaming drift detectors on seeded synthetic streams.
 
-Bounds were chosen from the designs, not tuned to pass:
+The contract a retrain trigger needs: one detection per change, soon after it, and silence
+while nothing changes. Every detector is held to it with its defaults:
 
-* Abrupt Bernoulli error stream, p = 0.1 for 2,000 steps then p = 0.4. ADWIN, DDM, HDDM_A and
-  EDDM must fire within 300 steps of the change. Page–Hinkley gets 400: with λ = 50 the
-  cumulative deviation grows by roughly 0.4 - x̄ - δ ≈ 0.28 per step, so ≈ 180 steps are needed
-  on average before any noise.
-* ADWIN (δ = 0.002), HDDM_A (δ = 0.001) and Page–Hinkley (drift δ = 0.005 per step against a
-  σ ≈ 0.3 noise) are statistically conservative: zero alarms before the change and on
-  stationary streams of the same length.
-* DDM and EDDM, with their published warm-ups (30 examples, 30 errors), estimate their
-  reference level (DDM's minimum of ``p + s``, EDDM's maximum of ``p' + 2 s'``) from a handful
-  of errors, so on a low error rate they raise false alarms shortly after each (re)start. The
-  tests bound the rate on 10,000-step stationary streams instead of demanding zero (DDM: ≤ 3,
-  EDDM: ≤ 10 per 10,000 steps, about twice the 0.8 and 5.1 measured over 100 other seeds) and
-  check that a longer warm-up removes most of them.
+* Two abrupt rises in a 0/1 error stream, 0.1 for 4,000 rows, 0.3 for 2,000, then 0.6 for
+  1,500: exactly one detection in each segment after a change, within a per-detector delay
+  bound, and none before the first change. The bounds are about 1.3 times the worst delay
+  measured on 100 other seeds (100-199), rounded up to 100 rows: DDM restarts blind for 500
+  rows and EDDM waits for 300 errors, so they are the slowest after a restart.
+* Stationary error streams of 5,000 rows at 0.1, 0.2 and 0.3, 20 seeds each: ADWIN never
+  alarms; the others test at a fixed level on every row, so their rare false alarms (0.00 to
+  0.10 per 10,000 rows on the benchmark streams) are bounded, at most one per 50,000 rows,
+  and never come in bursts.
+
+``benchmarks/detectors.py`` measures the same over more magnitudes, beside River.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from feedback_loop.drift.detectors import (
+from feedback_loop.stats.drift.detectors import (
     ADWIN,
     DDM,
     EDDM,
@@ -39,8 +38,9 @@ from feedback_loop.drift.detectors import (
     run,
 )
 
-CHANGE = 2_000
-AFTER = 1_000
+CHANGES = (4_000, 6_000)
+LENGTH = 7_500
+CHANGE, AFTER = 2_000, 1_000  # a single change, for the Gaussian streams
 SEEDS = range(20)
 
 Factory = Callable[[], DriftDetector]
@@ -52,8 +52,11 @@ ALL: dict[str, Factory] = {
     "HDDM_A": HDDM_A,
     "PageHinkley": PageHinkley,
 }
-DELAY_BOUND = {"ADWIN": 300, "DDM": 300, "EDDM": 300, "HDDM_A": 300, "PageHinkley": 400}
-CONSERVATIVE = ["ADWIN", "HDDM_A", "PageHinkley"]
+# Worst delays on seeds 100-199 (first change, second change): ADWIN 191/207,
+# DDM 567/295, EDDM 517/802, HDDM_A 665/269, PageHinkley 375/250.
+DELAY_BOUND = {"ADWIN": 300, "DDM": 800, "EDDM": 1_100, "HDDM_A": 900, "PageHinkley": 500}
+# Stationary rows per test: 20 seeds x 3 error rates x 5,000 rows.
+STATIONARY_ROWS = 20 * 3 * 5_000
 WITH_WARNING = ["DDM", "EDDM", "HDDM_A"]
 
 
@@ -70,15 +73,12 @@ def gaussian(seed: int, *segments: tuple[int, float], sd: float) -> list[float]:
 
 
 def abrupt(seed: int) -> list[float]:
-    return bernoulli(seed, (CHANGE, 0.1), (AFTER, 0.4))
+    """Error rate 0.1, then 0.3 from row 4,000, then 0.6 from row 6,000 to 7,500."""
+    return bernoulli(seed, (CHANGES[0], 0.1), (CHANGES[1] - CHANGES[0], 0.3), (1_500, 0.6))
 
 
-def stationary(seed: int) -> list[float]:
-    return bernoulli(10_000 + seed, (CHANGE + AFTER, 0.1))
-
-
-def long_stationary(seed: int) -> list[float]:
-    return bernoulli(20_000 + seed, (10_000, 0.1))
+def stationary(seed: int, rate: float) -> list[float]:
+    return bernoulli(10_000 + seed, (5_000, rate))
 
 
 def first_at_or_after(hits: list[int], start: int) -> int | None:
@@ -144,46 +144,86 @@ def test_run_accepts_any_detector_protocol() -> None:
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_abrupt_change_detected_within_bound(name: str) -> None:
-    delays = []
-    for seed in SEEDS:
-        hit = first_at_or_after(run(ALL[name](), abrupt(seed)), CHANGE)
-        assert hit is not None, f"seed {seed}: change missed"
-        delays.append(hit - CHANGE)
-    assert max(delays) <= DELAY_BOUND[name], delays
-
-
-@pytest.mark.parametrize("name", CONSERVATIVE)
-def test_conservative_detectors_silent_before_change(name: str) -> None:
+def test_one_detection_per_change_within_bound(name: str) -> None:
+    bounds = [*CHANGES, LENGTH]
     for seed in SEEDS:
         hits = run(ALL[name](), abrupt(seed))
-        assert all(h >= CHANGE for h in hits), (seed, hits)
+        assert hits and hits[0] >= CHANGES[0], (seed, hits)
+        for start, end in itertools.pairwise(bounds):
+            in_segment = [h for h in hits if start <= h < end]
+            assert len(in_segment) == 1, (seed, hits)
+            assert in_segment[0] - start <= DELAY_BOUND[name], (seed, hits)
 
 
-@pytest.mark.parametrize("name", CONSERVATIVE)
-def test_conservative_detectors_silent_on_stationary_stream(name: str) -> None:
-    for seed in SEEDS:
-        assert run(ALL[name](), stationary(seed)) == [], seed
-
-
-@pytest.mark.parametrize(("name", "per_10k"), [("DDM", 3.0), ("EDDM", 10.0)])
-def test_warm_up_sensitive_detectors_false_alarm_rate_bounded(name: str, per_10k: float) -> None:
-    alarms = sum(len(run(ALL[name](), long_stationary(seed))) for seed in SEEDS)
-    assert alarms / len(SEEDS) <= per_10k
+@pytest.mark.parametrize("name", ALL)
+def test_quiet_on_stationary_streams(name: str) -> None:
+    alarms = {
+        (seed, rate): run(ALL[name](), stationary(seed, rate))
+        for seed in SEEDS
+        for rate in (0.1, 0.2, 0.3)
+    }
+    found = {key: hits for key, hits in alarms.items() if hits}
+    # Never a burst: a false alarm restarts the statistics like a true one.
+    assert all(len(hits) == 1 for hits in found.values()), found
+    if name == "ADWIN":
+        # δ is spread over the cut points of a conservative bound: silent everywhere.
+        assert found == {}
+    else:
+        # The others repeat a test at a fixed level on every row, so a rare alarm is their
+        # nature: measured 0.00-0.10 per 10,000 rows on the benchmark streams; at most one
+        # alarm per 50,000 stationary rows is asked here.
+        assert len(found) <= STATIONARY_ROWS // 50_000, found
 
 
 @pytest.mark.parametrize(
-    ("default", "longer_warm_up"),
-    [(DDM, lambda: DDM(min_num_instances=300)), (EDDM, lambda: EDDM(min_num_errors=200))],
+    ("name", "state"),
+    [
+        ("ADWIN", lambda d: (d.width, d.estimation)),
+        ("DDM", lambda d: d.error_rate),
+        ("EDDM", lambda d: d.mean_distance),
+        ("HDDM_A", lambda d: d.estimation),
+        ("PageHinkley", lambda d: d.mean),
+    ],
 )
-def test_longer_warm_up_removes_most_false_alarms(
-    default: Factory, longer_warm_up: Factory
+def test_statistics_restart_at_each_detection(
+    name: str, state: Callable[[DriftDetector], object]
+) -> None:
+    det = ALL[name]()
+    fresh = state(ALL[name]())
+    detections = 0
+    for x in abrupt(0):
+        det.update(x)
+        if det.drift_detected:
+            detections += 1
+            # Nothing from before the change may remain to be detected a second time.
+            assert state(det) == fresh
+    assert detections == len(CHANGES)
+
+
+def test_adwin_fires_once_where_shrinking_fired_in_bursts() -> None:
+    # On this stream ADWIN2's bucket-by-bucket shrinking reported 2047, 2079, 2111 for the
+    # rise and 5087, 5119, 5151 for the fall: leftovers of the old regime became significant
+    # again each clock. A window that restarts reports each change once (as River's does).
+    stream = bernoulli(0, (2_000, 0.1), (3_000, 0.4), (3_000, 0.1))
+    assert run(ADWIN(), stream) == [2047, 5087]
+
+
+@pytest.mark.parametrize(
+    ("paper", "default"),
+    [
+        (lambda: DDM(min_num_instances=30), DDM),
+        (lambda: EDDM(min_num_errors=30), EDDM),
+        (lambda: HDDM_A(drift_confidence=0.001, warning_confidence=0.005), HDDM_A),
+    ],
+)
+def test_defaults_raise_fewer_false_alarms_than_the_papers_settings(
+    paper: Factory, default: Factory
 ) -> None:
     def alarms(factory: Factory) -> int:
-        return sum(len(run(factory(), long_stationary(seed))) for seed in SEEDS)
+        return sum(len(run(factory(), stationary(100 + seed, 0.3))) for seed in SEEDS)
 
-    assert alarms(default) > 0
-    assert alarms(longer_warm_up) <= alarms(default) // 3
+    assert alarms(paper) > 0
+    assert alarms(default) <= alarms(paper) // 3
 
 
 @pytest.mark.parametrize("name", WITH_WARNING)
@@ -194,7 +234,7 @@ def test_warning_zone_precedes_drift(name: str) -> None:
         warned = False
         for i, x in enumerate(abrupt(seed)):
             det.update(x)
-            if i < CHANGE:
+            if i < CHANGES[0]:
                 continue
             warned = warned or det.warning_detected
             if det.drift_detected:
@@ -210,21 +250,6 @@ def test_no_warning_zone(name: str) -> None:
     for x in abrupt(0):
         det.update(x)
         assert det.warning_detected is False
-
-
-@pytest.mark.parametrize("name", ALL)
-def test_self_reset_catches_a_second_change(name: str) -> None:
-    # After restarting, DDM pins its reference ``p_min + 3 s_min`` during a 30-example warm-up;
-    # a noisy warm-up can set it high and delay the next detection (seed 3: 659 steps), so
-    # for DDM only detection before the stream ends is required.
-    second_bound = AFTER if name == "DDM" else DELAY_BOUND[name]
-    for seed in range(5):
-        stream = bernoulli(seed, (CHANGE, 0.05), (CHANGE, 0.3), (AFTER, 0.7))
-        hits = run(ALL[name](), stream)
-        first = first_at_or_after(hits, CHANGE)
-        second = first_at_or_after(hits, 2 * CHANGE)
-        assert first is not None and first - CHANGE <= DELAY_BOUND[name], (seed, hits)
-        assert second is not None and second - 2 * CHANGE <= second_bound, (seed, hits)
 
 
 def test_hddm_a_ignores_decreasing_error() -> None:
@@ -395,7 +420,7 @@ def test_invalid_inputs_rejected(name: str, bad: float) -> None:
     ["base", "ddm", "eddm", "adwin", "page_hinkley", "hddm_a", "__init__"],
 )
 def test_docstring_examples_run(module: str) -> None:
-    name = "feedback_loop.drift.detectors"
+    name = "feedback_loop.stats.drift.detectors"
     mod = importlib.import_module(name if module == "__init__" else f"{name}.{module}")
     result = doctest.testmod(mod)
     assert result.attempted > 0

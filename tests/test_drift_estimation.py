@@ -23,8 +23,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from feedback_loop.drift import estimation
-from feedback_loop.drift.estimation import (
+from feedback_loop.stats import estimation
+from feedback_loop.stats.estimation import (
     ScoreCalibrator,
     estimate_binary,
     estimate_multiclass,

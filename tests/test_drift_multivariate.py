@@ -12,8 +12,8 @@ import pytest
 from scipy.stats import ks_2samp
 from threadpoolctl import threadpool_limits
 
-from feedback_loop.drift import multivariate
-from feedback_loop.drift.multivariate import (
+from feedback_loop.stats.drift import multivariate
+from feedback_loop.stats.drift.multivariate import (
     PCAReconstructionDrift,
     domain_classifier_drift,
 )

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from feedback_loop.drift.categorical import chi_square_test
-from feedback_loop.drift.profile import (
+from feedback_loop.stats.drift.categorical import chi_square_test
+from feedback_loop.stats.drift.profile import (
     CategoricalProfile,
     NumericProfile,
     build_profile,
@@ -20,7 +20,7 @@ from feedback_loop.drift.profile import (
     infer_kind,
     profile_from_dict,
 )
-from feedback_loop.drift.univariate import (
+from feedback_loop.stats.drift.univariate import (
     ks_test,
     numeric_jensen_shannon,
     numeric_psi,

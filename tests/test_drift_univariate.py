@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 from scipy.spatial import distance
 
-from feedback_loop.drift.categorical import (
+from feedback_loop.stats.drift.categorical import (
     DEFAULT_EPSILON,
     align_counts,
     categorical_jensen_shannon,
@@ -25,14 +25,14 @@ from feedback_loop.drift.categorical import (
     linf_from_counts,
     psi_from_counts,
 )
-from feedback_loop.drift.correction import (
+from feedback_loop.stats.drift.correction import (
     adjust,
     benjamini_hochberg,
     bonferroni,
     dataset_drift,
 )
-from feedback_loop.drift.result import DriftResult
-from feedback_loop.drift.univariate import (
+from feedback_loop.stats.drift.result import DriftResult
+from feedback_loop.stats.drift.univariate import (
     bin_counts,
     clean_numeric,
     cramer_von_mises_pvalue,

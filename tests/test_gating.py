@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from feedback_loop.training.dataset import Dataset
-from feedback_loop.training.gating import GateConfig, run_gate
-from feedback_loop.training.scoring import Scored
+from feedback_loop.deploy.gate import GateConfig, run_gate
+from feedback_loop.retrain.dataset import Dataset
+from feedback_loop.retrain.scoring import Scored
 
 
 def _scored(truth: np.ndarray, pred: np.ndarray, latency: float = 1.0) -> Scored:

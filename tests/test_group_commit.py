@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from feedback_loop import DuplicatePredictionError, FeedbackLoop, ValidationError
-from feedback_loop.group_commit import GroupCommit
-from feedback_loop.ingest import single_prediction
-from feedback_loop.recording import store_prediction_groups
+from feedback_loop.collect.batches import single_prediction
+from feedback_loop.collect.group_commit import GroupCommit
+from feedback_loop.collect.recording import store_prediction_groups
 
 HANG_S = 120.0  # a wait this long is a hang, not a slow machine
 
@@ -108,10 +108,10 @@ def test_an_async_error_reaches_its_task() -> None:
 
 
 def _one(loop: FeedbackLoop, pid: str, label: int, **extra):
-    state = loop._model_state(label)
+    state = loop.handle.model_state(label)
     return single_prediction(
         state.spec,
-        loop._now_us(),
+        loop.handle.now_us(),
         prediction_id=pid,
         prediction=label,
         features=extra.get("features"),
@@ -133,7 +133,9 @@ def test_one_transaction_answers_each_caller(db_url, clock) -> None:
         _one(loop, "early", 0),  # joins the outcome that came first
         _one(loop, "b", 0, actual=0),  # with its actual
     ]
-    results = store_prediction_groups(loop.engine, loop._model_state(), batches, loop._now_us())
+    results = store_prediction_groups(
+        loop.engine, loop.handle.model_state(), batches, loop.handle.now_us()
+    )
     summary = [(r.inserted, r.retried, r.outcomes, r.joined, r.prediction_ids) for r in results]  # type: ignore[union-attr]
     assert summary == [
         (1, 0, 0, 0, ["a"]),
@@ -155,7 +157,9 @@ def test_a_bad_row_fails_only_its_caller(db_url, clock) -> None:
         _one(loop, "y", 0),
         _one(loop, "y", 0),  # the same id twice in one group: a retry of the first
     ]
-    results = store_prediction_groups(loop.engine, loop._model_state(), batches, loop._now_us())
+    results = store_prediction_groups(
+        loop.engine, loop.handle.model_state(), batches, loop.handle.now_us()
+    )
     assert isinstance(results[1], DuplicatePredictionError)
     assert [(r.inserted, r.retried) for r in (results[0], results[2], results[3])] == [  # type: ignore[union-attr]
         (1, 0),
@@ -198,19 +202,19 @@ def test_log_prediction_async(db_url, clock) -> None:
 
 
 def test_outcomes_share_a_transaction_and_answer_each_caller(db_url, clock) -> None:
-    from feedback_loop.ingest import outcome_batch, to_frame
-    from feedback_loop.recording import store_outcome_groups
+    from feedback_loop.collect.batches import outcome_batch, to_frame
+    from feedback_loop.collect.recording import store_outcome_groups
 
     loop = FeedbackLoop("outcomes", tracking_db=db_url, clock=clock, task="binary")
     loop.log_predictions([{"prediction_id": p, "prediction": 1} for p in ("a", "b")])
-    state = loop._model_state()
+    state = loop.handle.model_state()
 
     def one(pid: str, actual: object):
         row = to_frame([{"prediction_id": pid, "actual": actual}])
-        return outcome_batch(row, state.spec, loop._now_us())
+        return outcome_batch(row, state.spec, loop.handle.now_us())
 
     batches = [one("a", 1), one("later", 0), one("b", 7), one("b", 0)]  # 7: a third label
-    results = store_outcome_groups(loop.engine, state, batches, loop._now_us())
+    results = store_outcome_groups(loop.engine, state, batches, loop.handle.now_us())
     assert isinstance(results[2], ValidationError)
     answers = [(r.stored, r.matched, r.unmatched) for r in results if not isinstance(r, Exception)]
     assert answers == [(1, 1, 0), (1, 0, 1), (1, 1, 0)]

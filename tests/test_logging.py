@@ -124,7 +124,7 @@ def test_later_outcome_supersedes_and_history_is_kept(db_url, clock) -> None:
     from feedback_loop.store.outcomes import outcome_history
 
     with read_transaction(loop.engine) as conn:
-        history = outcome_history(conn, loop._model_state().id, "p1")
+        history = outcome_history(conn, loop.handle.model_state().id, "p1")
     assert [h["source"] for h in history] == ["natural", "natural", "review"]
 
 

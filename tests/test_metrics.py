@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn import metrics as skm
 
-from feedback_loop import metrics as fm
-from feedback_loop.metrics import (
+from feedback_loop.stats import metrics as fm
+from feedback_loop.stats.metrics import (
     CLASSIFICATION_KEYS,
     DELAY_KEYS,
     REGRESSION_KEYS,

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-import feedback_loop.policy as policy_pkg
-from feedback_loop.policy import (
+import feedback_loop.retrain.policy as policy_pkg
+from feedback_loop.retrain.policy import (
     AllOf,
     AnyOf,
     CronSchedule,
@@ -34,10 +34,10 @@ from feedback_loop.policy import (
     policies_from_dict,
     policy_from_dict,
 )
-from feedback_loop.policy import config as config_module
-from feedback_loop.policy import defaults as defaults_module
-from feedback_loop.policy import rules as rules_module
-from feedback_loop.policy import schedule as schedule_module
+from feedback_loop.retrain.policy import config as config_module
+from feedback_loop.retrain.policy import defaults as defaults_module
+from feedback_loop.retrain.policy import rules as rules_module
+from feedback_loop.retrain.policy import schedule as schedule_module
 
 NOW = datetime(2024, 10, 18, 12, 0, tzinfo=UTC)  # a Friday
 
@@ -271,14 +271,14 @@ def test_drifted_features_any_and_all() -> None:
     watched = ("tenure", "plan")
     some = ev(drift_share=0.2, drifted_features=("plan", "region"))
     hit = DriftedFeatures(watched).evaluate(some)
-    assert hit.fired and hit.reason == "1 of 2 watched features drifted: plan"
+    assert hit.fired and hit.reason == "1 of 2 monitored features drifted: plan"
     assert hit.evidence["drifted"] == ["plan"]
     every = DriftedFeatures(watched, any_of=False)
     partial = every.evaluate(some)
     assert not partial and partial.reason.endswith("stable: tenure")
     assert every.evaluate(ev(drift_share=0.5, drifted_features=("plan", "tenure"))).fired
     calm = DriftedFeatures(watched).evaluate(ev(drift_share=0.0))
-    assert not calm and "none of the watched features drifted" in calm.reason
+    assert not calm and "none of the monitored features drifted" in calm.reason
     assert "unknown" in DriftedFeatures(watched).evaluate(ev()).reason
     with pytest.raises(PolicyError, match="not one string"):
         DriftedFeatures("tenure")

@@ -395,7 +395,7 @@ def test_register_model_before_any_prediction_takes_the_task_from_the_model(
     named = LogisticRegression().fit(X, words)
     loop = fresh("named")
     loop.register_model(named, features=X, actuals=words)
-    assert loop.task == "binary" and loop._model_state().spec.positive_label == "stayed"
+    assert loop.task == "binary" and loop.handle.model_state().spec.positive_label == "stayed"
 
     three = LogisticRegression().fit(X, np.digitize(X.x1, [-0.5, 0.5]))
     loop = fresh("three")

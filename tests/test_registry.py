@@ -10,7 +10,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from feedback_loop import FeedbackLoop, ValidationError
-from feedback_loop.registry.artifacts import ArtifactIntegrityError
+from feedback_loop.store.artifacts import ArtifactIntegrityError
 
 
 @pytest.fixture

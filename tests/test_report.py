@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from test_lifecycle import (
+from test_deploy import (
     _batch,
     _champion,
     _serve,

@@ -15,14 +15,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from feedback_loop import FeedbackLoop, ManualClock
+from feedback_loop.core.timeutil import to_us
+from feedback_loop.monitor.concept_drift import DETECTORS
 from feedback_loop.server.app import create_app
 from feedback_loop.server.context import ServerContext
 from feedback_loop.server.responses import jsonable
 from feedback_loop.server.routes.monitoring import Detector
 from feedback_loop.server.settings import Settings
 from feedback_loop.store.migrate import head_revision
-from feedback_loop.timeutil import to_us
-from feedback_loop.watch import DETECTORS
 
 BODY_LIMIT = 100_000
 

@@ -133,7 +133,7 @@ def test_claims_leases_and_skip_locked(db_url, clock) -> None:
 
     a = FeedbackLoop("a", tracking_db=db_url, clock=clock, task="binary")
     b = FeedbackLoop("b", tracking_db=db_url, clock=clock, task="binary")
-    ids = {name: loop._model_state().id for name, loop in (("a", a), ("b", b))}
+    ids = {name: loop.handle.model_state().id for name, loop in (("a", a), ("b", b))}
     now = 1_000_000_000
     with write_transaction(a.engine) as conn:
         first = jobs_store.enqueue(conn, ids["a"], "train", {}, now)

@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import PackageLoader
 from starlette.concurrency import run_in_threadpool
 
-from feedback_loop import lifecycle
+from feedback_loop.core.limits import MAX_REASON_LENGTH, check_reason
 from feedback_loop.dashboard.sessions import (
     COOKIE,
     COOKIE_PATH,
@@ -32,8 +32,8 @@ from feedback_loop.dashboard.sessions import (
     csrf_token,
     same_origin,
 )
+from feedback_loop.deploy import promotion
 from feedback_loop.errors import FeedbackLoopError, RejectedVersionError, ValidationError
-from feedback_loop.input_limits import MAX_REASON_LENGTH, check_reason
 from feedback_loop.report.build import environment, report_context
 from feedback_loop.server.auth import ScopeName, check_access
 from feedback_loop.server.errors import ApiError
@@ -264,13 +264,13 @@ def _confirmation(loop: Any, action: str, version: str) -> dict[str, Any]:
         return {
             "action": action,
             "version": chosen,
-            "rejected": lifecycle.rejection(loop, chosen),
+            "rejected": promotion.rejection(loop.handle, chosen),
             "what": f"Make version {chosen} the champion"
             + ("" if champion is None else f" in place of version {champion}")
             + ".",
         }
     if action == "rollback":
-        current, previous = lifecycle.rollback_target(loop)
+        current, previous = promotion.rollback_target(loop.handle)
         what = f"Replace the champion, version {current}, with version {previous}."
         return {"action": action, "what": what}
     what = "Queue a retraining job: a worker trains a candidate, and the gate decides on it."
@@ -297,7 +297,7 @@ async def confirm(request: Request, model: str, action: str, version: str = "") 
 
 def _reason(given: str, default: str) -> str:
     """The reason typed in a confirmation form (recorded in the decision log), under the rule
-    of every reason (``input_limits.check_reason``)."""
+    of every reason (``core.limits.check_reason``)."""
     return check_reason(given).strip() or default
 
 

@@ -21,10 +21,10 @@ from urllib.parse import urlsplit
 from fastapi import Request
 from sqlalchemy import Engine
 
-from feedback_loop.clock import Clock
+from feedback_loop.core.clock import Clock
+from feedback_loop.core.timeutil import to_us
 from feedback_loop.server.keys import KeyStore, Principal, principal_of
 from feedback_loop.store import sessions as session_store
-from feedback_loop.timeutil import to_us
 
 COOKIE = "fl_session"
 COOKIE_PATH = "/ui"

@@ -15,11 +15,14 @@ import numpy as np
 from jinja2 import BaseLoader, ChoiceLoader, Environment, PackageLoader, select_autoescape
 from sqlalchemy import text
 
-from feedback_loop import watch
+from feedback_loop.core.timeutil import from_us, parse_duration, to_us
 from feedback_loop.errors import ValidationError
+from feedback_loop.monitor.drift_checks import check_drift
+from feedback_loop.monitor.references import stored_reference
+from feedback_loop.monitor.segments import segments
+from feedback_loop.monitor.window import window_features
 from feedback_loop.report.svg import Marker, Series, heatmap, line_chart
 from feedback_loop.store.reader import WindowFilter
-from feedback_loop.timeutil import from_us, parse_duration, to_us
 
 if TYPE_CHECKING:
     from feedback_loop.loop import FeedbackLoop
@@ -67,7 +70,7 @@ def chart_period(period: str) -> timedelta:
 
 
 def _time_range(loop: FeedbackLoop) -> tuple[datetime, datetime] | None:
-    state = loop._read_state()
+    state = loop.handle.read_state()
     with loop.engine.connect() as conn:
         low, high = conn.execute(
             text("SELECT MIN(ts), MAX(ts) FROM predictions WHERE model_id = :m"), {"m": state.id}
@@ -112,7 +115,7 @@ def report_context(
     """
     step = chart_period(period)
     span = _time_range(loop)
-    state = loop._read_state()
+    state = loop.handle.read_state()
     metric = loop.primary_metric
     context: dict[str, Any] = {
         "model": loop.model_name,
@@ -199,19 +202,19 @@ def _baseline_series(loop: FeedbackLoop, times: list[datetime], metric: str) -> 
 
 
 def _drift_heatmap(loop: FeedbackLoop, buckets: list[tuple[datetime, datetime]], limit: int) -> str:
-    state = loop._read_state()
+    state = loop.handle.read_state()
     try:
-        reference = loop._reference("default", None)
+        reference = stored_reference(loop.handle, "default", None)
     except ValidationError:
         return '<p class="empty">no reference profile: drift is not tracked</p>'
     names = list(reference["data"]["features"])[:limit]
     values: list[list[float | None]] = [[] for _ in names]
     for a, b in buckets:
         flt = WindowFilter(state.id, to_us(a), to_us(b))
-        data = watch.window_features(loop.engine, flt, regression=state.spec.task == "regression")
+        data = window_features(loop.engine, flt, regression=state.spec.task == "regression")
         report = None
         if len(data.features) >= 30:
-            report = watch.check_drift(
+            report = check_drift(
                 state, reference, data, flt, methods=None, share_threshold=0.5, correction="none"
             )
         for i, name in enumerate(names):
@@ -232,13 +235,13 @@ def severity(result: Any) -> float | None:
 
 
 def _segments(loop: FeedbackLoop, end: datetime) -> dict[str, Any]:
-    state = loop._read_state()
+    state = loop.handle.read_state()
     flt = WindowFilter(state.id, to_us(end - timedelta(days=30)), to_us(end) + 1)
-    data = watch.window_features(loop.engine, flt, regression=state.spec.task == "regression")
+    data = window_features(loop.engine, flt, regression=state.spec.task == "regression")
     keys = [str(c) for c in data.tags.columns]
     if not keys or not data.labeled.any():
         return {"by": [], "rows": []}
-    rows = watch.segments(state, data, keys[:2], metric=loop.primary_metric, min_support=30)
+    rows = segments(state, data, keys[:2], metric=loop.primary_metric, min_support=30)
     return {"by": keys[:2], "rows": rows[:15]}
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import feedback_loop
 from feedback_loop import dashboard
-from feedback_loop.clock import Clock, SystemClock
+from feedback_loop.core.clock import Clock, SystemClock
 from feedback_loop.server import docs, errors
 from feedback_loop.server.auth import AuthDisabled, Authenticate
 from feedback_loop.server.context import ServerContext

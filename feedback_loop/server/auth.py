@@ -24,10 +24,10 @@ from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from feedback_loop.clock import Clock
+from feedback_loop.core.clock import Clock
+from feedback_loop.core.timeutil import to_us
 from feedback_loop.server.errors import ApiError, error_reply
 from feedback_loop.server.keys import ANONYMOUS, KeyStore, Principal
-from feedback_loop.timeutil import to_us
 
 logger = logging.getLogger("feedback_loop.server")
 

@@ -8,13 +8,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
-from feedback_loop.clock import Clock
+from feedback_loop.core.clock import Clock
+from feedback_loop.core.timeutil import to_us
 from feedback_loop.server.auth import Evaluation, authorize, evaluation
 from feedback_loop.server.keys import KeyStore, Principal
 from feedback_loop.server.loops import ModelLoops
 from feedback_loop.server.prom import ServerMetrics
 from feedback_loop.server.settings import Settings
-from feedback_loop.timeutil import to_us
 
 
 @dataclass

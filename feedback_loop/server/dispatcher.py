@@ -21,8 +21,8 @@ from collections.abc import Callable
 import httpx
 
 import feedback_loop
+from feedback_loop.core.secretbox import decrypt
 from feedback_loop.errors import FeedbackLoopError
-from feedback_loop.secretbox import decrypt
 from feedback_loop.server.keys import redact
 from feedback_loop.server.outbox import DueDelivery, Outbox
 from feedback_loop.server.settings import Settings

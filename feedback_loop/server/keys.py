@@ -23,11 +23,11 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
+from feedback_loop.core.naming import check_model_name
+from feedback_loop.core.timeutil import from_us
 from feedback_loop.errors import ValidationError
-from feedback_loop.naming import check_model_name
 from feedback_loop.store.engine import read_transaction, write_transaction
 from feedback_loop.store.tables import api_keys
-from feedback_loop.timeutil import from_us
 
 SCOPES = ("ingest", "read", "admin")
 KEY_PATTERN = re.compile(r"fl_([a-z0-9]{8})_([A-Za-z0-9_-]{20,100})")

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from feedback_loop.clock import Clock
+from feedback_loop.core.clock import Clock
 from feedback_loop.loop import FeedbackLoop
 from feedback_loop.server.errors import not_found
 from feedback_loop.store import models as model_store

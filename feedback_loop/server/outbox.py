@@ -16,11 +16,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from feedback_loop.core.timeutil import from_us
 from feedback_loop.server.webhooks import Webhook, webhook_from_row
 from feedback_loop.store.engine import read_transaction, write_transaction
 from feedback_loop.store.events import Event
 from feedback_loop.store.tables import events, models, webhook_deliveries, webhooks
-from feedback_loop.timeutil import from_us
 
 # Event ids are handed out before commit, so on PostgreSQL an event may become visible after a
 # later one. Each poll looks this far back below the newest queued id for such late arrivals.

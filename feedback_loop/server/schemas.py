@@ -21,8 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from feedback_loop.errors import ValidationError
-from feedback_loop.input_limits import (
+from feedback_loop.core.limits import (
     MAX_ALIAS_LENGTH,
     MAX_KIND_LENGTH,
     MAX_PRIMARY_METRIC_LENGTH,
@@ -32,8 +31,9 @@ from feedback_loop.input_limits import (
     check_bounded,
     check_prediction_id,
 )
-from feedback_loop.naming import MAX_MODEL_NAME, check_model_name
-from feedback_loop.timeutil import parse_duration
+from feedback_loop.core.naming import MAX_MODEL_NAME, check_model_name
+from feedback_loop.core.timeutil import parse_duration
+from feedback_loop.errors import ValidationError
 
 Task = Literal["binary", "multiclass", "regression"]
 # Numbers the database stores in 32-bit columns (versions, key ids), and epoch seconds up to the
@@ -46,7 +46,7 @@ MAX_WINDOW = timedelta(days=100 * 365)
 # a 422 names the field. Windows are bounded by ``MAX_WINDOW``, pages of events by their
 # ``limit``, request bodies by ``Settings.max_body_bytes``.
 # A feature, tag or metric name (the columns' widths); versions, aliases, reference names and
-# the audit trail's fields have the limits of ``feedback_loop.input_limits``.
+# the audit trail's fields have the limits of ``feedback_loop.core.limits``.
 MAX_NAME_CHARS = 200
 MAX_EVIDENCE_CHARS = 100_000  # an event's evidence, as JSON
 MAX_TAG_FILTERS = 20  # segment=key:value filters in one request
@@ -88,7 +88,7 @@ def _string_or_integer(value: Any) -> Any:
 
 
 def library_rule(check: Callable[..., Any], **options: Any) -> Any:
-    """A check of ``feedback_loop.input_limits`` as a validator: the API refuses what the
+    """A check of ``feedback_loop.core.limits`` as a validator: the API refuses what the
     library refuses, with the library's message (a 422 naming the field)."""
 
     def validate(value: Any) -> Any:
@@ -103,7 +103,7 @@ def library_rule(check: Callable[..., Any], **options: Any) -> Any:
 
 def bounded(max_length: int, *, min_length: int = 1) -> Any:
     """A string of ``min_length`` to ``max_length`` characters without NUL or lone surrogates
-    (``input_limits.check_bounded``), its limit shown in the OpenAPI document."""
+    (``core.limits.check_bounded``), its limit shown in the OpenAPI document."""
     return (
         AfterValidator(
             library_rule(check_bounded, field="", max_length=max_length, min_length=min_length)

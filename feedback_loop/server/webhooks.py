@@ -3,7 +3,7 @@
 Bodies are signed with the webhook's secret: ``X-Feedback-Loop-Signature: sha256=<hex
 HMAC-SHA256 of the body>``, so a receiver can check the sender and the content. Signing needs
 the secret itself, so it is stored encrypted with a key kept outside the database (see
-``feedback_loop.secretbox``).
+``feedback_loop.core.secretbox``).
 
 A webhook makes the server send requests where its operator says, so targets are checked: only
 ``http`` and ``https``, and no address on the server's own networks (loopback, link-local such
@@ -30,12 +30,12 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, func, insert, select, update
 
+from feedback_loop.core.secretbox import encrypt
+from feedback_loop.core.timeutil import from_us
 from feedback_loop.errors import ValidationError
-from feedback_loop.secretbox import encrypt
 from feedback_loop.store.engine import read_transaction, write_transaction
 from feedback_loop.store.events import Event
 from feedback_loop.store.tables import events, webhooks
-from feedback_loop.timeutil import from_us
 
 EVENTS_OF_INTEREST = (
     "drift_detected",

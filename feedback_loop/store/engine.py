@@ -8,7 +8,7 @@ writer lock (``writer_lock``). PostgreSQL goes through psycopg 3.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -130,3 +130,8 @@ def read_transaction(engine: Engine) -> Iterator[Connection]:
     """A consistent snapshot for reading."""
     with engine.connect() as conn, conn.begin():
         yield conn
+
+
+Guard = Callable[[Connection], None]
+"""A check run inside a write's own transaction before it writes (a worker's lease check):
+when it raises, the transaction rolls back and nothing is written."""

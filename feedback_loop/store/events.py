@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
+from feedback_loop.core.timeutil import from_us
 from feedback_loop.store.tables import events, models
-from feedback_loop.timeutil import from_us
 
 
 @dataclass(frozen=True)

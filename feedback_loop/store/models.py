@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from feedback_loop.core.tasks import TaskSpec
 from feedback_loop.errors import UnknownModelError
 from feedback_loop.store.tables import feature_schemas, feature_values, labels, models
-from feedback_loop.tasks import TaskSpec
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from pydantic import AfterValidator
 
-from feedback_loop.recording import LogResult
+from feedback_loop.collect.recording import LogResult
 from feedback_loop.server.context import Context, Ingest, Read
 from feedback_loop.server.errors import ApiError
 from feedback_loop.server.responses import Reply, reply
@@ -63,7 +63,8 @@ def log_predictions(model: str, body: PredictionRows, ctx: Context, _: Ingest) -
 )
 async def log_prediction(model: str, body: PredictionRow, ctx: Context, _: Ingest) -> Reply:
     # async: validated on the event loop, then written with the other single predictions of
-    # the moment in one transaction (see ``feedback_loop.group_commit``), no thread-pool hop.
+    # the moment in one transaction (see ``feedback_loop.collect.group_commit``), no
+    # thread-pool hop.
     async with ctx.loops.writing_async(model) as loop:
         result = await loop.log_prediction_async(**body.model_dump(exclude_unset=True))
     ctx.metrics.predictions.labels(model=model).inc(result.inserted)

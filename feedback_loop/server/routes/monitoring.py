@@ -15,9 +15,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import AfterValidator, Field
 
-from feedback_loop.drift.profile import CATEGORICAL_METHODS, NUMERIC_METHODS
 from feedback_loop.errors import ValidationError
-from feedback_loop.retraining import decide
+from feedback_loop.retrain.decision import decide
 from feedback_loop.server.context import Admin, Context, Evaluator, Read
 from feedback_loop.server.prom import QUALITY_WINDOW
 from feedback_loop.server.responses import Reply, reply
@@ -41,6 +40,7 @@ from feedback_loop.server.schemas import (
     checked_window,
     refuse_nul,
 )
+from feedback_loop.stats.drift.profile import CATEGORICAL_METHODS, NUMERIC_METHODS
 
 router = APIRouter(prefix="/v1/models/{model}", tags=["monitoring"])
 
@@ -55,7 +55,7 @@ Count = Annotated[int, Query(ge=1, le=MAX_COUNT)]
 # A name and what goes with it (key:value, feature:method): two names and a separator.
 Pair = Annotated[str, Field(max_length=2 * MAX_NAME_CHARS + 1), AfterValidator(refuse_nul)]
 Correction = Literal["none", "bonferroni", "benjamini_hochberg"]
-# The detectors of ``feedback_loop.watch.DETECTORS``, listed for the OpenAPI document.
+# The detectors of ``feedback_loop.monitor.concept_drift.DETECTORS``, for the OpenAPI document.
 Detector = Literal["adwin", "ddm", "eddm", "hddm_a", "page_hinkley"]
 
 

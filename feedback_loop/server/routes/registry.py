@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from feedback_loop.core.timeutil import from_us
 from feedback_loop.server.context import Admin, Context, Read
 from feedback_loop.server.errors import ApiError
 from feedback_loop.server.responses import Reply, reply
@@ -30,7 +31,6 @@ from feedback_loop.server.schemas import (
     WatchRequest,
 )
 from feedback_loop.store.events import Event
-from feedback_loop.timeutil import from_us
 
 router = APIRouter(prefix="/v1/models/{model}", tags=["registry"])
 AliasPath = Annotated[AliasName, Path()]

@@ -3,7 +3,7 @@
 Revision ID: 0009
 Revises: 0008
 
-Existing secrets are encrypted with the secret key (``feedback_loop.secretbox``: made on
+Existing secrets are encrypted with the secret key (``feedback_loop.core.secretbox``: made on
 first use when there is none); the key is only looked for when there is a secret to encrypt.
 Existing webhooks are not allowed private addresses: one that posts to a local receiver needs
 ``FEEDBACK_LOOP_WEBHOOK_ALLOW_PRIVATE=1`` for the server, or to be added again with
@@ -30,7 +30,7 @@ def _rewrite_secrets(encrypting: bool) -> None:
     rows = conn.execute(sa.select(_webhooks.c.id, _webhooks.c.secret)).all()
     if not rows:
         return
-    from feedback_loop.secretbox import decrypt, encrypt, is_encrypted
+    from feedback_loop.core.secretbox import decrypt, encrypt, is_encrypted
 
     for row in rows:
         if is_encrypted(row.secret) == encrypting:

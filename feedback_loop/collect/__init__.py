@@ -1,0 +1,1 @@
+"""Collect: validate what users log, record predictions and outcomes, group single writes."""

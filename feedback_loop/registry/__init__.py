@@ -1,1 +1,0 @@
-"""The model registry: versions, their hash-checked artifacts, and aliases."""

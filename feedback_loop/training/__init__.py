@@ -1,1 +1,0 @@
-"""Training from the log: dataset assembly, trainers, and candidate evaluation."""
