@@ -51,7 +51,7 @@ def gather_evidence(
     last_outcome, since_trigger, in_a_row = _last_outcome(
         handle, triggered[0].time if triggered else None
     )
-    change = _error_change(handle, change_window)
+    change = _error_change(handle, change_window, champion)
     drift_share: float | None = None
     drifted: tuple[str, ...] = ()
     if with_drift:
@@ -117,17 +117,26 @@ def _last_outcome(handle: ModelHandle, triggered: Any) -> tuple[str | None, int 
     return outcome, int(since["labeled"]), in_a_row
 
 
-def _error_change(handle: ModelHandle, window: timedelta | None) -> tuple[float, int] | None:
-    """The change detector over the served predictions' errors of the training window:
-    the z of the most significant rise, and how many labeled rows followed it."""
-    if window is None:
+def _error_change(
+    handle: ModelHandle, window: timedelta | None, champion: int | None
+) -> tuple[float, int] | None:
+    """The change detector over the champion's own served errors within the training window:
+    the z of the most significant rise, and how many labeled rows followed it. Only the
+    champion's rows: a change an earlier champion suffered (and a promotion answered) is not
+    a reason to retrain again (when predictions are logged without their version, all rows
+    of the window)."""
+    if window is None or champion is None:
         return None
     state = handle.read_state()
     regression = state.spec.task == "regression"
     now = handle.now_us()
     start = max(now - int(window.total_seconds() * 1e6), 0)
     with handle.engine.connect() as conn, conn.begin():
-        rows = read_rows(conn, WindowFilter(state.id, start, now + 1), regression=regression)
+        rows = read_rows(
+            conn, WindowFilter(state.id, start, now + 1, str(champion)), regression=regression
+        )
+        if not len(rows):  # predictions logged without their version: the whole window
+            rows = read_rows(conn, WindowFilter(state.id, start, now + 1), regression=regression)
     labeled = rows.take(rows.labeled if regression else rows.labeled & (rows.b != -1))
     order = np.argsort(labeled.ts, kind="stable")
     if regression:

@@ -5,8 +5,8 @@ way the simpler policy failed:
 
 * **a drop from the champion's own baseline** (its holdout score at the gate) fires quickly
   after a change: ``PerformanceThreshold(max_drop=0.05)`` on at least 100 labeled rows;
-* **a significant rise in the served predictions' errors** (the change detector over the
-  training window, z ≥ 4) once 200 labeled rows followed it, enough to learn from: it catches
+* **a significant rise in the champion's served errors** (the change detector over its rows
+  in the training window, z ≥ 4) once 200 labeled rows followed it, enough to learn from: it catches
   moderate changes a fixed drop misses, measured against the errors' own variation;
 * **an absolute floor**, when the user gave one (``retrain_threshold``): a baseline that is
   itself poor (a model promoted in the middle of a change) must not excuse a poor model;
@@ -17,7 +17,7 @@ way the simpler policy failed:
   volatile stream every day must not retrain it every day: drift says the inputs moved, not
   that the model got worse;
 * **a cooldown counted in time and labels**: after a promotion 14 days, ending early once
-  2,000 new labels arrived (high volume must not mean tens of thousands of rows of waiting);
+  5,000 new labels arrived (high volume must not mean tens of thousands of rows of waiting);
   after a retraining that promoted nothing, 3 days and 500 new labels, at most the full
   cooldown (after an abrupt change the first try often has too little new data, and the retry
   must not wait three weeks; nor should it retry on nearly the same rows).
@@ -51,7 +51,7 @@ DRIFT_CHANGE_Z = 3.0
 COOLDOWN = timedelta(days=14)
 RETRY_AFTER = timedelta(days=1)
 RETRY_LABELS = 200
-COOLDOWN_LABELS = 2_000
+COOLDOWN_LABELS = 5_000
 
 
 def default_policy(floor: float | None = None) -> Policy:
