@@ -19,6 +19,7 @@ from feedback_loop.backtest import replay
 from feedback_loop.core.timeutil import parse_duration
 from feedback_loop.datasets import load_elec2
 from feedback_loop.demo import elec2_config, make_model
+from feedback_loop.retrain.policy import PerformanceThreshold, Policy
 
 
 def main() -> None:
@@ -26,20 +27,25 @@ def main() -> None:
     parser.add_argument("--fixed-every", default="30d")
     parser.add_argument("--days", type=int, default=None, help="Replay only the first N days.")
     parser.add_argument("--strategies", default="never,fixed,loop")
-    parser.add_argument("--max-drop", type=float, default=0.06)
+    parser.add_argument(
+        "--max-drop",
+        type=float,
+        default=None,
+        help="Replace the default policy by a drop from the baseline alone (with --cooldown).",
+    )
     parser.add_argument("--cooldown", default="21d")
-    parser.add_argument("--policy-window", default="7d")
     args = parser.parse_args()
     console = Console()
     data = load_elec2()
     if args.days is not None:
         data = data.iloc[: data.shape[0] // 10 + args.days * 48]
-    config = elec2_config(
-        fixed_every=parse_duration(args.fixed_every),
-        max_drop=args.max_drop,
-        cooldown=parse_duration(args.cooldown),
-        policy_window=args.policy_window,
-    )
+    policy = None
+    if args.max_drop is not None:
+        policy = Policy(
+            PerformanceThreshold(max_drop=args.max_drop, min_labeled=200),
+            cooldown=parse_duration(args.cooldown),
+        )
+    config = elec2_config(fixed_every=parse_duration(args.fixed_every), policy=policy)
     table = Table(
         title=f"Elec2 replay: {len(data) - config.initial_rows:,} served rows, labels one day late"
     )

@@ -193,10 +193,12 @@ class LoopAPI(Protocol):
         """Whether to retrain now, truthy when due, with the numbers behind the answer.
 
         With a policy, the policy's decision over the evidence gathered from the log, the
-        registry and the events; without one, the seed's rule: the primary metric over
-        ``window`` (default: the loop's) breaches ``retrain_threshold`` on at least
-        ``min_labeled`` labeled predictions. A decision to retrain is recorded as a
-        ``retrain_due`` event; ``record=False`` only evaluates and writes nothing.
+        registry and the events; with only ``retrain_threshold``, the seed's rule: the primary
+        metric over ``window`` (default: the loop's) breaches it on at least ``min_labeled``
+        labeled predictions. A library loop with neither uses the default policy
+        (:func:`feedback_loop.retrain.policy.default_policy`, with the window's drift check as
+        evidence). A decision to retrain is recorded as a ``retrain_due`` event;
+        ``record=False`` only evaluates and writes nothing.
         """
         ...
 

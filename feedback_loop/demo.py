@@ -28,10 +28,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from feedback_loop.backtest import ReplayConfig, ReplayResult, StrategyName, replay
 from feedback_loop.core.clock import ManualClock
 from feedback_loop.datasets import ELEC2_FEATURES, load_elec2
-from feedback_loop.deploy.gate import GateConfig
 from feedback_loop.loop import FeedbackLoop
-from feedback_loop.retrain.dataset import DatasetSpec
-from feedback_loop.retrain.policy import AnyOf, PerformanceThreshold, Policy
+from feedback_loop.retrain.policy import Policy
 
 STRATEGIES: tuple[StrategyName, ...] = ("never", "fixed", "loop")
 LABELS = {"never": "never retrained", "fixed": "fixed, every 30 days", "loop": "the loop"}
@@ -45,23 +43,18 @@ def make_model() -> HistGradientBoostingClassifier:
 def elec2_config(
     *,
     fixed_every: timedelta = timedelta(days=30),
-    max_drop: float = 0.06,
-    cooldown: timedelta = timedelta(days=21),
-    policy_window: str = "7d",
+    policy: Policy | None = None,
 ) -> ReplayConfig:
-    """The settings of the demo and of ``benchmarks/replay_elec2.py``."""
+    """The settings of the demo and of ``benchmarks/replay_elec2.py``: the stream's columns,
+    the first tenth for the first model, labels one day late, and the product's defaults for
+    everything the loop decides (dataset, candidates, gate, policy, watch); ``policy``
+    replaces the default policy."""
     return ReplayConfig(
         features=ELEC2_FEATURES,
         initial_rows=45_312 // 10,
         label_delay=timedelta(days=1),
         fixed_every=fixed_every,
-        dataset=DatasetSpec(window=timedelta(days=28), holdout=0.25, min_rows=200),
-        gate=GateConfig(min_improvement=0.0, alpha=0.05),
-        policy=Policy(
-            AnyOf([PerformanceThreshold(max_drop=max_drop, min_labeled=200)]),
-            cooldown=cooldown,
-        ),
-        policy_window=policy_window,
+        policy=policy,
     )
 
 

@@ -95,3 +95,33 @@ def test_missing_segment_column_fails_closed() -> None:
         task="binary",
     )
     assert not decision["passed"] and "colour" in str(_checks(decision)["segments"]["detail"])
+
+
+def test_the_best_of_several_candidates_is_tested_at_a_divided_level() -> None:
+    rng = np.random.default_rng(1)  # a candidate better at p = 0.017: passes alone, not of 8
+    truth = rng.integers(0, 2, 600)
+    champion = _predict(rng, truth, 0.30)
+    candidate = _predict(rng, truth, 0.25)
+    alone = run_gate(
+        _scored(truth, champion),
+        _scored(truth, candidate),
+        _holdout(600),
+        GateConfig(),
+        task="binary",
+    )
+    improvement = _checks(alone)["improvement"]["detail"]
+    assert improvement["candidates_tried"] == 1 and improvement["alpha_corrected"] == 0.05
+    p_value = improvement["p_value"]
+    tried = 8
+    many = run_gate(
+        _scored(truth, champion),
+        _scored(truth, candidate),
+        _holdout(600),
+        GateConfig(),
+        task="binary",
+        tried=tried,
+    )
+    detail = _checks(many)["improvement"]["detail"]
+    assert detail["alpha_corrected"] == 0.05 / tried
+    assert 0.05 / tried < p_value < 0.05
+    assert alone["passed"] and not many["passed"]

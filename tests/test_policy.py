@@ -35,6 +35,7 @@ from feedback_loop.retrain.policy import (
     policy_from_dict,
 )
 from feedback_loop.retrain.policy import config as config_module
+from feedback_loop.retrain.policy import defaults as defaults_module
 from feedback_loop.retrain.policy import rules as rules_module
 from feedback_loop.retrain.policy import schedule as schedule_module
 
@@ -702,6 +703,119 @@ def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
 
 
 def test_docstring_examples_run() -> None:
-    for module in (policy_pkg, rules_module, schedule_module, config_module):
+    for module in (policy_pkg, rules_module, schedule_module, config_module, defaults_module):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+# -- cooldowns after rejections, in labels, and the default policy --------------------------
+
+
+def test_a_rejected_retraining_waits_for_time_and_labels_not_the_full_cooldown() -> None:
+    policy = Policy(
+        DataVolume(1),
+        cooldown=timedelta(days=14),
+        retry_after=timedelta(days=3),
+        retry_labels=500,
+    )
+    triggered = NOW - timedelta(days=4)
+    promoted = ev(new_labels_since_training=9, last_triggered_at=triggered)
+    assert not policy.evaluate(promoted)  # still running or promoted: the full cooldown
+    rejected = dict(new_labels_since_training=9, last_triggered_at=triggered)
+    few = policy.evaluate(ev(last_outcome="rejected", new_labels_since_trigger=100, **rejected))
+    assert not few and few.cooled_down and "retry wait" in few.reason
+    assert "500 new labels (have 100)" in few.reason
+    assert policy.evaluate(ev(last_outcome="rejected", new_labels_since_trigger=500, **rejected))
+    soon = ev(
+        last_outcome="rejected",
+        new_labels_since_trigger=5000,
+        new_labels_since_training=9,
+        last_triggered_at=NOW - timedelta(days=1),
+    )
+    assert not policy.evaluate(soon)  # labels alone do not end the retry wait
+    # at a few labels a day the wait never outlasts the full cooldown
+    slow = ev(
+        last_outcome="rejected",
+        new_labels_since_trigger=20,
+        new_labels_since_training=9,
+        last_triggered_at=NOW - timedelta(days=14),
+    )
+    assert policy.evaluate(slow)
+
+
+def test_cooldown_labels_end_the_cooldown_at_high_volume() -> None:
+    policy = Policy(DataVolume(1), cooldown=timedelta(days=14), cooldown_labels=2000)
+    base = dict(new_labels_since_training=9, last_triggered_at=NOW - timedelta(days=2))
+    waiting = policy.evaluate(ev(new_labels_since_trigger=1999, **base))
+    assert not waiting and "2,000 new labels (have 1,999)" in waiting.reason
+    assert policy.evaluate(ev(new_labels_since_trigger=2000, **base))
+
+
+def test_new_policy_keys_round_trip_through_config() -> None:
+    table = {
+        "cooldown": "14d",
+        "retry_after": "3d",
+        "retry_labels": 500,
+        "cooldown_labels": 2000,
+        "rules": [{"type": "data_volume", "min_new_labels": 10}],
+    }
+    policy = policy_from_dict(table)
+    assert policy.retry_after == timedelta(days=3) and policy.retry_labels == 500
+    assert policy_from_dict(policy.to_dict()) == policy
+    with pytest.raises(PolicyError, match="cooldown_labels"):
+        policy_from_dict({**table, "cooldown_labels": 0})
+    with pytest.raises(PolicyError, match="last_outcome"):
+        ev(last_outcome="maybe")
+
+
+def test_default_policy_falls_back_to_a_schedule_and_reads_drift() -> None:
+    policy = policy_pkg.default_policy()
+    # a poor baseline does not excuse a poor model for ever: the schedule fires anyway
+    stale = ev(
+        last_trained_at=NOW - timedelta(days=29),
+        metric_value=0.52,
+        baseline=0.52,
+        labeled=5000,
+    )
+    decision = policy.evaluate(stale)
+    assert decision and "every 4w due" in decision.reason
+    fresh = dict(last_trained_at=NOW - timedelta(days=2), metric_value=0.80, baseline=0.80)
+    assert not policy.evaluate(ev(labeled=5000, **fresh))
+    # drift corroborates a smaller rise in the served errors
+    rose = dict(fresh, error_change_z=3.5, rows_since_change=300)
+    assert not policy.evaluate(ev(labeled=5000, **rose))
+    assert policy.evaluate(ev(labeled=5000, drift_share=0.8, **rose))
+    assert policy.evaluate(ev(labeled=5000, **dict(rose, error_change_z=4.5)))
+    floor = policy_pkg.default_policy(floor=0.9)
+    assert floor.evaluate(ev(labeled=5000, **fresh))  # 0.80 is under the user's floor
+    assert policy_from_dict(policy.to_dict()) == policy
+
+
+def test_error_increase_needs_a_significant_rise_and_rows_to_learn_from() -> None:
+    rule = policy_pkg.ErrorIncrease(min_z=4.0, min_rows=200)
+    assert not rule.evaluate(ev())
+    assert not rule.evaluate(ev(error_change_z=3.9, rows_since_change=1000))
+    early = rule.evaluate(ev(error_change_z=6.0, rows_since_change=150))
+    assert not early and "only 150 rows since; need 200" in early.reason
+    assert rule.evaluate(ev(error_change_z=6.0, rows_since_change=200))
+    assert policy_from_dict({"rules": [rule.to_dict()]}).rule == rule
+
+
+def test_each_rejection_in_a_row_doubles_the_retry_wait() -> None:
+    policy = Policy(
+        DataVolume(1),
+        cooldown=timedelta(days=14),
+        retry_after=timedelta(days=1),
+        retry_labels=200,
+    )
+    base = dict(last_outcome="rejected", new_labels_since_training=9)
+    two_days = dict(base, last_triggered_at=NOW - timedelta(days=2), new_labels_since_trigger=300)
+    assert policy.evaluate(ev(rejections_in_a_row=1, **two_days))
+    second = policy.evaluate(ev(rejections_in_a_row=2, **two_days))  # 2 days and 400 labels
+    assert not second and "2 in a row" in second.reason and "400 new labels" in second.reason
+    assert policy.evaluate(
+        ev(rejections_in_a_row=2, **dict(two_days, new_labels_since_trigger=400))
+    )
+    # never longer than the cooldown, however many in a row
+    late = dict(base, last_triggered_at=NOW - timedelta(days=14), new_labels_since_trigger=10)
+    assert policy.evaluate(ev(rejections_in_a_row=9, **late))

@@ -90,7 +90,7 @@ def test_trigger_with_a_trainer_runs_it_on_the_log(db_url, clock, tmp_path) -> N
         ]
     )
     outcome = loop.trigger_retraining()
-    assert seen == [240]  # 80 % of the 300 labeled rows; the newest 20 % are held out
+    assert seen == [225]  # 75 % of the 300 labeled rows; the newest 25 % are held out
     assert "out of memory" in outcome.reason
     assert "out of memory" in loop.events(kinds=["retrain_failed"])[0].reason
     with pytest.raises(ValidationError, match="trainer"):

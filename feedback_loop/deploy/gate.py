@@ -5,7 +5,9 @@ passes only if every configured check holds:
 
 * ``improvement``: better by ``min_improvement`` with statistical significance — a one-sided
   McNemar test for accuracy, a one-sided paired bootstrap for the other metrics (``mae`` for
-  regression);
+  regression). When the candidate is the best of ``tried`` candidates chosen on the same
+  holdout, the test runs at ``alpha / tried`` (Bonferroni): picking the luckiest of several
+  would otherwise pass a candidate that is no better more often than ``alpha`` says;
 * ``segments``: no slice (of ``segment_by`` columns) with ``min_support`` rows gets worse by
   more than ``max_segment_regression``;
 * ``latency``: the candidate's p95 single-row latency within ``latency_budget_ms``;
@@ -57,9 +59,14 @@ def run_gate(
     *,
     task: str,
     positive: Any = 1,
+    tried: int = 1,
 ) -> dict[str, Any]:
-    """Every configured check, and whether all passed (a JSON-ready dict for the event)."""
+    """Every configured check, and whether all passed (a JSON-ready dict for the event).
+    ``tried``: how many candidates were fitted to choose this one (the significance level is
+    divided by it)."""
     gate_task = cast(Task, task)
+    tried = max(int(tried), 1)
+    alpha = config.alpha / tried
     truth = candidate.truth
     checks: list[Check] = []
     if champion is None:
@@ -87,12 +94,14 @@ def run_gate(
             candidate_score=candidate.score,
             positive=label_key(positive),
             min_improvement=config.min_improvement,
-            alpha=config.alpha,
+            alpha=alpha,
             n_resamples=config.bootstrap_resamples,
             random_state=config.random_state,
         )
         detail = {
             **improvement.detail,
+            "candidates_tried": tried,
+            "alpha_corrected": alpha,
             "champion_metrics": champion.metrics,
             "candidate_metrics": candidate.metrics,
         }

@@ -1,8 +1,12 @@
 """The post-promotion watch: does the new champion live up to its promise?
 
-Over its first labeled predictions, the new champion's live error rate is compared with the
-previous champion's live error rate just before the promotion (two independent samples, a
-one-sided two-proportion z-test; for regression a one-sided Welch t-test on absolute errors).
+:func:`compare_paired` (what the watch uses): both the new champion and the previous one are
+scored on the same labeled rows after the promotion (the previous one is still in the
+registry), so the comparison is paired and about the same period: a one-sided McNemar test
+for classification, a one-sided paired t-test on absolute errors for regression. Comparing the
+new champion after the promotion with the old one before it (:func:`compare_live`, kept for
+models whose predecessor cannot be loaded) mistakes a change of the data for a change of the
+model: a promotion at the onset of a drift looks like a regression.
 A significant regression beyond the tolerated margin calls for a rollback.
 """
 
@@ -98,6 +102,74 @@ def compare_live(
         n_new,
         n_prev,
         reason,
+    )
+
+
+def compare_paired(
+    new_errors: np.ndarray,
+    previous_errors: np.ndarray,
+    *,
+    binary_errors: bool,
+    min_samples: int,
+    margin: float = 0.0,
+    alpha: float = 0.01,
+    promised_error: float | None = None,
+) -> WatchVerdict:
+    """Is the new champion significantly worse than the previous one on the same rows?
+
+    ``new_errors[i]`` and ``previous_errors[i]`` are both models' errors on row ``i`` (1/0
+    for classification, absolute errors for regression).
+
+    >>> rng = np.random.default_rng(0)
+    >>> old = (rng.random(400) < 0.2).astype(float)
+    >>> new = np.where(rng.random(400) < 0.3, 1.0, old)   # wrong on 30% more of the rows
+    >>> compare_paired(new, old, binary_errors=True, min_samples=200).regressed
+    True
+    >>> compare_paired(old, old, binary_errors=True, min_samples=200).regressed
+    False
+    """
+    from feedback_loop.stats.significance import mcnemar
+
+    new = np.asarray(new_errors, dtype=np.float64)
+    old = np.asarray(previous_errors, dtype=np.float64)
+    if new.shape != old.shape:
+        raise ValueError(f"paired errors differ in length: {new.size} vs {old.size}")
+    n = len(new)
+    if n < min_samples:
+        return WatchVerdict(
+            False,
+            False,
+            _mean(new),
+            _mean(old),
+            promised_error,
+            None,
+            None,
+            n,
+            n,
+            f"waiting: {n} labeled predictions since the promotion (need {min_samples})",
+        )
+    new_mean, old_mean = float(np.mean(new)), float(np.mean(old))
+    if binary_errors and margin == 0.0:
+        test = mcnemar(new == 0, old == 0, alternative="greater")  # is the previous better?
+        p_value = test.p_value
+    else:
+        diff = new - old - margin
+        sd = float(np.std(diff, ddof=1))
+        if sd == 0.0:
+            p_value = 0.0 if float(np.mean(diff)) > 0 else 1.0
+        else:
+            t = float(np.mean(diff)) / (sd / np.sqrt(n))
+            p_value = float(stats.t.sf(t, n - 1))
+    promise_p = _against_promise(new, promised_error, binary_errors)
+    regressed = p_value < alpha and new_mean > old_mean + margin
+    word = "regressed" if regressed else "holds"
+    reason = (
+        f"new champion {word}: error {new_mean:.4f} vs previous champion {old_mean:.4f} on the"
+        f" same {n} rows since the promotion (paired one-sided p = {p_value:.3g}, alpha {alpha},"
+        f" margin {margin})"
+    )
+    return WatchVerdict(
+        regressed, True, new_mean, old_mean, promised_error, p_value, promise_p, n, n, reason
     )
 
 

@@ -13,7 +13,7 @@ from feedback_loop.collect.handle import ModelHandle
 from feedback_loop.core.timeutil import Window
 from feedback_loop.monitor.metrics import LOWER_IS_BETTER, metrics_over, primary_metric
 from feedback_loop.retrain.evidence import gather_evidence
-from feedback_loop.retrain.policy import Policy, PolicyDecision
+from feedback_loop.retrain.policy import Policy, PolicyDecision, default_policy
 
 
 @dataclass(frozen=True)
@@ -95,15 +95,19 @@ def should_retrain(
     """The rule's decision over ``window``; a ``retrain_due`` event when due (unless
     ``record=False``, which writes nothing at all)."""
     verdict: RetrainDecision | PolicyDecision
-    if rule.policy is not None:
+    policy, with_drift = rule.policy, rule.with_drift
+    if policy is None and rule.threshold is None:
+        # nothing configured: the default policy, with drift evidence
+        policy, with_drift = default_policy(), True
+    if policy is not None:
         evidence = gather_evidence(
             handle,
             window=str(window),
-            with_drift=rule.with_drift,
+            with_drift=with_drift,
             with_estimate=rule.with_estimate,
             record_events=record,
         )
-        verdict = rule.policy.evaluate(evidence)
+        verdict = policy.evaluate(evidence)
     else:
         verdict = decide(
             metrics_over(handle, window),

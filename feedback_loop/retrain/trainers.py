@@ -27,6 +27,18 @@ class Trainer(Protocol):
     def train(self, data: Dataset) -> Any: ...
 
 
+def variants(trainer: Trainer) -> list[tuple[str, Trainer]]:
+    """The candidates a trainer proposes, by name: its ``candidates()`` when it has one (a
+    small hyperparameter search, several estimators), else the trainer itself. The retraining
+    fits each, keeps the best on validation, and the gate counts them all."""
+    propose = getattr(trainer, "candidates", None)
+    if callable(propose):
+        found = list(propose())
+        if found:
+            return [(str(name), member) for name, member in found]
+    return [("model", trainer)]
+
+
 class CallableTrainer:
     def __init__(self, fn: Callable[[Dataset], Any]):
         self.fn = fn
@@ -36,10 +48,25 @@ class CallableTrainer:
 
 
 class EstimatorTrainer:
-    """Clone a scikit-learn estimator and fit it (with sample weights when it takes them)."""
+    """Clone a scikit-learn estimator and fit it (with sample weights when it takes them).
 
-    def __init__(self, estimator: Any):
+    ``param_grid``: parameter sets to try as well (``[{"max_iter": 50}, {"max_iter": 200}]``);
+    each is one more candidate beside the estimator as given."""
+
+    def __init__(self, estimator: Any, param_grid: Sequence[dict[str, Any]] = ()):
         self.estimator = estimator
+        self.param_grid = [dict(p) for p in param_grid]
+
+    def candidates(self) -> list[tuple[str, Trainer]]:
+        if not self.param_grid:
+            return [("model", self)]
+        from sklearn.base import clone
+
+        found: list[tuple[str, Trainer]] = [("model", EstimatorTrainer(self.estimator))]
+        for params in self.param_grid:
+            name = ",".join(f"{k}={v!r}" for k, v in sorted(params.items()))
+            found.append((name, EstimatorTrainer(clone(self.estimator).set_params(**params))))
+        return found
 
     def train(self, data: Dataset) -> Any:
         from sklearn.base import clone

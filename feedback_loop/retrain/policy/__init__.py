@@ -28,12 +28,14 @@ from feedback_loop.retrain.policy.config import (
     policy_from_dict,
     rule_from_dict,
 )
+from feedback_loop.retrain.policy.defaults import default_policy
 from feedback_loop.retrain.policy.rules import (
     AllOf,
     AnyOf,
     DataVolume,
     DriftedFeatures,
     DriftShare,
+    ErrorIncrease,
     EstimateDrop,
     Evidence,
     PerformanceThreshold,
@@ -53,6 +55,7 @@ __all__ = [
     "DataVolume",
     "DriftShare",
     "DriftedFeatures",
+    "ErrorIncrease",
     "EstimateDrop",
     "Evidence",
     "PerformanceThreshold",
@@ -62,6 +65,7 @@ __all__ = [
     "Rule",
     "RuleResult",
     "Scheduled",
+    "default_policy",
     "format_duration",
     "load_policies",
     "parse_duration",

@@ -52,6 +52,7 @@ from feedback_loop.retrain.policy.rules import (
     DataVolume,
     DriftedFeatures,
     DriftShare,
+    ErrorIncrease,
     EstimateDrop,
     PerformanceThreshold,
     Policy,
@@ -96,17 +97,29 @@ def policies_from_dict(document: Mapping[str, Any]) -> dict[str, Policy]:
 def policy_from_dict(
     table: Mapping[str, Any], *, name: str = "default", key: str = "policy"
 ) -> Policy:
-    """One policy from its table (keys ``name``, ``cooldown``, ``combine``, ``rules``).
+    """One policy from its table (keys ``name``, ``cooldown``, ``retry_after``,
+    ``retry_labels``, ``cooldown_labels``, ``combine``, ``rules``).
 
     ``key`` is where the table sits, for error messages. Several rules combine with
     ``combine`` (default ``any``); a single rule without ``combine`` stands alone, so that
     ``policy_from_dict(p.to_dict()) == p``.
     """
-    _check_table(table, key, {"name", "cooldown", "combine", "rules"})
+    _check_table(
+        table,
+        key,
+        _POLICY_KEYS,
+    )
     policy_name = _string(table["name"], f"{key}.name") if "name" in table else name
     cooldown = timedelta(0)
     if "cooldown" in table:
         cooldown = _duration(table["cooldown"], f"{key}.cooldown")
+    extra: dict[str, Any] = {}
+    if "retry_after" in table:
+        extra["retry_after"] = _duration(table["retry_after"], f"{key}.retry_after")
+    if "retry_labels" in table:
+        extra["retry_labels"] = _integer(table["retry_labels"], f"{key}.retry_labels")
+    if "cooldown_labels" in table:
+        extra["cooldown_labels"] = _integer(table["cooldown_labels"], f"{key}.cooldown_labels")
     rules = _rules(table.get("rules"), f"{key}.rules")
     rule: Rule
     if "combine" in table:
@@ -116,7 +129,7 @@ def policy_from_dict(
         rule = AnyOf(rules) if combine == "any" else AllOf(rules)
     else:
         rule = rules[0] if len(rules) == 1 else AnyOf(rules)
-    return _build(Policy, {"rule": rule, "cooldown": cooldown, "name": policy_name}, key)
+    return _build(Policy, {"rule": rule, "cooldown": cooldown, "name": policy_name, **extra}, key)
 
 
 def rule_from_dict(table: Mapping[str, Any], *, key: str = "rule") -> Rule:
@@ -219,9 +232,19 @@ _TYPES: dict[str, tuple[type[Any], dict[str, Reader]]] = {
         {"threshold": _number, "max_drop": _number, "relative": _boolean, "min_labeled": _integer},
     ),
     "drift_share": (DriftShare, {"max_share": _number}),
+    "error_increase": (ErrorIncrease, {"min_z": _number, "min_rows": _integer}),
     "drifted_features": (DriftedFeatures, {"features": _names, "any_of": _boolean}),
     "data_volume": (DataVolume, {"min_new_labels": _integer}),
     "estimate_drop": (EstimateDrop, {"max_drop": _number, "relative": _boolean}),
+}
+_POLICY_KEYS = {
+    "name",
+    "cooldown",
+    "retry_after",
+    "retry_labels",
+    "cooldown_labels",
+    "combine",
+    "rules",
 }
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 

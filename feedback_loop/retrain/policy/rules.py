@@ -38,7 +38,14 @@ class PolicyError(FeedbackLoopError, ValueError):
         super().__init__(f"{key}: {message}" if key else message)
 
 
-_FLOATS = ("metric_value", "baseline", "drift_share", "estimated_value", "estimated_baseline")
+_FLOATS = (
+    "metric_value",
+    "baseline",
+    "drift_share",
+    "estimated_value",
+    "estimated_baseline",
+    "error_change_z",
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,11 @@ class Evidence:
     Unknown numbers are ``None`` (a NaN is read as unknown too). ``drift_share`` is ``None``
     when no drift check ran; ``drifted_features`` then says nothing either. Datetimes must be
     timezone-aware; they are kept in UTC.
+
+    ``last_outcome`` is how the newest retraining ended: ``"promoted"``, ``"rejected"`` (the
+    gate, or a failed step), or ``None`` (none yet, or still running); with
+    ``new_labels_since_trigger`` it lets a :class:`Policy` retry a rejected retraining sooner
+    and count its cooldown in labels as well as in time.
     """
 
     now: datetime
@@ -63,6 +75,11 @@ class Evidence:
     new_labels_since_training: int = 0
     estimated_value: float | None = None
     estimated_baseline: float | None = None
+    last_outcome: str | None = None
+    new_labels_since_trigger: int | None = None
+    error_change_z: float | None = None
+    rows_since_change: int = 0
+    rejections_in_a_row: int = 0
 
     def __post_init__(self) -> None:
         # Normalised to plain Python values so that evidence dicts are ready for JSON.
@@ -73,7 +90,16 @@ class Evidence:
                 _set(self, name, _aware(value, name))
         for name in _FLOATS:
             _set(self, name, _optional_float(getattr(self, name)))
-        for name in ("labeled", "new_labels_since_training"):
+        if self.last_outcome not in (None, "promoted", "rejected"):
+            raise PolicyError("last_outcome", "must be 'promoted', 'rejected' or None")
+        if self.new_labels_since_trigger is not None:
+            _set(self, "new_labels_since_trigger", max(int(self.new_labels_since_trigger), 0))
+        for name in (
+            "labeled",
+            "new_labels_since_training",
+            "rows_since_change",
+            "rejections_in_a_row",
+        ):
             count = int(getattr(self, name))
             if count < 0:
                 raise PolicyError(name, f"must not be negative, got {count}")
@@ -253,6 +279,41 @@ class PerformanceThreshold:
         fired = _worse(value, limit, lower)
         reason = f"{name} {_num(value)} {_op(fired, lower)} {shown} on {labeled:,} labeled"
         return RuleResult(self.kind, fired, reason, data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _table(self.kind, self)
+
+
+@dataclass(frozen=True)
+class ErrorIncrease:
+    """Due when the served predictions' error rose significantly within the training window
+    (``error_change_z``, the change detector's z, at least ``min_z``) and at least
+    ``min_rows`` labeled rows followed the change, enough to learn it from.
+
+    A drop of a fixed size from the baseline misses moderate changes on a quiet stream and
+    fires on noise on a volatile one; a significant change in the model's own errors is
+    measured against their own variation.
+    """
+
+    min_z: float = 4.0
+    min_rows: int = 200
+    kind: ClassVar[str] = "error_increase"
+
+    def __post_init__(self) -> None:
+        _set(self, "min_z", _non_negative(self.min_z, "min_z"))
+        _set(self, "min_rows", _count(self.min_rows, "min_rows", minimum=1))
+
+    def evaluate(self, evidence: Evidence) -> RuleResult:
+        z, rows = evidence.error_change_z, evidence.rows_since_change
+        data = {"z": z, "min_z": self.min_z, "rows_since": rows, "min_rows": self.min_rows}
+        if z is None or z < self.min_z:
+            shown = "none found" if z is None else f"z {z:.2f} < {self.min_z:.4g}"
+            return RuleResult(self.kind, False, f"no significant rise in errors ({shown})", data)
+        if rows < self.min_rows:
+            reason = f"errors rose (z {z:.2f}) but only {rows:,} rows since; need {self.min_rows:,}"
+            return RuleResult(self.kind, False, reason, data)
+        reason = f"errors rose (z {z:.2f} ≥ {self.min_z:.4g}) {rows:,} labeled rows ago"
+        return RuleResult(self.kind, True, reason, data)
 
     def to_dict(self) -> dict[str, Any]:
         return _table(self.kind, self)
@@ -496,6 +557,18 @@ class Policy:
     The cooldown counts from ``last_triggered_at`` so that a retraining still running (which
     has not yet moved ``last_trained_at``) is not requested again on every evaluation.
 
+    * ``retry_after``: the cooldown after a retraining that promoted nothing (the gate
+      rejected it, or a step failed). An abrupt change fires the rules before the window holds
+      enough of the new data, the gate rightly rejects, and a full cooldown would then lock
+      the loop out just when it should act; ``None``: the same as ``cooldown``.
+    * ``retry_labels``: after such a retraining, also wait for this many new labels since
+      the trigger (a retry on nearly the same data would be judged the same way), but never
+      longer than the full cooldown. ``None``: time only. Both waits double with each
+      rejection in a row (``Evidence.rejections_in_a_row``).
+    * ``cooldown_labels``: the cooldown after a promotion also ends once this many labels
+      have arrived since the trigger, so that at high volume a cooldown does not mean tens of
+      thousands of rows (time still bounds it at low volume). ``None``: time only.
+
     >>> policy = Policy(DataVolume(1000), cooldown=timedelta(days=1), name="churn")
     >>> now = datetime(2024, 10, 18, 12, 0, tzinfo=UTC)
     >>> decision = policy.evaluate(Evidence(now=now, new_labels_since_training=5000,
@@ -507,12 +580,24 @@ class Policy:
     rule: Rule
     cooldown: timedelta = timedelta(0)
     name: str = "default"
+    retry_after: timedelta | None = None
+    retry_labels: int | None = None
+    cooldown_labels: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.rule, Rule):
             raise PolicyError("rule", f"{self.rule!r} has no evaluate() and to_dict()")
         if not isinstance(self.cooldown, timedelta) or self.cooldown < timedelta(0):
             raise PolicyError("cooldown", f"must be a duration of 0 or more, got {self.cooldown!r}")
+        if self.retry_after is not None and (
+            not isinstance(self.retry_after, timedelta) or self.retry_after < timedelta(0)
+        ):
+            raise PolicyError(
+                "retry_after", f"must be a duration of 0 or more, got {self.retry_after!r}"
+            )
+        for name in ("retry_labels", "cooldown_labels"):
+            if getattr(self, name) is not None:
+                _set(self, name, _count(getattr(self, name), name, minimum=1))
         if not isinstance(self.name, str) or not self.name:
             raise PolicyError("name", f"must be a non-empty string, got {self.name!r}")
 
@@ -520,10 +605,33 @@ class Policy:
         top = self.rule.evaluate(evidence)
         results = list(top.children) or [top]
         now, last = evidence.now, evidence.last_triggered_at
-        if top.fired and last is not None and now - last < self.cooldown:
-            until = last + self.cooldown
+        if not top.fired or last is None:
+            return PolicyDecision(top.fired, top.reason, results, False, self.name, now)
+        labels = evidence.new_labels_since_trigger or 0
+        if evidence.last_outcome == "rejected" and self.retry_after is not None:
+            # each rejection in a row doubles the wait: a gate that keeps finding no better
+            # model is not asked again every day
+            factor = 2 ** max(min(evidence.rejections_in_a_row, 16) - 1, 0)
+            kind = "retry wait after a rejected retraining"
+            if factor > 1:
+                kind += f" ({evidence.rejections_in_a_row} in a row)"
+            span = min(self.retry_after * factor, max(self.cooldown, self.retry_after))
+            need = None if self.retry_labels is None else self.retry_labels * factor
+            # both the time and the labels, but never longer than the full cooldown
+            waiting = now - last < span or (need is not None and labels < need)
+            waiting = waiting and now - last < max(self.cooldown, span)
+            more = "" if need is None else f" and {need:,} new labels (have {labels:,})"
+            until = last + (
+                max(self.cooldown, span) if need is not None and labels < need else span
+            )
+        else:
+            kind, span, need = "cooldown", self.cooldown, self.cooldown_labels
+            waiting = now - last < span and (need is None or labels < need)
+            more = "" if need is None else f" or {need:,} new labels (have {labels:,})"
+            until = last + span
+        if waiting:
             reason = (
-                f"cooldown {format_duration(self.cooldown)} blocks retraining until {_when(until)}"
+                f"{kind} {format_duration(span)}{more} blocks retraining until {_when(until)}"
                 f" (last triggered {_when(last)}); would fire: {top.reason}"
             )
             return PolicyDecision(False, reason, results, True, self.name, now, until)
@@ -539,6 +647,12 @@ class Policy:
         out: dict[str, Any] = {"name": self.name}
         if self.cooldown:
             out["cooldown"] = format_duration(self.cooldown)
+        if self.retry_after is not None:
+            out["retry_after"] = format_duration(self.retry_after)
+        if self.retry_labels is not None:
+            out["retry_labels"] = self.retry_labels
+        if self.cooldown_labels is not None:
+            out["cooldown_labels"] = self.cooldown_labels
         if isinstance(self.rule, AnyOf | AllOf):
             out["combine"] = self.rule.kind
             out["rules"] = [rule.to_dict() for rule in self.rule.rules]
