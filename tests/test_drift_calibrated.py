@@ -66,7 +66,7 @@ def test_variation_widens_the_null_distribution() -> None:
 
 def test_rare_and_unseen_cells_are_pooled() -> None:
     assert pool_map(np.array([600, 390, 5, 5, 0]), 200).tolist() == [0, 1, 2, 2, 2]
-    assert pool_map(np.array([600, 398, 1, 1, 0]), 100).tolist() == [0, 1, 0, 0, 0]
+    assert pool_map(np.array([600, 398, 1, 1, 0]), 100).tolist() == [0, 1, 1, 1, 1]
     # one row of a never-seen category in a large window is not drift
     profile = build_profile(
         np.random.default_rng(0).choice(np.array(["a", "b"], dtype=object), 10_000)
@@ -155,3 +155,10 @@ def test_natural_variation_is_not_drift_but_a_real_shift_is() -> None:
     # a month of days whose level moved by half a standard deviation is still drift
     assert compare(calibrated, days(30, shift=0.5)).drifted
     assert not compare(calibrated, days(30)).drifted
+
+
+def test_a_tiny_window_far_outside_the_reference_is_drift() -> None:
+    # ten rows over ten deciles: neighbouring deciles merge into five cells, not one
+    reference = build_profile(np.random.default_rng(6).normal(size=200))
+    assert compare(reference, 50.0 + np.arange(10.0)).drifted
+    assert not compare(reference, np.linspace(-1.5, 1.5, 10)).drifted

@@ -44,8 +44,9 @@ shifts well beyond that spread (PSI 0.08 at a million rows) are still caught.
 Cells whose expected count in the window is below :data:`MIN_EXPECTED` (2: Cochran's 5
 would leave a day of half-hourly rows, 48 values over ten deciles, untestable, and the
 chunk estimate sees the heavier tail of small counts) are pooled, as are categories the
-reference never saw; a pool still below 2 joins the largest cell. Pooling only coarsens the
-test, so it stays valid, and a single unseen category in a large window cannot dominate it.
+reference never saw, in runs of neighbouring cells (adjacent deciles) until a group reaches 2;
+a last group that never does joins the one before. Pooling only coarsens the test, so it
+stays valid, and a single unseen category in a large window cannot dominate it.
 """
 
 from __future__ import annotations
@@ -142,28 +143,36 @@ def chunk_sizes(n: int, first: int = FIRST_SIZE, factor: int = SIZE_FACTOR) -> l
 def pool_map(reference: IntArray, size: float, min_expected: float = MIN_EXPECTED) -> IntArray:
     """Cell index after pooling, for a window of ``size`` rows against ``reference`` counts.
 
-    Cells expected below ``min_expected`` (unseen ones included) share one pooled cell; if
-    that pool is still below ``min_expected`` it joins the largest cell.
+    Cells expected at ``min_expected`` or more keep their own cell; runs of rarer cells
+    (unseen ones included), taken in order, are grouped until a group reaches
+    ``min_expected``; a last group that never does joins the group before it. Neighbouring
+    deciles merge, so ten rows over ten deciles still form five testable cells.
 
     >>> pool_map(np.array([500, 480, 10, 10]), 120).tolist()
     [0, 1, 2, 2]
     >>> pool_map(np.array([500, 490, 5, 5]), 120).tolist()
-    [0, 1, 0, 0]
+    [0, 1, 1, 1]
+    >>> pool_map(np.full(10, 100), 10).tolist()
+    [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
     """
-    n = reference.sum()
-    expected = size * reference / max(n, 1)
-    rare = expected < min_expected
-    keep = np.flatnonzero(~rare)
-    mapping = np.empty(reference.size, dtype=np.int64)
-    if keep.size == 0:
-        mapping[:] = 0
-        return mapping
-    mapping[keep] = np.arange(keep.size)
-    if rare.any():
-        if expected[rare].sum() >= min_expected:
-            mapping[rare] = keep.size
-        else:
-            mapping[rare] = mapping[int(np.argmax(reference))]
+    n = max(int(reference.sum()), 1)
+    expected = (size * reference / n).tolist()
+    mapping = np.zeros(reference.size, dtype=np.int64)
+    cell, group = -1, 0.0  # the last closed cell; what the open group has gathered
+    open_members: list[int] = []
+    for j, e in enumerate(expected):  # a few cells, never rows
+        if e >= min_expected and not open_members:
+            cell += 1
+            mapping[j] = cell
+            continue
+        open_members.append(j)
+        group += e
+        if group >= min_expected:
+            cell += 1
+            mapping[open_members] = cell
+            open_members, group = [], 0.0
+    if open_members:
+        mapping[open_members] = max(cell, 0)
     return mapping
 
 
