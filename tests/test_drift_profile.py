@@ -11,6 +11,7 @@ from scipy import stats
 
 from feedback_loop.stats.drift.categorical import chi_square_test
 from feedback_loop.stats.drift.profile import (
+    LARGE_SAMPLE,
     CategoricalProfile,
     NumericProfile,
     build_profile,
@@ -147,35 +148,40 @@ def test_build_profile_rejects_bad_options() -> None:
 # --- default methods and verdicts ------------------------------------------------------------
 
 
-def test_default_method_follows_the_smaller_sample() -> None:
-    assert default_method("numeric", 1_000_000, 1_000_000) == "psi"
-    assert default_method("numeric", 1_000_000, 10_000) == "ks"
-    assert default_method("numeric", 5_000, 1_000_000) == "ks"
-    assert default_method("categorical", 20_000, 20_000) == "psi"
-    assert default_method("categorical", 20_000, 500) == "chi_square"
+def test_default_method_is_calibrated_unless_the_size_rule_is_asked_for() -> None:
+    assert default_method("numeric", 1_000_000, 1_000_000) == "calibrated"
+    assert default_method("categorical", 500, 500) == "calibrated"
+    assert default_method("numeric", 1_000_000, 1_000_000, LARGE_SAMPLE) == "psi"
+    assert default_method("numeric", 1_000_000, 10_000, LARGE_SAMPLE) == "ks"
+    assert default_method("numeric", 5_000, 1_000_000, LARGE_SAMPLE) == "ks"
+    assert default_method("categorical", 20_000, 20_000, LARGE_SAMPLE) == "psi"
+    assert default_method("categorical", 20_000, 500, LARGE_SAMPLE) == "chi_square"
     assert default_method("numeric", 600, 600, large_sample=500) == "psi"
 
 
-def test_numeric_defaults_flag_shift_and_accept_same_distribution() -> None:
+def test_numeric_size_rule_flags_shift_and_accepts_same_distribution() -> None:
     rng = np.random.default_rng(2)
     profile = _numeric(rng.normal(size=60_000))
-    large_same = compare(profile, rng.normal(size=60_000))
-    large_shift = compare(profile, rng.normal(0.7, size=60_000))
+    rule = {"large_sample": LARGE_SAMPLE}
+    large_same = compare(profile, rng.normal(size=60_000), **rule)
+    large_shift = compare(profile, rng.normal(0.7, size=60_000), **rule)
     assert large_same.method == large_shift.method == "psi"
     assert not large_same.drifted and large_shift.drifted
-    small_shift = compare(profile, rng.normal(0.5, size=800))
+    small_shift = compare(profile, rng.normal(0.5, size=800), **rule)
     assert small_shift.method == "ks" and small_shift.drifted
-    small_same = compare(profile, rng.permutation(profile.sample)[:800])
+    small_same = compare(profile, rng.permutation(profile.sample)[:800], **rule)
     assert small_same.method == "ks" and not small_same.drifted
 
 
-def test_categorical_defaults_flag_shift_and_accept_same_distribution() -> None:
+def test_categorical_size_rule_flags_shift_and_accepts_same_distribution() -> None:
     rng = np.random.default_rng(3)
     labels = np.array(["x", "y", "z"], dtype=object)
     profile = _categorical(rng.choice(labels, size=50_000, p=[0.5, 0.3, 0.2]))
     for size, method in ((50_000, "psi"), (2_000, "chi_square")):
-        same = compare(profile, rng.choice(labels, size=size, p=[0.5, 0.3, 0.2]))
-        moved = compare(profile, rng.choice(labels, size=size, p=[0.2, 0.3, 0.5]))
+        same_rows = rng.choice(labels, size=size, p=[0.5, 0.3, 0.2])
+        moved_rows = rng.choice(labels, size=size, p=[0.2, 0.3, 0.5])
+        same = compare(profile, same_rows, large_sample=LARGE_SAMPLE)
+        moved = compare(profile, moved_rows, large_sample=LARGE_SAMPLE)
         assert same.method == moved.method == method
         assert not same.drifted and moved.drifted
 
@@ -184,13 +190,14 @@ def test_thresholds_override_defaults() -> None:
     rng = np.random.default_rng(4)
     profile = _numeric(rng.normal(size=30_000))
     current = rng.normal(0.05, size=30_000)
-    default = compare(profile, current)
+    rule = {"large_sample": LARGE_SAMPLE}
+    default = compare(profile, current, **rule)
     assert default.threshold == 0.2 and not default.drifted
-    strict = compare(profile, current, threshold=0.0)
+    strict = compare(profile, current, threshold=0.0, **rule)
     assert strict.statistic == default.statistic and strict.drifted == (strict.statistic > 0)
-    mapped = compare(profile, current, thresholds={"psi": default.statistic / 2})
+    mapped = compare(profile, current, thresholds={"psi": default.statistic / 2}, **rule)
     assert mapped.threshold == default.statistic / 2 and mapped.drifted
-    loose_alpha = compare(profile, current[:500], alpha=0.999)
+    loose_alpha = compare(profile, current[:500], alpha=0.999, **rule)
     assert loose_alpha.method == "ks" and loose_alpha.p_value is not None
     assert loose_alpha.threshold == 0.999 and loose_alpha.drifted == (loose_alpha.p_value < 0.999)
 
@@ -305,8 +312,11 @@ def test_missing_values_are_counted_on_both_sides() -> None:
     rng = np.random.default_rng(8)
     ref = np.concatenate([rng.normal(size=2_000), [np.nan] * 5])
     cur = np.concatenate([rng.normal(size=900), [np.nan, np.inf]])
-    result = compare(_numeric(ref), cur)
+    result = compare(_numeric(ref), cur, "ks")
     assert (result.missing_reference, result.missing_current) == (5, 2)
+    calibrated = compare(_numeric(ref), cur)
+    assert (calibrated.missing_reference, calibrated.missing_current) == (5, 2)
+    assert (calibrated.n_reference, calibrated.n_current) == (2_000, 900)
     assert result.n_current == 900
     expected = ks_test(ref, cur)
     assert result.statistic == expected.statistic and result.p_value == expected.p_value
@@ -389,9 +399,16 @@ def test_compare_many_equals_column_by_column() -> None:
     sequential = compare_many(profiles, current)
     assert set(sequential) == set(profiles)
     for name, profile in profiles.items():
-        assert sequential[name] == compare(profile, current[name])
+        # the family-wise 1% is split over the three columns
+        assert sequential[name] == compare(profile, current[name], alpha=0.01 / 3)
     assert sequential["x"].drifted and not sequential["y"].drifted
-    custom = compare_many(profiles, current, methods={"y": "ks"}, thresholds={"psi": 1e-9})
+    custom = compare_many(
+        profiles,
+        current,
+        methods={"y": "ks"},
+        thresholds={"psi": 1e-9},
+        large_sample=LARGE_SAMPLE,
+    )
     assert custom["y"].method == "ks" and custom["c"].threshold == 1e-9
     with pytest.raises(KeyError):
         compare_many(profiles, {"x": current["x"]})

@@ -65,7 +65,9 @@ def test_drift_found_in_shifted_columns_only(db_url, clock) -> None:
     assert {"a", "c", "city", "__prediction__"} <= set(report.drifted_columns)
     assert "b" not in report.drifted_columns and "d" not in report.drifted_columns
     assert report.drifted  # 3 of 5 features
-    assert report.columns["a"].method == "ks"
+    assert report.columns["a"].method == "calibrated"
+    # the family-wise 1% is split over every column checked (five features, prediction, label)
+    assert report.columns["a"].threshold == pytest.approx(0.01 / len(report.columns))
     frame = report.to_frame()
     assert bool(frame.loc["a", "drifted"]) is True
     events = loop.events(kinds=["drift_detected"])

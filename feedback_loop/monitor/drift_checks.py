@@ -16,7 +16,12 @@ from feedback_loop.monitor.drift_report import DriftReport
 from feedback_loop.monitor.references import stored_reference
 from feedback_loop.monitor.window import keys_of_codes, window_features, window_filter
 from feedback_loop.stats.drift import compare, dataset_drift, profile_from_dict
-from feedback_loop.stats.drift.profile import CATEGORICAL_METHODS, NUMERIC_METHODS
+from feedback_loop.stats.drift.profile import (
+    CALIBRATED,
+    CATEGORICAL_METHODS,
+    NUMERIC_METHODS,
+    default_alpha,
+)
 from feedback_loop.stats.drift.result import DriftResult
 from feedback_loop.stats.reference import LABEL, PREDICTION, categorical_values
 from feedback_loop.store.features import WindowFeatures
@@ -33,12 +38,29 @@ def check_drift(
     share_threshold: float,
     correction: str,
 ) -> DriftReport:
+    """Every profiled column of the window against the reference, and the dataset verdict.
+
+    Columns without a chosen method get the calibrated verdict; its family-wise 1% is split
+    over all the columns checked here (features, prediction and label: any of them drifting
+    records ``drift_detected``), unless a correction is asked for, which then does the split.
+    """
     stored = reference["data"]
     columns: dict[str, DriftResult] = {}
     missing: list[str] = []
     chosen = methods or {}
+    present = [
+        name
+        for name in stored["features"]
+        if name in data.features and not data.features[name].isna().all()
+    ]
+    model_columns = {
+        key: current
+        for key, current in _model_columns(state, data).items()
+        if key in stored and len(current)
+    }
+    split = len(present) + len(model_columns) if correction == "none" else 1
     for name, profile_dict in stored["features"].items():
-        if name not in data.features or data.features[name].isna().all():
+        if name not in present:
             missing.append(name)
             continue
         profile = profile_from_dict(profile_dict)
@@ -50,11 +72,11 @@ def check_drift(
             values = column.array  # counted on its codes
         else:
             values = categorical_values(column)
-        columns[name] = _compare(profile, values, name, chosen.get(name))
+        columns[name] = _compare(profile, values, name, chosen.get(name), split)
     features_only = dict(columns)
-    for key, current in _model_columns(state, data).items():
-        if key in stored and len(current):
-            columns[key] = _compare(profile_from_dict(stored[key]), current, key, chosen.get(key))
+    for key, current in model_columns.items():
+        profile = profile_from_dict(stored[key])
+        columns[key] = _compare(profile, current, key, chosen.get(key), split)
     verdict = (
         dataset_drift(features_only, share_threshold=share_threshold, correction=correction)  # type: ignore[arg-type]
         if features_only
@@ -77,17 +99,18 @@ def check_drift(
     )
 
 
-def _compare(profile: Any, values: Any, name: str, method: str | None) -> DriftResult:
-    """``compare``, with a method that does not suit the column reported as the user's error."""
+def _compare(profile: Any, values: Any, name: str, method: str | None, split: int) -> DriftResult:
+    """``compare``, with a method that does not suit the column reported as the user's error;
+    the calibrated verdict's level is split over ``split`` columns."""
     if method is None:
-        return compare(profile, values, None)
+        return compare(profile, values, None, alpha=default_alpha(CALIBRATED, split))
     suited = NUMERIC_METHODS if profile.kind == "numeric" else CATEGORICAL_METHODS
     if method not in suited:
         raise ValidationError(
             f"column {name!r} is {profile.kind}: use one of {', '.join(suited)}", field="method"
         )
     try:
-        return compare(profile, values, method)
+        return compare(profile, values, method, alpha=default_alpha(method, split))
     except ValueError as exc:
         raise ValidationError(
             f"{method!r} cannot test column {name!r}: {exc}", field="method"

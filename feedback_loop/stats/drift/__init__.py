@@ -1,6 +1,7 @@
 """Drift: two-sample tests and distances, reference profiles, streaming detectors, multivariate
 drift and label-free performance estimation. Pure computation over NumPy arrays."""
 
+from feedback_loop.stats.drift.calibrated import Variation, calibrated_chi_square
 from feedback_loop.stats.drift.categorical import (
     categorical_jensen_shannon,
     categorical_psi,
@@ -21,6 +22,7 @@ from feedback_loop.stats.drift.profile import (
     build_profile,
     compare,
     compare_many,
+    default_alpha,
     default_method,
     profile_from_dict,
 )
@@ -41,9 +43,11 @@ __all__ = [
     "NumericProfile",
     "Profile",
     "QuantileGrid",
+    "Variation",
     "benjamini_hochberg",
     "bonferroni",
     "build_profile",
+    "calibrated_chi_square",
     "categorical_jensen_shannon",
     "categorical_psi",
     "chi_square_test",
@@ -52,6 +56,7 @@ __all__ = [
     "count_categories",
     "cramer_von_mises_test",
     "dataset_drift",
+    "default_alpha",
     "default_method",
     "ks_test",
     "linf_distance",

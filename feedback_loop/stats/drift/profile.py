@@ -44,9 +44,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
+from feedback_loop.stats.drift.calibrated import (
+    FAMILY_ALPHA,
+    Variation,
+    calibrated_chi_square,
+    estimate_variation,
+)
 from feedback_loop.stats.drift.categorical import (
     COUNT_METHODS,
     DEFAULT_ALPHA,
@@ -80,8 +87,9 @@ PROFILE_VERSION = 1
 DEFAULT_SAMPLE_SIZE = 5_000
 DEFAULT_MAX_CATEGORIES = 100
 LARGE_SAMPLE = 10_000
-NUMERIC_METHODS = ("ks", "cramer_von_mises", "wasserstein", "psi", "jensen_shannon")
-CATEGORICAL_METHODS = COUNT_METHODS
+CALIBRATED = "calibrated"
+NUMERIC_METHODS = ("ks", "cramer_von_mises", "wasserstein", "psi", "jensen_shannon", CALIBRATED)
+CATEGORICAL_METHODS = (*COUNT_METHODS, CALIBRATED)
 ALL_THRESHOLDS: dict[str, float] = {**DEFAULT_THRESHOLDS, **NUMERIC_THRESHOLDS}
 
 
@@ -124,6 +132,7 @@ class NumericProfile:
     grid_count_le: IntArray
     grid_count_lt: IntArray
     sample: FloatArray
+    variation: Variation | None = None
     kind: ClassVar[str] = "numeric"
 
     def __post_init__(self) -> None:
@@ -198,6 +207,7 @@ class NumericProfile:
             "grid_count_le": self.grid_count_le.tolist(),
             "grid_count_lt": self.grid_count_lt.tolist(),
             "sample": self.sample.tolist(),
+            **_variation_dict(self.variation),
         }
 
     @classmethod
@@ -222,6 +232,7 @@ class NumericProfile:
             grid_count_le=np.asarray(data["grid_count_le"], dtype=np.int64),
             grid_count_lt=np.asarray(data["grid_count_lt"], dtype=np.int64),
             sample=np.asarray(data["sample"], dtype=np.float64),
+            variation=_variation_from(data),
         )
 
 
@@ -242,6 +253,7 @@ class CategoricalProfile:
     counts: tuple[int, ...]
     other: int = 0
     missing: int = 0
+    variation: Variation | None = None
     kind: ClassVar[str] = "categorical"
     _index: dict[Hashable, int] = field(init=False, repr=False, compare=False)
 
@@ -262,6 +274,10 @@ class CategoricalProfile:
     def n(self) -> int:
         """Number of non-missing reference values."""
         return sum(self.counts) + self.other
+
+    def index_of(self, label: Hashable, default: int) -> int:
+        """Position of ``label`` among ``labels``, or ``default``."""
+        return self._index.get(label, default)
 
     def align(self, current: CategoryCounts) -> tuple[IntArray, IntArray]:
         """Reference and current count vectors on this profile's cells.
@@ -302,6 +318,7 @@ class CategoricalProfile:
             "counts": list(self.counts),
             "other": self.other,
             "missing": self.missing,
+            **_variation_dict(self.variation),
         }
 
     @classmethod
@@ -318,10 +335,21 @@ class CategoricalProfile:
             counts=tuple(int(c) for c in data["counts"]),
             other=int(data["other"]),
             missing=int(data["missing"]),
+            variation=_variation_from(data),
         )
 
 
 Profile = NumericProfile | CategoricalProfile
+
+
+def _variation_dict(variation: Variation | None) -> dict[str, Any]:
+    # absent rather than null, so profiles stored before calibration existed read the same
+    return {} if variation is None else {"variation": variation.to_dict()}
+
+
+def _variation_from(data: Mapping[str, Any]) -> Variation | None:
+    found = data.get("variation")
+    return None if found is None else Variation.from_dict(found)
 
 
 def infer_kind(values: ArrayLike) -> Kind:
@@ -349,11 +377,15 @@ def build_profile(
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     max_categories: int = DEFAULT_MAX_CATEGORIES,
     seed: int = 0,
+    calibrate: bool = True,
 ) -> Profile:
     """Summarise a reference column; ``kind`` defaults to :func:`infer_kind`.
 
     Missing values (NaN and ±inf for numbers, ``None``/NaN for categories) are dropped and
-    counted in ``missing``. ``seed`` makes the numeric sample reproducible.
+    counted in ``missing``. ``seed`` makes the numeric sample reproducible. ``calibrate``
+    estimates the reference's natural variation for the calibrated verdict
+    (:mod:`feedback_loop.stats.drift.calibrated`), reading ``values`` in the given order as time
+    order; a reference too small to cut into chunks gets none (plain test).
 
     >>> build_profile(np.array(["a", "b", None], dtype=object)).missing
     1
@@ -362,14 +394,14 @@ def build_profile(
     """
     kind = infer_kind(values) if kind is None else kind
     if kind == "numeric":
-        return _build_numeric(values, bins, grid_size, sample_size, seed)
+        return _build_numeric(values, bins, grid_size, sample_size, seed, calibrate)
     if kind == "categorical":
-        return _build_categorical(values, max_categories)
+        return _build_categorical(values, max_categories, calibrate)
     raise ValueError(f"kind must be 'numeric' or 'categorical', got {kind!r}")
 
 
 def _build_numeric(
-    values: ArrayLike, bins: int, grid_size: int, sample_size: int, seed: int
+    values: ArrayLike, bins: int, grid_size: int, sample_size: int, seed: int, calibrate: bool
 ) -> NumericProfile:
     if grid_size < 2 or sample_size < 0:
         raise ValueError("grid_size must be at least 2 and sample_size non-negative")
@@ -384,6 +416,11 @@ def _build_numeric(
     else:
         rng = np.random.default_rng(seed)
         sample = np.sort(xs[rng.choice(n, size=sample_size, replace=False)])
+    variation = None
+    if calibrate:
+        # bin i holds edges[i-1] <= x < edges[i], as bin_counts counts the current window
+        cells = np.searchsorted(edges, x, side="right")
+        variation = _or_none(estimate_variation(cells, edges.size + 1))
     return NumericProfile(
         n=n,
         missing=missing,
@@ -397,10 +434,17 @@ def _build_numeric(
         grid_count_le=grid.count_le,
         grid_count_lt=grid.count_lt,
         sample=sample,
+        variation=variation,
     )
 
 
-def _build_categorical(values: ArrayLike, max_categories: int) -> CategoricalProfile:
+def _or_none(variation: Variation) -> Variation | None:
+    return variation if variation.sizes else None
+
+
+def _build_categorical(
+    values: ArrayLike, max_categories: int, calibrate: bool
+) -> CategoricalProfile:
     if max_categories < 1:
         raise ValueError("max_categories must be at least 1")
     counted = count_categories(values)
@@ -421,12 +465,36 @@ def _build_categorical(values: ArrayLike, max_categories: int) -> CategoricalPro
         if not isinstance(label, str | int | float):
             raise TypeError(f"category labels must be str, int, float or bool: {label!r}")
         labels.append(label)
-    return CategoricalProfile(
+    profile = CategoricalProfile(
         labels=tuple(labels),
         counts=tuple(counted.counts[i] for i in keep),
         other=sum(counted.counts[i] for i in rest),
         missing=counted.missing,
     )
+    if not calibrate:
+        return profile
+    cells = _category_cells(values, profile)
+    n_cells = len(profile.labels) + (1 if profile.other else 0)
+    return replace(profile, variation=_or_none(estimate_variation(cells, n_cells)))
+
+
+def _category_cells(values: ArrayLike, profile: CategoricalProfile) -> IntArray:
+    """Each non-missing value's cell in ``profile`` (its label, or "other"), in row order.
+
+    One factorisation, then a lookup per distinct value, never per row.
+    """
+    array: Any = values.array if isinstance(values, pd.Series) else values
+    if isinstance(array, pd.Categorical):
+        codes = np.asarray(array.codes, dtype=np.int64)
+        uniques: list[Any] = array.categories.tolist()
+    else:
+        factorised, found = pd.factorize(np.asarray(array), use_na_sentinel=True)  # NaN too
+        codes = np.asarray(factorised, dtype=np.int64)
+        uniques = np.asarray(found, dtype=object).tolist()
+    other = len(profile.labels)
+    lookup = np.array([profile.index_of(label, other) for label in uniques] + [-1], dtype=np.int64)
+    cells = lookup[codes]  # the missing sentinel -1 picks the trailing -1
+    return cells[cells >= 0]
 
 
 def profile_from_dict(data: Mapping[str, Any]) -> Profile:
@@ -443,18 +511,38 @@ def profile_from_dict(data: Mapping[str, Any]) -> Profile:
 
 
 def default_method(
-    kind: Kind, n_reference: int, n_current: int, large_sample: int = LARGE_SAMPLE
+    kind: Kind, n_reference: int, n_current: int, large_sample: int | None = None
 ) -> str:
-    """PSI when both samples exceed ``large_sample``, else KS (numeric) or chi-square.
+    """The calibrated verdict; with ``large_sample`` set, the earlier size rule instead.
 
-    >>> default_method("numeric", 10**6, 10**6), default_method("numeric", 10**6, 2_000)
-    ('psi', 'ks')
-    >>> default_method("categorical", 500, 500)
+    The size rule: PSI when both samples exceed ``large_sample``, else KS (numeric) or
+    chi-square. It is kept for callers that ask for it; it misses moderate shifts on large
+    windows and alarms on the natural variation of small ones, which the calibrated verdict
+    (:mod:`feedback_loop.stats.drift.calibrated`) accounts for.
+
+    >>> default_method("numeric", 10**6, 10**6)
+    'calibrated'
+    >>> [default_method("numeric", 10**6, m, LARGE_SAMPLE) for m in (10**6, 2_000)]
+    ['psi', 'ks']
+    >>> default_method("categorical", 500, 500, LARGE_SAMPLE)
     'chi_square'
     """
+    if large_sample is None:
+        return CALIBRATED
     if min(n_reference, n_current) > large_sample:
         return "psi"
     return "ks" if kind == "numeric" else "chi_square"
+
+
+def default_alpha(method: str, n_columns: int = 1) -> float:
+    """Per-column level when none is given: the calibrated verdict splits ``FAMILY_ALPHA``
+    (1%) over the columns checked together (Bonferroni), so a stationary window raises a false
+    alarm in about one check in a hundred at most; other tests keep ``DEFAULT_ALPHA`` (5%).
+
+    >>> default_alpha("calibrated", 4), default_alpha("ks", 4)
+    (0.0025, 0.05)
+    """
+    return FAMILY_ALPHA / max(n_columns, 1) if method == CALIBRATED else DEFAULT_ALPHA
 
 
 def compare(
@@ -462,28 +550,31 @@ def compare(
     current: ArrayLike,
     method: str | None = None,
     *,
-    alpha: float = DEFAULT_ALPHA,
+    alpha: float | None = None,
     threshold: float | None = None,
     thresholds: Mapping[str, float] | None = None,
-    large_sample: int = LARGE_SAMPLE,
+    large_sample: int | None = None,
 ) -> DriftResult:
     """Check ``current`` against a reference profile.
 
-    ``method`` defaults to :func:`default_method`. ``alpha`` applies to the tests (``ks``,
-    ``cramer_von_mises``, ``chi_square``). Distances use ``threshold`` if given, else
-    ``thresholds[method]``, else the method's default in ``ALL_THRESHOLDS``; the mapping form
-    lets one call set cut-offs for whichever method the sample-size rule picks.
+    ``method`` defaults to :func:`default_method` (the calibrated verdict). ``alpha`` applies
+    to the tests (``calibrated``, ``ks``, ``cramer_von_mises``, ``chi_square``) and defaults
+    to :func:`default_alpha` for one column. The calibrated result reports the PSI over its
+    cells as ``statistic`` and decides on its calibrated p-value. Distances use ``threshold``
+    if given, else ``thresholds[method]``, else the method's default in ``ALL_THRESHOLDS``;
+    the mapping form lets one call set cut-offs for whichever method the sample-size rule
+    picks.
 
     >>> rng = np.random.default_rng(0)
     >>> reference = rng.normal(size=50_000)
     >>> profile = build_profile(reference)
-    >>> shifted = compare(profile, rng.normal(0.5, size=50_000))
+    >>> shifted = compare(profile, rng.normal(0.1, size=50_000))
     >>> shifted.method, shifted.drifted
-    ('psi', True)
-    >>> compare(profile, reference[:1_000]).method
-    'ks'
-    >>> compare(profile, reference[:1_000]).drifted
+    ('calibrated', True)
+    >>> compare(profile, rng.normal(size=1_000)).drifted
     False
+    >>> compare(profile, reference[:1_000], large_sample=LARGE_SAMPLE).method
+    'ks'
     """
     cuts = dict(thresholds or {})
     if isinstance(profile, NumericProfile):
@@ -504,10 +595,10 @@ def _compare_categorical(
     profile: CategoricalProfile,
     current: ArrayLike,
     method: str | None,
-    alpha: float,
+    alpha: float | None,
     threshold: float | None,
     cuts: Mapping[str, float],
-    large_sample: int,
+    large_sample: int | None,
 ) -> DriftResult:
     counted = count_categories(current)
     if counted.total == 0:
@@ -516,11 +607,14 @@ def _compare_categorical(
     if method not in CATEGORICAL_METHODS:
         raise ValueError(f"method {method!r} is not one of {CATEGORICAL_METHODS}")
     ref, cur = profile.align(counted)
+    level = default_alpha(method) if alpha is None else alpha
+    if method == CALIBRATED:
+        return _calibrated(profile, ref, cur, level, profile.missing, counted.missing)
     return compare_counts(
         method,
         ref,
         cur,
-        alpha=alpha,
+        alpha=level,
         threshold=_cut(method, threshold, cuts),
         missing_reference=profile.missing,
         missing_current=counted.missing,
@@ -531,16 +625,22 @@ def _compare_numeric(
     profile: NumericProfile,
     current: ArrayLike,
     method: str | None,
-    alpha: float,
+    alpha: float | None,
     threshold: float | None,
     cuts: Mapping[str, float],
-    large_sample: int,
+    large_sample: int | None,
 ) -> DriftResult:
     y, missing_cur = clean_numeric(current, "current")
     method = method or default_method("numeric", profile.n, y.size, large_sample)
     if method not in NUMERIC_METHODS:
         raise ValueError(f"method {method!r} is not one of {NUMERIC_METHODS}")
     cut = _cut(method, threshold, cuts)
+    alpha = default_alpha(method) if alpha is None else alpha
+    if method == CALIBRATED:
+        counted = bin_counts(y, profile.bin_edges)
+        return _calibrated(
+            profile, profile.bin_counts, counted, alpha, profile.missing, missing_cur
+        )
     if method in ("psi", "jensen_shannon"):
         return compare_counts(
             method,
@@ -581,16 +681,40 @@ def _compare_numeric(
     return DriftResult.from_distance(method, distance, cut, **counts)
 
 
+def _calibrated(
+    profile: Profile,
+    reference: IntArray,
+    current: IntArray,
+    alpha: float,
+    missing_reference: int,
+    missing_current: int,
+) -> DriftResult:
+    test = calibrated_chi_square(reference, current, profile.variation)
+    return DriftResult.from_p_value(
+        CALIBRATED,
+        test.psi,
+        test.p_value,
+        alpha,
+        n_reference=int(reference.sum()),
+        n_current=int(current.sum()),
+        missing_reference=missing_reference,
+        missing_current=missing_current,
+    )
+
+
 def compare_many(
     profiles: Mapping[str, Profile],
     current: Mapping[str, ArrayLike],
     *,
     methods: Mapping[str, str] | None = None,
-    alpha: float = DEFAULT_ALPHA,
+    alpha: float | None = None,
     thresholds: Mapping[str, float] | None = None,
-    large_sample: int = LARGE_SAMPLE,
+    large_sample: int | None = None,
 ) -> dict[str, DriftResult]:
     """:func:`compare` for every profiled column; ``methods`` overrides the method per column.
+
+    Without ``alpha``, each column's level is :func:`default_alpha` over all the columns
+    checked here, so the calibrated verdict's false-alarm rate holds for the whole check.
 
     Columns run on a small thread pool: NumPy releases the GIL in the binning passes, and
     dictionary-encoded categories are counted with ``bincount``, so 25 columns of 1M rows
@@ -607,11 +731,14 @@ def compare_many(
     chosen = methods or {}
 
     def one(name: str) -> DriftResult:
+        method = chosen.get(name)
+        # the size rule picks a method per window; only the calibrated one splits the level
+        tested = method or (CALIBRATED if large_sample is None else "")
         return compare(
             profiles[name],
             current[name],
-            chosen.get(name),
-            alpha=alpha,
+            method,
+            alpha=default_alpha(tested, len(profiles)) if alpha is None else alpha,
             thresholds=thresholds,
             large_sample=large_sample,
         )
