@@ -23,6 +23,10 @@ cooldown = "1d"
 type = "threshold"
 max_drop = 0.05
 ```
+
+A model without a ``[policy]`` table is looked after by the default policy
+(``feedback_loop.retrain.policy.default_policy``) with the drift check as evidence, as a
+``FeedbackLoop`` with no policy set is (``with_drift = false`` turns the drift check off).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from feedback_loop.deploy.gate import GateConfig
 from feedback_loop.errors import ValidationError
 from feedback_loop.loop import FeedbackLoop
 from feedback_loop.retrain.dataset import DatasetSpec
-from feedback_loop.retrain.policy import policy_from_dict
+from feedback_loop.retrain.policy import default_policy, policy_from_dict
 from feedback_loop.retrain.trainers import CommandTrainer, EstimatorTrainer, Trainer
 from feedback_loop.worker import ModelJob, Worker
 
@@ -102,17 +106,18 @@ def load_worker(path: Path, database: str | None) -> Worker:
             dataset=_dataset(table.get("dataset", {}), f"{where}.dataset"),
             gate=_build(GateConfig, table.get("gate", {}), f"{where}.gate"),
         )
+        declared = "policy" in table
         policy = (
             policy_from_dict(table["policy"], name=name, key=f"{where}.policy")
-            if "policy" in table
-            else None
+            if declared
+            else default_policy()
         )
         assert loop.trainer is not None
         jobs[name] = ModelJob(
             loop,
             loop.trainer,
             policy,
-            bool(table.get("with_drift")),
+            bool(table.get("with_drift", not declared)),
             bool(table.get("with_estimate")),
         )
     return Worker(jobs)

@@ -165,3 +165,21 @@ def test_claims_leases_and_skip_locked(db_url, clock) -> None:
                 assert jobs_store.claim(two, "w2", now, lease, ids["b"]) is None
                 other = jobs_store.claim(two, "w2", now, lease, ids["a"])
                 assert other is not None and other.id != held.id
+
+
+def test_a_model_without_a_policy_table_gets_the_default_policy(db_url, tmp_path) -> None:
+    """The worker looks after a model as ``FeedbackLoop`` does when no policy is set: the
+    default policy, with the drift check as evidence."""
+    from feedback_loop.project import load_worker
+
+    project = _project(tmp_path)
+    job = load_worker(project, db_url).models["m"]
+    assert job.policy is not None and job.policy.name == "default"
+    assert job.with_drift
+    project.write_text(
+        project.read_text() + '[models.m.policy]\ncooldown = "1d"\n'
+        '[[models.m.policy.rules]]\ntype = "threshold"\nmax_drop = 0.05\n'
+    )
+    declared = load_worker(project, db_url).models["m"]
+    assert declared.policy is not None and declared.policy.name != "default"
+    assert not declared.with_drift
