@@ -8,7 +8,7 @@ way the simpler policy failed:
 * **a significant rise in the champion's served errors** (the change detector over its rows
   in the training window, z ≥ 4) once 200 labeled rows followed it, enough to learn from: it catches
   moderate changes a fixed drop misses, measured against the errors' own variation;
-* **an absolute floor**, when the user gave one (``retrain_threshold``): a baseline that is
+* **an absolute floor**, when the user gave one (``default_policy(floor=...)``): a baseline that is
   itself poor (a model promoted in the middle of a change) must not excuse a poor model;
 * **a schedule fallback** (every 28 days): whatever the threshold says, the model learns the
   newest data now and then, so a poor baseline cannot ratchet the loop into never acting;
@@ -18,9 +18,10 @@ way the simpler policy failed:
   that the model got worse;
 * **a cooldown counted in time and labels**: after a promotion 14 days, ending early once
   5,000 new labels arrived (high volume must not mean tens of thousands of rows of waiting);
-  after a retraining that promoted nothing, 3 days and 500 new labels, at most the full
-  cooldown (after an abrupt change the first try often has too little new data, and the retry
-  must not wait three weeks; nor should it retry on nearly the same rows).
+  after a retraining that promoted nothing, 1 day and 200 new labels, doubled for each
+  rejection in a row and at most the full cooldown (after an abrupt change the first try
+  often has too little new data, and the retry must not wait three weeks; nor should it
+  retry on nearly the same rows).
 
 The gate still decides whether a candidate is promoted, and the watch rolls a regressing one
 back: the policy decides only when to try.
