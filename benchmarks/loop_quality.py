@@ -3,6 +3,7 @@
     python benchmarks/loop_quality.py [--streams elec2,sea_100,...] [--quick] [--jobs 2]
                                       [--seed 0] [--loop defaults|demo]
                                       [--csv your_stream.csv [--rows-per-day 100]]
+                                      [--explain]
 
 Replays, with the demo's base model (HistGradientBoosting) and labels one day late, Elec2, SEA
 and Agrawal (abrupt drift, at 100 and 500 rows a day), a rotating hyperplane (gradual drift), a
@@ -20,6 +21,10 @@ on the same rows; and the targets, judged on the loop's row:
 
 * a drifting stream: accuracy >= weekly sliding - 0.5 point, with at most half of its retrains;
 * the control: no change of champion significantly worse, accuracy >= never - 0.2 point.
+
+``--explain`` also prints each of the loop's retrainings: the rules that fired, how it ended,
+and the cooldown state it started in (days and labels since the previous trigger, how that one
+ended).
 
 The synthetic streams are seeded (``--seed``): tune on other seeds than the one you report.
 ``--quick`` replays shorter streams, for iterating (under 3 minutes on 2 cores with --jobs 2);
@@ -203,6 +208,7 @@ def _outcome(result: ReplayResult, seconds: float) -> dict[str, Any]:
     out["changes_detail"] = (
         [c.to_dict() for c in result.changes] if result.strategy == "loop" else []
     )
+    out["retrain_log"] = [r.to_dict() for r in result.retrain_log]
     return out
 
 
@@ -321,6 +327,33 @@ def tables(
     return [matrix, detail, changes]
 
 
+def explain(results: dict[tuple[str, str], dict[str, Any]], names: list[str]) -> Table:
+    """The loop's retrainings, one a row: when, which rules fired, how it ended, and the
+    cooldown state (since the previous trigger) it was started in."""
+    table = Table(title="The loop's retrainings: why, and the cooldown state they started in")
+    for column in ("stream", "time", "rules fired", "outcome", "days", "labels", "previous"):
+        table.add_column(column, justify="right" if column in ("days", "labels") else "left")
+    for name in names:
+        loop = results.get((name, "loop"))
+        for entry in [] if loop is None else loop["retrain_log"]:
+            since = entry["since_last"]
+            previous = entry["last_outcome"] or "—"
+            if entry["rejections_in_a_row"]:
+                previous += f" ({entry['rejections_in_a_row']} in a row)"
+            labels = entry["labels_since_last"]
+            table.add_row(
+                name,
+                entry["time"][:16],
+                ", ".join(entry["rules"]),
+                entry["outcome"],
+                "—" if since is None else f"{since / 86_400:.1f}",
+                "—" if labels is None else f"{labels:,}",
+                previous,
+            )
+        table.add_section()
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", default=",".join(ALL_STREAMS))
@@ -336,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
         help="a stream of your own (target, optional timestamp, features); judged as drifting",
     )
     parser.add_argument("--rows-per-day", type=float, default=None, help="clock for --csv")
+    parser.add_argument(
+        "--explain", action="store_true", help="also list the loop's retrainings and why"
+    )
     args = parser.parse_args(argv)
     names = [s for s in args.streams.split(",") if s] + list(args.csv)
     strategies = [s for s in args.strategies.split(",") if s]
@@ -390,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         _drain(ticks, progress, bars, results)
     for table in tables(results, names, strategies):
         console.print(table)
+    if args.explain:
+        console.print(explain(results, names))
     mode = "quick" if args.quick else "full"
     console.print(
         f"{mode} streams, seed {args.seed}, loop: {args.loop}; "

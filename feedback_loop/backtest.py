@@ -104,6 +104,30 @@ class ChampionChange:
 
 
 @dataclass
+class LoopRetrain:
+    """One retraining the loop's policy started in a replay, and why: the rules that fired,
+    the reason it recorded, how it ended (``promoted``, ``rejected`` or ``failed``), and the
+    cooldown state it was started in (time and labels since the previous trigger, how that one
+    ended, rejections in a row), so a replay's retrains can be explained rule by rule."""
+
+    time: pd.Timestamp
+    rules: tuple[str, ...]
+    reason: str
+    outcome: str
+    since_last: timedelta | None
+    labels_since_last: int | None
+    last_outcome: str | None
+    rejections_in_a_row: int
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["time"] = self.time.isoformat()
+        out["since_last"] = None if self.since_last is None else self.since_last.total_seconds()
+        out["rules"] = list(self.rules)
+        return out
+
+
+@dataclass
 class ReplayResult:
     strategy: str
     accuracy: float  # the primary score: accuracy, or the MAE of a regression
@@ -117,6 +141,7 @@ class ReplayResult:
     metric: str = "accuracy"
     failures: int = 0  # retrains that failed (too few rows, a trainer error)
     changes: list[ChampionChange] = field(default_factory=list)
+    retrain_log: list[LoopRetrain] = field(default_factory=list)  # the loop's, in order
 
     @property
     def worse_changes(self) -> int:
@@ -328,7 +353,13 @@ class _Scorer:
             change.worse = p < self.config.judge_alpha
         self.changes.append(change)
 
-    def result(self, strategy: str, counts: dict[str, int], database: str | None) -> ReplayResult:
+    def result(
+        self,
+        strategy: str,
+        counts: dict[str, int],
+        database: str | None,
+        retrain_log: list[LoopRetrain] | None = None,
+    ) -> ReplayResult:
         data = self.data
         rows = slice(0, data.scored)
         losses = data.losses(self.predicted[rows], rows)
@@ -349,6 +380,7 @@ class _Scorer:
             database=database,
             metric=data.metric,
             changes=self.changes,
+            retrain_log=retrain_log or [],
             **counts,
         )
 
@@ -532,6 +564,7 @@ def _replay_loop(
     labeled_upto = 0
     counts = {"retrains": 0, "promotions": 0, "rejections": 0, "rollbacks": 0, "failures": 0}
     drift_state: float | None = None
+    log: list[LoopRetrain] = []
     for step in range(len(data.starts)):
         start, end = int(data.starts[step]), int(data.ends[step])
         now = data.step_time(step)
@@ -560,7 +593,7 @@ def _replay_loop(
             labeled_upto = due
         if config.drift_window is not None:
             drift_state = _drift_share(loop, config.drift_window)
-        action = _loop_step(loop, config, counts)
+        action = _loop_step(loop, config, counts, log)
         current = loop.aliases()[CHAMPION]
         if current != champion[0]:
             new = (current, loop.load_model(current))
@@ -569,7 +602,7 @@ def _replay_loop(
         if on_tick is not None:
             recent = scorer.recent(step)
             on_tick(_tick("loop", now, recent, champion[0], action, counts, drift_state))
-    return scorer.result("loop", counts, url)
+    return scorer.result("loop", counts, url, log)
 
 
 def _drift_share(loop: FeedbackLoop, window: str) -> float | None:
@@ -581,9 +614,12 @@ def _drift_share(loop: FeedbackLoop, window: str) -> float | None:
     return None if report.dataset is None else report.dataset.share
 
 
-def _loop_step(loop: FeedbackLoop, config: ReplayConfig, counts: dict[str, int]) -> str | None:
+def _loop_step(
+    loop: FeedbackLoop, config: ReplayConfig, counts: dict[str, int], log: list[LoopRetrain]
+) -> str | None:
     """What the loop does each step, through its public face: the watch (rollback), then its
-    policy (``should_retrain``), then a retraining with its trainer, dataset and gate."""
+    policy (``should_retrain``), then a retraining with its trainer, dataset and gate; each
+    retraining is explained in ``log``."""
     verdict = loop.watch_champion(min_samples=config.watch_min_samples)
     if verdict is not None and verdict.ready and verdict.regressed:
         counts["rollbacks"] += 1
@@ -591,24 +627,40 @@ def _loop_step(loop: FeedbackLoop, config: ReplayConfig, counts: dict[str, int])
     decision = loop.should_retrain(config.policy_window, actor="policy")
     if not decision:
         return None
+    evidence = loop.policy_evidence(config.policy_window)  # the state it fired in
     outcome = loop.trigger_retraining(
         str(decision.reason)[:MAX_REASON_LENGTH] or "policy", actor="policy"
     )
     counts["retrains"] += 1
     if getattr(outcome, "promoted", False):
-        counts["promotions"] += 1
-        return "promoted"
-    if getattr(outcome, "candidate", None) is not None and not getattr(outcome, "failed", None):
-        counts["rejections"] += 1
-        return "rejected"
-    counts["failures"] += 1
-    return "retrain failed"
+        action, ended = "promoted", "promoted"
+    elif getattr(outcome, "candidate", None) is not None and not getattr(outcome, "failed", None):
+        action, ended = "rejected", "rejected"
+    else:
+        action, ended = "retrain failed", "failed"
+    counts[{"promoted": "promotions", "rejected": "rejections"}.get(ended, "failures")] += 1
+    results = getattr(decision, "results", [])
+    last = evidence.last_triggered_at
+    log.append(
+        LoopRetrain(
+            time=pd.Timestamp(evidence.now),
+            rules=tuple(r.rule for r in results if r.fired) or ("policy",),
+            reason=str(decision.reason),
+            outcome=ended,
+            since_last=None if last is None else evidence.now - last,
+            labels_since_last=evidence.new_labels_since_trigger,
+            last_outcome=evidence.last_outcome,
+            rejections_in_a_row=evidence.rejections_in_a_row,
+        )
+    )
+    return action
 
 
 __all__ = [
     "STRATEGIES",
     "ChampionChange",
     "Evidence",
+    "LoopRetrain",
     "ReplayConfig",
     "ReplayResult",
     "in_fitted_order",

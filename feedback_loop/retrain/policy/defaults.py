@@ -16,12 +16,21 @@ way the simpler policy failed:
   rise in the served errors at z ≥ 3 (instead of 4) is enough. A drift check that flags a
   volatile stream every day must not retrain it every day: drift says the inputs moved, not
   that the model got worse;
-* **a cooldown counted in time and labels**: after a promotion 14 days, ending early once
-  5,000 new labels arrived (high volume must not mean tens of thousands of rows of waiting);
-  after a retraining that promoted nothing, 1 day and 200 new labels, doubled for each
-  rejection in a row and at most the full cooldown (after an abrupt change the first try
-  often has too little new data, and the retry must not wait three weeks; nor should it
-  retry on nearly the same rows).
+* **a retrain budget, counted in time**: after a promotion, no retraining for 14 days however
+  many labels arrived, so the loop retrains after promotions at most once per 14 days (half
+  the cost of a weekly refit) at any traffic. A model goes stale in time, not in rows: the
+  share of the traffic a stale model serves is the same at 50 or 5,000 rows a day, so high
+  volume is no reason to retrain sooner. Ending the cooldown at a number of labels as well
+  (5,000, as this policy once did) made the cost grow with the traffic: under gradual drift
+  the rules fire again as soon as the cooldown lets them, and the label count became the
+  retrain rate (every 11 days at 500 rows a day, with labels one day late; every 2 days at
+  5,000). ``Policy(cooldown_labels=...)`` remains for a user who trades cost for reaction;
+* **retries after a rejection spend the same budget, sooner**: after a retraining that
+  promoted nothing, 1 day and 200 new labels, doubled for each rejection in a row and at
+  most the full cooldown (after an abrupt change the first try often has too little new
+  data, and the retry must not wait three weeks; nor should it retry on nearly the same
+  rows). The first retries run ahead of the budget (three tries in four days); the doubling
+  brings a gate that keeps rejecting back to one retraining per 14 days.
 
 The gate still decides whether a candidate is promoted, and the watch rolls a regressing one
 back: the policy decides only when to try.
@@ -52,7 +61,6 @@ DRIFT_CHANGE_Z = 3.0
 COOLDOWN = timedelta(days=14)
 RETRY_AFTER = timedelta(days=1)
 RETRY_LABELS = 200
-COOLDOWN_LABELS = 5_000
 
 
 def default_policy(floor: float | None = None) -> Policy:
@@ -81,5 +89,4 @@ def default_policy(floor: float | None = None) -> Policy:
         name="default",
         retry_after=RETRY_AFTER,
         retry_labels=RETRY_LABELS,
-        cooldown_labels=COOLDOWN_LABELS,
     )

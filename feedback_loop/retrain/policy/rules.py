@@ -567,7 +567,9 @@ class Policy:
       rejection in a row (``Evidence.rejections_in_a_row``).
     * ``cooldown_labels``: the cooldown after a promotion also ends once this many labels
       have arrived since the trigger, so that at high volume a cooldown does not mean tens of
-      thousands of rows (time still bounds it at low volume). ``None``: time only.
+      thousands of rows (time still bounds it at low volume). ``None``: time only, the
+      default policy's choice: while the rules keep firing (gradual drift), the label count
+      becomes the retrain rate, and the cost grows with the traffic.
 
     >>> policy = Policy(DataVolume(1000), cooldown=timedelta(days=1), name="churn")
     >>> now = datetime(2024, 10, 18, 12, 0, tzinfo=UTC)
