@@ -751,6 +751,29 @@ def test_cooldown_labels_end_the_cooldown_at_high_volume() -> None:
     assert policy.evaluate(ev(new_labels_since_trigger=2000, **base))
 
 
+def test_the_default_cooldown_is_a_budget_in_time_not_ended_by_labels() -> None:
+    policy = policy_pkg.default_policy()
+    assert policy.cooldown_labels is None
+    trigger = NOW - timedelta(days=11)
+    # the champion's accuracy fell 10 points under its baseline: the rules fire
+    falling = dict(metric_value=0.70, baseline=0.80, labeled=3000, last_trained_at=trigger)
+    promoted = dict(falling, last_triggered_at=trigger, last_outcome="promoted")
+    # 11 days and 5,001 labels after a promotion (500 labeled rows a day): still cooling down
+    held = policy.evaluate(ev(new_labels_since_trigger=5001, **promoted))
+    assert not held and held.cooled_down
+    assert held.blocked_until == trigger + timedelta(days=14)
+    assert "would fire: accuracy 0.70 < 0.75" in held.reason
+    # however many labels arrived: the budget is counted in time
+    assert not policy.evaluate(ev(new_labels_since_trigger=500_000, **promoted))
+    later = ev(now=trigger + timedelta(days=14), new_labels_since_trigger=7000, **promoted)
+    assert policy.evaluate(later)
+    # a rejected retraining still retries after a day and 200 new labels, then waits longer
+    rejected = dict(falling, last_triggered_at=NOW - timedelta(days=1), last_outcome="rejected")
+    assert policy.evaluate(ev(new_labels_since_trigger=200, rejections_in_a_row=1, **rejected))
+    twice = policy.evaluate(ev(new_labels_since_trigger=400, rejections_in_a_row=2, **rejected))
+    assert not twice and twice.blocked_until == NOW + timedelta(days=1)
+
+
 def test_new_policy_keys_round_trip_through_config() -> None:
     table = {
         "cooldown": "14d",
