@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from feedback_loop import FeedbackLoop
+from feedback_loop.backtest import ReplayConfig, replay
 from feedback_loop.deploy.candidates import RetrainOutcome
 from feedback_loop.deploy.gate import GateConfig
 from feedback_loop.retrain.dataset import DatasetSpec
@@ -94,3 +96,35 @@ def test_labels_do_not_end_the_default_cooldown_after_a_promotion(loop, clock) -
     clock.set(triggered + timedelta(days=14, minutes=1))
     due = loop.should_retrain()
     assert due and not due.cooled_down
+
+
+def test_a_replay_explains_each_of_the_loops_retrainings() -> None:
+    rng = np.random.default_rng(11)
+    per_day, days, flip = 60, 50, 25
+    n = per_day * days
+    x = rng.normal(size=(n, 2))
+    sign = np.where(np.arange(n) < flip * per_day, 1.0, -1.0)
+    stream = pd.DataFrame(
+        {
+            "timestamp": pd.Timestamp("2024-01-01", tz="UTC")
+            + pd.to_timedelta(np.arange(n) * (86_400 / per_day), unit="s"),
+            "a": x[:, 0],
+            "b": x[:, 1],
+            "target": (sign * x[:, 0] + 0.3 * rng.normal(size=n) > 0).astype(int),
+        }
+    )
+    config = ReplayConfig(features=["a", "b"], initial_rows=600, label_delay=timedelta(days=1))
+    result = replay(stream, LogisticRegression, "loop", config)
+    log = result.retrain_log
+    assert len(log) == result.retrains >= 1
+    outcomes = [entry.outcome for entry in log]
+    assert outcomes.count("promoted") == result.promotions
+    assert outcomes.count("rejected") == result.rejections
+    assert log[0].since_last is None and log[0].last_outcome is None
+    assert all(entry.rules and entry.reason for entry in log)
+    assert log[0].time >= stream.timestamp.iloc[flip * per_day]  # nothing to do before the flip
+    for before, entry in itertools.pairwise(log):
+        assert entry.since_last == entry.time - before.time
+        assert entry.last_outcome == before.outcome
+    assert result.summary()["retrains"] == len(log)
+    assert log[0].to_dict()["since_last"] is None
