@@ -22,7 +22,8 @@ What it measures, for windows of 1k, 10k, 100k and 1M rows (``--sizes``):
 Verdicts compared, all per window over all six columns:
 
 * ``ours``: the product's default (``compare_many`` with no method: the calibrated verdict,
-  family-wise 1% split over the six columns), profiles built once per reference;
+  family-wise 1% split over the six columns; on numbers the omnibus chi-square and its linear
+  and quadratic components share the column's level), profiles built once per reference;
 * ``ours, size rule``: the previous default (KS / chi-square at alpha 0.05 up to 10,000 rows,
   PSI > 0.2 above), still available as ``large_sample=10_000``;
 * NannyML: ``UnivariateDriftCalculator`` with its defaults (Jensen-Shannon, alert above the

@@ -41,6 +41,42 @@ becomes "is this window further from the reference than its own periods are from
 other", which keeps the daily windows of a seasonal stream from alarming every day while
 shifts well beyond that spread (PSI 0.08 at a million rows) are still caught.
 
+Ordered cells (the deciles of a number, a binary score's two values) get more power against
+the shifts that matter most, moves in location and spread. ``X²`` spends its ``k - 1``
+degrees of freedom evenly on every alternative; a location or scale shift lives mostly in one
+of them. With ``p_j`` the pooled share of cell ``j``, ``d_j = o_j/m - r_j/n`` and ``g_1``,
+``g_2`` the polynomials of degree one and two in the cells' mid-ranks, orthonormal under
+``p`` (:func:`contrasts`), Pearson's statistic splits into orthogonal parts (Lancaster;
+Neyman's smooth test on the ordered cells):
+
+    X² = e·Σ_j d_j²/p_j = Σ_a V_a²,    V_a = √e·Σ_j g_a(j)·d_j,
+
+and each ``V_a²`` is asymptotically ``χ²(1)`` under no drift, the ``V_a`` uncorrelated.
+``V_1²`` is the rank-sum (Mann-Whitney) test with ties, up to the factor ``N/(N-1)``; ``V_2²``
+is its counterpart for spread. A period's distribution moves each component by its own
+``δ_a``, so each has the model above with ``ν = 1`` and divergence ``D_a = δ_a²``, estimated
+from the same chunks (:class:`Variation` stores a table per component); when ``δ_a`` is
+Gaussian over periods, ``V_a²`` is exactly ``(1 + e·τ²)·χ²(1)`` and the mean-and-variance
+match is exact. The verdict tests the omnibus, linear and quadratic parts at 20%, 40% and
+40% of the column's level (:data:`SPLIT`; Bonferroni, so the column's false-alarm rate stays
+at most its level whatever the dependence between the parts) and reports
+``min(1, min_i p_i/w_i)`` as its p-value. The price: a shift that lives only in higher
+components (a change of shape with the same median and spread) meets the omnibus at a fifth
+of the level, a critical value about 16% higher on ten cells at a per-column 1/600. Categories have no order and
+keep the omnibus alone at the whole level; a stored variation without component tables (made
+before they existed) also keeps the omnibus alone, and a reference without any variation
+gets all three parts uncalibrated (plain tests). Everything is computed from the window's
+counts on the reference's cells, so merged counts of stored periods test the same way.
+
+What the calibration costs: the chunk estimates are noisy, and the upper bound on ``μ``
+that keeps natural variation from alarming also inflates the null on a stationary
+reference, by about ``1.645·√(2ν/K)·e_window/e_chunk`` in the statistic's mean with ``K``
+chunks of about the window's size. For a one-degree component and a reference twenty
+windows long that is a factor of about 1.5 on the scale, close to the 1.6 a Student test
+with ``K = 15`` degrees of freedom would cost at the same level: the price any test that
+stays valid for every amount of natural variation pays when it learns that amount from ``K``
+chunks.
+
 Cells whose expected count in the window is below :data:`MIN_EXPECTED` (2: Cochran's 5
 would leave a day of half-hourly rows, 48 values over ten deciles, untestable, and the
 chunk estimate sees the heavier tail of small counts) are pooled, as are categories the
