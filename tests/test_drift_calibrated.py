@@ -281,3 +281,16 @@ def test_profiles_without_component_tables_still_load_and_test() -> None:
     )
     assert [part.name for part in test.parts] == ["omnibus"]
     assert result.p_value == pytest.approx(test.p_value)
+
+
+def test_counts_alone_give_the_profile_verdict() -> None:
+    # a caller holding merged counts and the stored variation gets the same verdict
+    rng = np.random.default_rng(16)
+    profile = build_profile(rng.normal(size=50_000))
+    assert isinstance(profile, NumericProfile)
+    window = rng.normal(0.08, 1.0, size=3_000)
+    counts = np.bincount(np.searchsorted(profile.bin_edges, window, "right"), minlength=10)
+    halves = counts // 2, counts - counts // 2
+    test = calibrated_chi_square(profile.bin_counts, halves[0] + halves[1], profile.variation)
+    assert [part.name for part in test.parts] == ["omnibus", "linear", "quadratic"]
+    assert compare(profile, window).p_value == pytest.approx(test.p_value)

@@ -397,7 +397,7 @@ def calibrated_chi_square(
     current: ArrayLike,
     variation: Variation | None = None,
     *,
-    ordered: bool = False,
+    ordered: bool | None = None,
 ) -> CalibratedTest:
     """Two-sample chi-square of ``current`` against ``reference`` counts, calibrated.
 
@@ -405,6 +405,8 @@ def calibrated_chi_square(
     variation, never the values. With ``ordered`` cells (deciles of a number) the omnibus,
     linear and quadratic parts are tested, each at its :data:`SPLIT` share of the level; a
     variation without component tables (stored before they existed) keeps the omnibus alone.
+    ``ordered=None`` reads the order off the variation: cells whose variation carries
+    component tables (estimated with ``ordered=True``) are ordered, others not.
 
     Without variation (and with no pooled cells) the statistic and p-value are those of
     :func:`scipy.stats.chi2_contingency` (no continuity correction) on the 2×k table.
@@ -433,6 +435,8 @@ def calibrated_chi_square(
     x2 = float(np.sum((n * o - m * r) ** 2 / ((n + m) * n * m * pooled_share)))
     effective = m * n / (m + n)
     p_value, scale, df = _calibrate(x2, dof, effective, variation, m)
+    if ordered is None:
+        ordered = variation is not None and bool(variation.components)
     tables = _component_tables(variation) if ordered and dof >= 2 else None
     if tables is None:
         return CalibratedTest(x2, p_value, df, scale, psi, (Part("omnibus", x2, p_value, 1.0),))
