@@ -62,11 +62,12 @@ match is exact. The verdict tests the omnibus, linear and quadratic parts at 20%
 at most its level whatever the dependence between the parts) and reports
 ``min(1, min_i p_i/w_i)`` as its p-value. The price: a shift that lives only in higher
 components (a change of shape with the same median and spread) meets the omnibus at a fifth
-of the level, a critical value about 16% higher on ten cells at a per-column 1/600. Categories have no order and
-keep the omnibus alone at the whole level; a stored variation without component tables (made
-before they existed) also keeps the omnibus alone, and a reference without any variation
-gets all three parts uncalibrated (plain tests). Everything is computed from the window's
-counts on the reference's cells, so merged counts of stored periods test the same way.
+of the level, a critical value about 16% higher on ten cells at a per-column 1/600.
+Categories have no order and keep the omnibus alone at the whole level; a stored variation
+without component tables (made before they existed) also keeps the omnibus alone, and a
+reference without any variation gets all three parts uncalibrated (plain tests). Everything
+is computed from the window's counts on the reference's cells, so merged counts of stored
+periods test the same way.
 
 What the calibration costs: the chunk estimates are noisy, and the upper bound on ``μ``
 that keeps natural variation from alarming also inflates the null on a stationary
