@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from scipy import stats
 from feedback_loop.stats.drift.calibrated import (
     Variation,
     calibrated_chi_square,
+    contrasts,
     estimate_variation,
     pool_map,
 )
@@ -162,3 +164,133 @@ def test_a_tiny_window_far_outside_the_reference_is_drift() -> None:
     reference = build_profile(np.random.default_rng(6).normal(size=200))
     assert compare(reference, 50.0 + np.arange(10.0)).drifted
     assert not compare(reference, np.linspace(-1.5, 1.5, 10)).drifted
+
+
+def _table(rng: np.random.Generator, k: int, n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    p = rng.dirichlet(np.full(k, 5.0))
+    return rng.multinomial(n, p), rng.multinomial(m, p)
+
+
+def test_linear_component_is_the_tie_corrected_rank_sum_test() -> None:
+    # V₁² on mid-rank scores is N/(N-1) times the squared z of the Mann-Whitney U test
+    # with ties (mid-ranks of the cells), no continuity correction
+    rng = np.random.default_rng(10)
+    for k in (3, 6, 10):
+        reference, current = _table(rng, k, 3_000, 700)
+        test = calibrated_chi_square(reference, current, ordered=True)
+        linear = next(part for part in test.parts if part.name == "linear")
+        x, y = np.repeat(np.arange(k), reference), np.repeat(np.arange(k), current)
+        u = stats.mannwhitneyu(y, x, use_continuity=False, method="asymptotic")
+        z2 = stats.norm.isf(u.pvalue / 2) ** 2
+        total = reference.sum() + current.sum()
+        assert linear.statistic == pytest.approx(z2 * total / (total - 1), rel=1e-6)
+        assert linear.p_value == pytest.approx(stats.chi2.sf(linear.statistic, 1), rel=1e-9)
+
+
+def test_components_decompose_pearsons_statistic() -> None:
+    # three cells carry two degrees of freedom: linear + quadratic is the whole X²
+    rng = np.random.default_rng(11)
+    reference, current = _table(rng, 3, 5_000, 900)
+    test = calibrated_chi_square(reference, current, ordered=True)
+    expected = stats.chi2_contingency(np.vstack([reference, current]), correction=False)
+    parts = {part.name: part for part in test.parts}
+    assert set(parts) == {"omnibus", "linear", "quadratic"}
+    assert parts["linear"].statistic + parts["quadratic"].statistic == pytest.approx(
+        expected.statistic, rel=1e-9
+    )
+    assert parts["omnibus"].p_value == pytest.approx(expected.pvalue, rel=1e-9)
+    # the verdict's p-value is the Bonferroni combination over the split
+    assert test.p_value == pytest.approx(
+        min(1.0, min(part.p_value / part.weight for part in test.parts))
+    )
+    # the quadratic row is the second orthonormal polynomial in the mid-ranks
+    share = (reference + current) / (reference.sum() + current.sum())
+    g = contrasts(share)
+    assert g @ np.diag(share) @ g.T == pytest.approx(np.eye(2), abs=1e-12)
+    assert g @ share == pytest.approx(np.zeros(2), abs=1e-12)
+    # categories (unordered) keep the omnibus at the whole level
+    unordered = calibrated_chi_square(reference, current)
+    assert [part.name for part in unordered.parts] == ["omnibus"]
+    assert unordered.p_value == pytest.approx(expected.pvalue, rel=1e-9)
+
+
+def test_components_are_uniform_under_the_null_without_variation() -> None:
+    rng = np.random.default_rng(12)
+    reference = rng.multinomial(100_000, np.full(10, 0.1))
+    found: dict[str, list[float]] = {"omnibus": [], "linear": [], "quadratic": []}
+    for _ in range(2_000):
+        current = rng.multinomial(500, reference / reference.sum())
+        for part in calibrated_chi_square(reference, current, ordered=True).parts:
+            found[part.name].append(part.p_value)
+    for name, p_values in found.items():
+        assert stats.kstest(p_values, "uniform").pvalue > 0.001, name
+        assert 0.035 < np.mean(np.array(p_values) < 0.05) < 0.065, name
+
+
+def test_component_variation_keeps_false_alarms_down_when_the_spread_moves() -> None:
+    # a stream whose days differ in spread (the quadratic component) and level (linear)
+    rng = np.random.default_rng(13)
+    day = 400
+
+    def days(count: int, spread: float = 1.0) -> np.ndarray:
+        scale = spread * np.exp(rng.normal(0.0, 0.15, size=count))
+        level = rng.normal(0.0, 0.1, size=count)
+        return (rng.normal(size=(count, day)) * scale[:, None] + level[:, None]).ravel()
+
+    calibrated = build_profile(days(400))
+    plain = build_profile(days(400), calibrate=False)
+    assert calibrated.variation is not None
+    quadratic = calibrated.variation.component("quadratic")
+    assert quadratic is not None and quadratic.at(day)[0] > 0.005
+    windows = [days(1) for _ in range(100)]
+    assert sum(compare(plain, w).drifted for w in windows) >= 20
+    assert sum(compare(calibrated, w).drifted for w in windows) <= 3
+    assert compare(calibrated, days(30, spread=1.5)).drifted
+
+
+def test_ordered_components_catch_small_location_and_scale_shifts_more_often() -> None:
+    rng = np.random.default_rng(14)
+    profile = build_profile(rng.normal(size=200_000))
+    assert isinstance(profile, NumericProfile) and profile.variation is not None
+    omnibus_only = replace(profile, variation=replace(profile.variation, components=()))
+    for mean, spread in ((0.05, 1.0), (0.0, 1.05)):
+        windows = [rng.normal(mean, spread, 5_000) for _ in range(80)]
+        ordered = sum(compare(profile, w, alpha=0.01 / 6).drifted for w in windows)
+        plain = sum(compare(omnibus_only, w, alpha=0.01 / 6).drifted for w in windows)
+        assert ordered >= plain + 12, (mean, spread, ordered, plain)
+
+
+def test_profiles_without_component_tables_still_load_and_test() -> None:
+    rng = np.random.default_rng(15)
+    profile = build_profile(rng.normal(size=20_000))
+    assert isinstance(profile, NumericProfile)
+    stored = profile.to_dict()
+    assert set(stored["variation"]["components"]) == {"linear", "quadratic"}
+    again = profile_from_dict(json.loads(json.dumps(stored)))
+    assert again.variation == profile.variation
+    del stored["variation"]["components"]  # a profile stored before the components
+    older = profile_from_dict(stored)
+    assert older.variation is not None and older.variation.components == ()
+    window = rng.normal(size=2_000)
+    result = compare(older, window)
+    test = calibrated_chi_square(
+        profile.bin_counts,
+        np.bincount(np.searchsorted(profile.bin_edges, window, "right"), minlength=10),
+        older.variation,
+        ordered=True,
+    )
+    assert [part.name for part in test.parts] == ["omnibus"]
+    assert result.p_value == pytest.approx(test.p_value)
+
+
+def test_counts_alone_give_the_profile_verdict() -> None:
+    # a caller holding merged counts and the stored variation gets the same verdict
+    rng = np.random.default_rng(16)
+    profile = build_profile(rng.normal(size=50_000))
+    assert isinstance(profile, NumericProfile)
+    window = rng.normal(0.08, 1.0, size=3_000)
+    counts = np.bincount(np.searchsorted(profile.bin_edges, window, "right"), minlength=10)
+    halves = counts // 2, counts - counts // 2
+    test = calibrated_chi_square(profile.bin_counts, halves[0] + halves[1], profile.variation)
+    assert [part.name for part in test.parts] == ["omnibus", "linear", "quadratic"]
+    assert compare(profile, window).p_value == pytest.approx(test.p_value)

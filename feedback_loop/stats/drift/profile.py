@@ -420,7 +420,7 @@ def _build_numeric(
     if calibrate:
         # bin i holds edges[i-1] <= x < edges[i], as bin_counts counts the current window
         cells = np.searchsorted(edges, x, side="right")
-        variation = _or_none(estimate_variation(cells, edges.size + 1))
+        variation = _or_none(estimate_variation(cells, edges.size + 1, ordered=True))
     return NumericProfile(
         n=n,
         missing=missing,
@@ -689,7 +689,8 @@ def _calibrated(
     missing_reference: int,
     missing_current: int,
 ) -> DriftResult:
-    test = calibrated_chi_square(reference, current, profile.variation)
+    ordered = isinstance(profile, NumericProfile)  # deciles are ordered, categories not
+    test = calibrated_chi_square(reference, current, profile.variation, ordered=ordered)
     return DriftResult.from_p_value(
         CALIBRATED,
         test.psi,
