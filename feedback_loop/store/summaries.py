@@ -24,6 +24,7 @@ import json
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, text
@@ -183,3 +184,11 @@ def forget_layouts(conn: Connection, model_id: int, keep: Iterable[str]) -> None
         text(f"DELETE FROM drift_summaries WHERE model_id = :m{condition}"),
         {"m": model_id, **{f"k{i}": k for i, k in enumerate(kept)}},
     )
+
+
+def stored_references(conn: Connection, model_id: int) -> list[dict[str, Any]]:
+    """The data of every reference the model has (to know which cells are still in use)."""
+    found = conn.execute(
+        text("SELECT data FROM reference_profiles WHERE model_id = :m"), {"m": model_id}
+    ).scalars()
+    return [json.loads(data) for data in found]
