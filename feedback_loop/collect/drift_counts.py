@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from feedback_loop.stats.drift.categorical import count_categories
-from feedback_loop.stats.drift.univariate import bin_counts
 from feedback_loop.stats.reference import LABEL, PREDICTION, categorical_values
 from feedback_loop.store.blocks import period_of
 from feedback_loop.store.summaries import Summary, mark_dirty
@@ -132,87 +130,148 @@ def count_rows(
     pred_value: np.ndarray,
 ) -> Summary:
     """Counts of these rows (features row-aligned with the model's outputs) on ``layout``."""
-    n = len(features)
-    summary = Summary(n, np.zeros(layout.width, dtype=np.int64))
+    groups = np.zeros(len(features), dtype=np.int64)
+    return count_groups(
+        layout, features, groups, 1, score=score, pred_code=pred_code, pred_value=pred_value
+    )[0]
+
+
+def count_groups(
+    layout: Layout,
+    features: pd.DataFrame,
+    groups: np.ndarray,
+    n_groups: int,
+    *,
+    score: np.ndarray,
+    pred_code: np.ndarray,
+    pred_value: np.ndarray,
+) -> list[Summary]:
+    """Counts of each group of rows (``groups[i]`` in ``range(n_groups)``: row ``i``'s hour and
+    version) in one pass per column: a cell per row by ``searchsorted`` or a category lookup,
+    then one ``bincount`` over ``group * cells + cell``."""
+    counter = _Counter(layout, groups, n_groups)
     for cells in layout.features:
         column = features[cells.name] if cells.name in features.columns else None
         if cells.kind == NUMERIC:
-            _count_numeric(summary, cells, column, n)
+            counter.numeric(cells, column)
         else:
-            _count_categorical(summary, cells, column, n)
+            counter.categorical(cells, column)
     prediction = layout.prediction
-    if prediction is None:
-        return summary
-    if prediction.kind == CODES:
-        codes, tally = np.unique(np.asarray(pred_code, dtype=np.int64), return_counts=True)
-        summary.extras[prediction.name] = {
-            str(c): int(t) for c, t in zip(codes, tally, strict=True)
-        }
-        summary.fixed[prediction.start + 1] = n
-    elif layout.task == "binary":  # the logged scores, where there is one
-        finite = score[np.isfinite(score)]
-        _put_numeric(summary, prediction, finite, missing=0, not_null=finite.size)
-    else:  # regression: every row's value
-        finite = pred_value[np.isfinite(pred_value)]
-        _put_numeric(summary, prediction, finite, missing=n - finite.size, not_null=n)
-    return summary
+    if prediction is not None:
+        if prediction.kind == CODES:
+            counter.codes(prediction, np.asarray(pred_code, dtype=np.int64))
+        elif layout.task == "binary":  # the logged scores, where there is one
+            finite = np.isfinite(score)
+            counter.put_numeric(prediction, score, finite, missing_is_zero=True)
+        else:  # regression: every row's value
+            counter.put_numeric(prediction, pred_value, np.isfinite(pred_value))
+    return counter.summaries()
 
 
-def _put_numeric(
-    summary: Summary, cells: ColumnCells, finite: np.ndarray, *, missing: int, not_null: int
-) -> None:
-    assert cells.edges is not None
-    end = cells.start + cells.n_cells
-    summary.fixed[cells.start : end] = bin_counts(finite, cells.edges)
-    summary.fixed[end] = missing
-    summary.fixed[end + 1] = not_null
+class _Counter:
+    """Counts of ``n_groups`` groups of rows on one layout, filled column by column."""
 
+    def __init__(self, layout: Layout, groups: np.ndarray, n_groups: int) -> None:
+        self.groups = np.asarray(groups, dtype=np.int64)
+        self.k = n_groups
+        self.sizes = np.bincount(self.groups, minlength=n_groups)
+        self.fixed = np.zeros((n_groups, layout.width), dtype=np.int64)
+        self.extras: list[dict[str, dict[str, int]]] = [{} for _ in range(n_groups)]
+        self.unstable = False
 
-def _count_numeric(summary: Summary, cells: ColumnCells, column: pd.Series | None, n: int) -> None:
-    if column is None:
-        _put_numeric(summary, cells, np.empty(0), missing=n, not_null=0)
-        return
-    not_null = n - int(column.isna().sum())
-    try:
-        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
-    except (TypeError, ValueError):  # text in a numeric column: the check reads the rows
-        summary.unstable = True
-        return
-    finite = values[np.isfinite(values)]
-    _put_numeric(summary, cells, finite, missing=n - finite.size, not_null=not_null)
+    def summaries(self) -> list[Summary]:
+        return [
+            Summary(int(self.sizes[g]), self.fixed[g], self.extras[g], self.unstable)
+            for g in range(self.k)
+        ]
 
+    def _tally(self, rows: np.ndarray, slots: np.ndarray, n_slots: int) -> np.ndarray:
+        """``(n_groups, n_slots)`` counts of the rows ``rows`` (a mask) in their ``slots``."""
+        flat = self.groups[rows] * n_slots + slots
+        return np.bincount(flat, minlength=self.k * n_slots).reshape(self.k, n_slots)
 
-def _count_categorical(
-    summary: Summary, cells: ColumnCells, column: pd.Series | None, n: int
-) -> None:
-    end = cells.start + cells.n_cells
-    if column is None:
-        summary.fixed[end] = n
-        return
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        values: Any = column.array
-    elif pd.api.types.infer_dtype(column, skipna=True) in _STABLE_OBJECTS:
-        values = categorical_values(column)
-    else:  # numbers as categories: their text depends on the window's other rows
-        summary.unstable = True
-        return
-    counted = count_categories(values)
-    assert cells.index is not None
-    extras: dict[str, int] = {}
-    for label, count in zip(counted.labels, counted.counts, strict=True):
-        i = cells.index.get(label)
-        if i is not None:
-            summary.fixed[cells.start + i] += count
-        elif cells.truncated:
-            summary.fixed[end - 1] += count
-        elif isinstance(label, str):
-            extras[label] = extras.get(label, 0) + count
-        else:
-            summary.unstable = True
-    if extras:
-        summary.extras[cells.name] = extras
-    summary.fixed[end] = counted.missing
-    summary.fixed[end + 1] = n - counted.missing
+    def _per_group(self, rows: np.ndarray) -> np.ndarray:
+        return np.bincount(self.groups[rows], minlength=self.k)
+
+    def put_numeric(
+        self,
+        cells: ColumnCells,
+        values: np.ndarray,
+        finite: np.ndarray,
+        *,
+        not_null: np.ndarray | None = None,
+        missing_is_zero: bool = False,
+    ) -> None:
+        """Numbers on the cells (bin ``i`` holds ``edges[i-1] <= x < edges[i]``, as
+        ``bin_counts``); what is not finite is missing, or not counted at all (scores)."""
+        assert cells.edges is not None
+        end = cells.start + cells.n_cells
+        slots = np.searchsorted(cells.edges, values[finite], side="right")
+        self.fixed[:, cells.start : end] = self._tally(finite, slots, cells.n_cells)
+        counted = self._per_group(finite)
+        self.fixed[:, end] = 0 if missing_is_zero else self.sizes - counted
+        if not_null is None:
+            not_null = counted if missing_is_zero else self.sizes
+        self.fixed[:, end + 1] = not_null
+
+    def numeric(self, cells: ColumnCells, column: pd.Series | None) -> None:
+        if column is None:  # no row has it: all missing
+            self.fixed[:, cells.start + cells.n_cells] = self.sizes
+            return
+        try:
+            values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError):  # text in a numeric column: the check reads the rows
+            self.unstable = True
+            return
+        not_null = self.sizes - self._per_group(column.isna().to_numpy())
+        self.put_numeric(cells, values, np.isfinite(values), not_null=not_null)
+
+    def categorical(self, cells: ColumnCells, column: pd.Series | None) -> None:
+        end = cells.start + cells.n_cells
+        if column is None:
+            self.fixed[:, end] = self.sizes
+            return
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            codes = np.asarray(column.array.codes, dtype=np.int64)
+            uniques: list[Any] = column.cat.categories.tolist()
+        elif pd.api.types.infer_dtype(column, skipna=True) in _STABLE_OBJECTS:
+            factor, found = pd.factorize(categorical_values(column), use_na_sentinel=True)
+            codes = np.asarray(factor, dtype=np.int64)
+            uniques = list(found)
+        else:  # numbers as categories: their text depends on the window's other rows
+            self.unstable = True
+            return
+        assert cells.index is not None
+        other = cells.n_cells - 1
+        extra: list[str] = []
+        lookup = np.empty(len(uniques), dtype=np.int64)
+        for j, label in enumerate(uniques):  # per distinct value, never per row
+            i = cells.index.get(label)
+            if i is None and cells.truncated:
+                i = other
+            elif i is None:
+                if not isinstance(label, str):
+                    self.unstable = True
+                i = cells.n_cells + len(extra)
+                extra.append(str(label))
+            lookup[j] = i
+        present = codes >= 0
+        tally = self._tally(present, lookup[codes[present]], cells.n_cells + len(extra))
+        self.fixed[:, cells.start : end] = tally[:, : cells.n_cells]
+        missing = self.sizes - self._per_group(present)
+        self.fixed[:, end] = missing
+        self.fixed[:, end + 1] = self.sizes - missing
+        for g, e in zip(*np.nonzero(tally[:, cells.n_cells :]), strict=True):
+            self.extras[g].setdefault(cells.name, {})[extra[e]] = int(tally[g, cells.n_cells + e])
+
+    def codes(self, cells: ColumnCells, codes: np.ndarray) -> None:
+        """Class codes, counted per code (mapped to labels when checked)."""
+        found, slots = np.unique(codes, return_inverse=True)
+        every = np.ones(codes.size, dtype=bool)
+        tally = self._tally(every, slots.reshape(-1), found.size)
+        for g, j in zip(*np.nonzero(tally), strict=True):
+            self.extras[g].setdefault(cells.name, {})[str(found[j])] = int(tally[g, j])
+        self.fixed[:, cells.start + 1] = self.sizes
 
 
 def label_counts(
@@ -226,19 +285,16 @@ def label_counts(
         cells = _column(LABEL, stored[LABEL], 0)
         if cells.kind != NUMERIC:
             return None
-        summary = Summary(actual_value.size, np.zeros(cells.width, dtype=np.int64))
-        finite = actual_value[np.isfinite(actual_value)]
-        _put_numeric(
-            summary, cells, finite, missing=actual_value.size - finite.size, not_null=finite.size
-        )
-        summary.fixed[cells.start + cells.n_cells + 1] = actual_value.size
-        return cells, summary
+        layout = Layout(task, (), cells, cells.width, "")
+        counter = _Counter(layout, np.zeros(actual_value.size, np.int64), 1)
+        finite = np.isfinite(actual_value)
+        counter.put_numeric(cells, actual_value, finite, not_null=counter.sizes)
+        return cells, counter.summaries()[0]
     cells = ColumnCells(LABEL, CODES, 0)
-    codes, tally = np.unique(np.asarray(actual_code, dtype=np.int64), return_counts=True)
-    summary = Summary(actual_code.size, np.zeros(cells.width, dtype=np.int64))
-    summary.extras[LABEL] = {str(c): int(t) for c, t in zip(codes, tally, strict=True)}
-    summary.fixed[1] = actual_code.size
-    return cells, summary
+    layout = Layout(task, (), cells, cells.width, "")
+    counter = _Counter(layout, np.zeros(actual_code.size, np.int64), 1)
+    counter.codes(cells, np.asarray(actual_code, dtype=np.int64))
+    return cells, counter.summaries()[0]
 
 
 def note_summaries(

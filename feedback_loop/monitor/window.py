@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Engine
 from feedback_loop.collect.drift_counts import (
     ColumnCells,
     Layout,
+    count_groups,
     count_rows,
     label_counts,
     layout_of,
@@ -124,7 +125,7 @@ def summarised_window(
         _summarise_hours(handle.engine, window, layout, regression, first, last)
     total = layout.empty()
     with read_transaction(handle.engine) as conn:
-        clean, stale = _unsummarised(conn, window, layout, first, last)
+        clean, stale, _ = _unsummarised(conn, window, layout, first, last)
         for summary in clean:
             total.add(summary)
         # the partial edge hours, and hours dirtied again since they were counted
@@ -152,14 +153,17 @@ def summarised_window(
 
 def _unsummarised(
     conn: Connection, window: WindowFilter, layout: Layout, first: int, last: int
-) -> tuple[list[Summary], list[int]]:
-    """The clean summaries of the window's whole hours, and the hours with data but without
-    one (dirty, missing, or of an older format)."""
+) -> tuple[list[Summary], list[int], dict[int, set[str]]]:
+    """The clean summaries of the window's whole hours, the hours with data but without one
+    (dirty, missing, or of an older format), and the versions each hour holds."""
     found = read_summaries(conn, window.model_id, layout.digest, first, last, window.version)
     clean = {(s.period, s.version): s.summary for s in found if s.summary is not None}
     have = hours_with_data(conn, window.model_id, first, last, window.version)
     stale = sorted({p for p, v in have if (p, v) not in clean})
-    return [s for s in clean.values() if s is not None], stale
+    versions: dict[int, set[str]] = {}
+    for p, v in have:
+        versions.setdefault(p, set()).add(v)
+    return [s for s in clean.values() if s is not None], stale, versions
 
 
 _MAX_HOURS_PER_READ = 12  # bounds a rebuild's memory to about half a day of rows
@@ -172,13 +176,19 @@ def _summarise_hours(
     over each run of them, and keep the counts."""
     with write_transaction(engine) as conn:
         lock_exclusive(conn, window.model_id)
-        stale = _unsummarised(conn, window, layout, first, last)[1]
+        _, stale, held = _unsummarised(conn, window, layout, first, last)
         for start, end in _runs(stale):
             for a in range(start, end, _MAX_HOURS_PER_READ * PERIOD_US):
                 b = min(end, a + _MAX_HOURS_PER_READ * PERIOD_US)
                 part = window.between(a, b)
                 data = read_features(conn, part, regression=regression)
-                versions = read_rows(conn, part, regression=regression, with_id=True).version
+                hours = range(a, b, PERIOD_US)
+                if all(len(held.get(p, ())) <= 1 for p in hours):
+                    # one version per hour (the usual case): the hour says which
+                    only = {p: next(iter(held[p])) for p in hours if p in held}
+                    versions = pd.Series(period_of(data.ts)).map(only).to_numpy(dtype=object)
+                else:
+                    versions = read_rows(conn, part, regression=regression, with_id=True).version
                 save_summaries(
                     conn, window.model_id, layout.digest, _per_hour(layout, data, versions)
                 )
@@ -188,22 +198,24 @@ def _per_hour(
     layout: Layout, data: WindowFeatures, versions: np.ndarray
 ) -> dict[tuple[int, str], Summary]:
     """Counts per ``(hour, version)`` of rows read in id order (``versions`` aligned)."""
-    periods = period_of(data.ts)
-    keys = pd.MultiIndex.from_arrays([periods, versions])
-    codes, uniques = pd.factorize(keys)
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
-    out: dict[tuple[int, str], Summary] = {}
-    for k, (period, version) in enumerate(uniques.tolist()):
-        rows = order[bounds[k] : bounds[k + 1]]
-        out[(int(period), str(version))] = count_rows(
-            layout,
-            data.features.take(rows).reset_index(drop=True),
-            score=data.score[rows],
-            pred_code=data.pred_code[rows],
-            pred_value=data.pred_value[rows],
-        )
-    return out
+    version_codes, names = pd.factorize(versions)
+    hours, hour_codes = np.unique(period_of(data.ts), return_inverse=True)
+    keys, groups = np.unique(
+        hour_codes.reshape(-1) * len(names) + version_codes, return_inverse=True
+    )
+    counted = count_groups(
+        layout,
+        data.features,
+        groups.reshape(-1),
+        keys.size,
+        score=data.score,
+        pred_code=data.pred_code,
+        pred_value=data.pred_value,
+    )
+    return {
+        (int(hours[key // len(names)]), str(names[key % len(names)])): summary
+        for key, summary in zip(keys.tolist(), counted, strict=True)
+    }
 
 
 def _runs(periods: list[int]) -> list[tuple[int, int]]:
