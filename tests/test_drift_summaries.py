@@ -352,3 +352,23 @@ def test_a_database_from_before_the_summaries_upgrades(db_url, clock) -> None:
     assert upgraded.check_drift(window="1d", record=False).to_dict() == expected
     assert _summaries(upgraded) > 0
     assert upgraded.check_drift(window="1d", record=False).to_dict() == expected
+
+
+def test_hours_dirtied_during_a_check_are_read_from_the_log(db_url, clock, monkeypatch) -> None:
+    """A writer can dirty an hour between a check's counting and its merge: that hour (all its
+    versions) then comes from the log, and the report is still the rows'."""
+    from feedback_loop.monitor import window as window_module
+
+    rng = np.random.default_rng(12)
+    loop = _loop(db_url, clock, "binary", rng)
+    for version in ("1", "2"):
+        rows = _rows(clock, "binary", _frame(rng, 300), rng, f"v{version}-", spread=HOUR * 8)
+        loop.log_predictions(rows.assign(version=version))
+    clock.advance(timedelta(minutes=25))
+    _same(loop, "1d")
+    late = _rows(clock, "binary", _frame(rng, 30, 1.0), rng, "late", spread=HOUR * 5)
+    loop.log_predictions(late.assign(version="2"))
+    monkeypatch.setattr(window_module, "_summarise_hours", lambda *args: None)
+    got = loop.check_drift(window="1d", record=False).to_dict()
+    assert got == _rows_report(loop, "1d")
+    assert got["n_current"] == 630

@@ -163,7 +163,10 @@ def _unsummarised(
     versions: dict[int, set[str]] = {}
     for p, v in have:
         versions.setdefault(p, set()).add(v)
-    return [s for s in clean.values() if s is not None], stale, versions
+    # a stale hour is read whole from the log, so its other versions' summaries are not used
+    whole = set(stale)
+    usable = [s for (p, _), s in clean.items() if s is not None and p not in whole]
+    return usable, stale, versions
 
 
 _MAX_HOURS_PER_READ = 12  # bounds a rebuild's memory to about half a day of rows
