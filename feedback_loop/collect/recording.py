@@ -18,6 +18,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine
 
 from feedback_loop.collect.batches import OutcomeBatch, PredictionBatch, concat_batches
+from feedback_loop.collect.drift_counts import note_summaries
 from feedback_loop.core.limits import MAX_CLASSES, first_bad_label
 from feedback_loop.core.tasks import TaskSpec, label_key
 from feedback_loop.errors import ValidationError
@@ -325,6 +326,7 @@ def _store_predictions(
         inserted[new] = True
         versions = [batch.version[i] or "" for i in new.tolist()]
         mark_dirty(conn, state.id, zip(period_of(batch.ts[new]).tolist(), versions, strict=True))
+        note_summaries(conn, state.id, batch, new)
         if result.inserted:
             matched = join_pending(conn, state.id, result.new_ids_query, **result.new_ids_params)
             if matched:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from feedback_loop.collect.batches import to_frame
+from feedback_loop.collect.drift_counts import layout_of
 from feedback_loop.collect.handle import ModelHandle
 from feedback_loop.collect.recording import ModelState
 from feedback_loop.core.tasks import label_key
@@ -19,6 +20,7 @@ from feedback_loop.stats.reference import build_reference
 from feedback_loop.store.engine import read_transaction, write_transaction
 from feedback_loop.store.features import WindowFeatures
 from feedback_loop.store.references import load_reference, save_reference
+from feedback_loop.store.summaries import forget_layouts, stored_references
 
 
 def reference_from_window(state: ModelState, data: WindowFeatures) -> dict[str, Any]:
@@ -122,6 +124,9 @@ def set_reference(
             source=source,
             data=stored,
         )
+        # summaries on cells that no reference uses any more are dead weight
+        in_use = stored_references(conn, state.id)
+        forget_layouts(conn, state.id, [layout_of(d, state.spec.task).digest for d in in_use])
     handle.write_event(
         "reference_set",
         reason=f"reference {name!r} from {source} ({n_rows:,} rows)",

@@ -38,7 +38,7 @@ def lock_shared(conn: Connection, model_id: int) -> None:
         )
 
 
-def _lock_exclusive(conn: Connection, model_id: int) -> None:
+def lock_exclusive(conn: Connection, model_id: int) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(
             text("SELECT pg_advisory_xact_lock(:c, :m)"), {"c": _LOCK_CLASS, "m": model_id}
@@ -118,7 +118,7 @@ def _runs(periods: list[int]) -> list[tuple[int, int]]:
 
 def _rebuild(engine: Engine, window: WindowFilter, regression: bool) -> None:
     with write_transaction(engine) as conn:
-        _lock_exclusive(conn, window.model_id)
+        lock_exclusive(conn, window.model_id)
         dirty = conn.execute(
             text(
                 "SELECT period FROM metric_blocks WHERE model_id = :m AND period >= :a "

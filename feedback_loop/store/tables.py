@@ -144,6 +144,21 @@ metric_blocks = Table(
     Column("data", LargeBinary),
 )
 
+# Drift summaries, one row per (model, reference cells, hour of prediction time, version): that
+# hour's counts of features and predictions on a reference's cells (store/summaries.py), so a
+# drift check merges blobs instead of decoding every logged feature. ``layout``, a digest of the
+# cells, is part of the key; ``data`` is NULL when the hour changed since it was counted.
+drift_summaries = Table(
+    "drift_summaries",
+    metadata,
+    Column("model_id", Integer, ForeignKey("models.id"), primary_key=True),
+    Column("layout", String(64), primary_key=True),
+    Column("period", BigInteger, primary_key=True, autoincrement=False),
+    Column("version", String(100), primary_key=True),
+    Column("data", LargeBinary),
+    Index("ix_drift_summaries_hour", "model_id", "period", "version"),
+)
+
 # A model's reference for monitoring, summarised once: per-column profiles (quantile bins,
 # category counts, a bounded sample) and a score calibrator, as JSON.
 reference_profiles = Table(

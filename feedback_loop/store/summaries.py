@@ -1,0 +1,194 @@
+"""Hourly drift summaries: the counts a drift check needs, per reference, hour and version.
+
+A drift check against a reference profile needs, per column, only how many of the window's
+values fall in each of the reference's cells (deciles, categories), how many are missing and
+how many are not null. Those counts add up over hours, so a week's check can merge 168 small
+blobs instead of decoding every logged feature. One row holds one ``(model, reference, hour of
+prediction time, version)``, keyed by the reference's ``layout``:
+
+* ``layout`` names the cells the counts are on (a digest of the reference's bin edges and
+  categories), not the reference itself: counts on the same cells stay right when a reference
+  is set again with the same cells, and a reference with new cells simply has no rows yet;
+* ``data`` is the packed :class:`Summary`, or NULL when the hour changed since it was counted
+  (dirty); the reader rebuilds dirty and missing rows from the log.
+
+Consistency follows ``metric_blocks`` (``store/blocks.py``): a writer that adds predictions to
+an hour marks that hour's summaries dirty in its own transaction (every reference at once, so a
+writer needs to know nothing about references), and a reader rebuilds under the model's
+exclusive lock, so no summary is ever saved from a state a concurrent writer has changed.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, text
+
+FORMAT_VERSION = 1
+_MAGIC = b"FLDS"
+_HEADER = struct.Struct("<4sHqq?q")  # magic, format, rows, fixed cells, unstable, extras bytes
+
+
+@dataclass
+class Summary:
+    """Counts of some rows on a reference's cells.
+
+    ``fixed`` holds the cells whose position the layout fixes (deciles, profiled categories,
+    missing and not-null counts); ``extras`` the values a layout cannot list in advance
+    (categories the reference never saw, predicted class codes), per column. ``unstable`` says
+    some value could not be counted the way a whole window would count it (a category logged as
+    a number, text in a numeric column): checks over such rows read the rows instead.
+    """
+
+    n_rows: int
+    fixed: np.ndarray  # int64
+    extras: dict[str, dict[str, int]] = field(default_factory=dict)
+    unstable: bool = False
+
+    @classmethod
+    def empty(cls, width: int) -> Summary:
+        return cls(0, np.zeros(width, dtype=np.int64))
+
+    def add(self, other: Summary) -> None:
+        """Add ``other``'s counts to these (same layout)."""
+        self.n_rows += other.n_rows
+        self.fixed = self.fixed + other.fixed
+        self.unstable = self.unstable or other.unstable
+        for column, counts in other.extras.items():
+            mine = self.extras.setdefault(column, {})
+            for label, count in counts.items():
+                mine[label] = mine.get(label, 0) + count
+
+
+def pack(summary: Summary) -> bytes:
+    """A versioned binary blob: a header, the fixed cells as int64, the extras as JSON."""
+    extras = json.dumps(summary.extras, separators=(",", ":")).encode() if summary.extras else b""
+    fixed = np.ascontiguousarray(summary.fixed, dtype="<i8")
+    header = _HEADER.pack(
+        _MAGIC, FORMAT_VERSION, summary.n_rows, fixed.size, summary.unstable, len(extras)
+    )
+    return header + fixed.tobytes() + extras
+
+
+def unpack(blob: bytes) -> Summary | None:
+    """The summary in ``blob``, or None when it is of another format (then it is rebuilt)."""
+    if len(blob) < _HEADER.size:
+        return None
+    magic, version, n_rows, width, unstable, n_extras = _HEADER.unpack_from(blob)
+    if magic != _MAGIC or version != FORMAT_VERSION:
+        return None
+    fixed = np.frombuffer(blob, dtype="<i8", count=width, offset=_HEADER.size).astype(np.int64)
+    start = _HEADER.size + 8 * width
+    extras = json.loads(bytes(blob[start : start + n_extras])) if n_extras else {}
+    return Summary(int(n_rows), fixed, extras, bool(unstable))
+
+
+def mark_dirty(conn: Connection, model_id: int, keys: Iterable[tuple[int, str]]) -> None:
+    """Mark dirty every reference's summaries of the hours ``(period, version)``.
+
+    Hours nobody has summarised yet have no rows: the reader finds them through the metric
+    blocks, which every write creates. Only clean rows are updated, so concurrent writers to
+    the current hour do not queue on its rows (as ``blocks.mark_dirty``).
+    """
+    rows = [{"m": model_id, "p": int(p), "v": v} for p, v in sorted(set(keys))]
+    if not rows:
+        return
+    conn.execute(
+        text(
+            "UPDATE drift_summaries SET data = NULL WHERE model_id = :m AND period = :p "
+            "AND version = :v AND data IS NOT NULL"
+        ),
+        rows,
+    )
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One stored summary row (``summary`` None: dirty, or of another format)."""
+
+    period: int
+    version: str
+    summary: Summary | None
+
+
+def read_summaries(
+    conn: Connection,
+    model_id: int,
+    layout: str,
+    start: int,
+    end: int,
+    version: str | None,
+) -> list[Stored]:
+    """The summary rows on ``layout`` of hours in ``[start, end)`` (of one version, if given)."""
+    query = (
+        "SELECT period, version, data FROM drift_summaries WHERE model_id = :m "
+        "AND layout = :l AND period >= :a AND period < :b"
+        + (" AND version = :v" if version is not None else "")
+    )
+    found = conn.execute(
+        text(query), {"m": model_id, "l": layout, "a": start, "b": end, "v": version}
+    ).all()
+    return [
+        Stored(int(row.period), row.version, None if row.data is None else unpack(row.data))
+        for row in found
+    ]
+
+
+def hours_with_data(
+    conn: Connection, model_id: int, start: int, end: int, version: str | None
+) -> set[tuple[int, str]]:
+    """The ``(period, version)`` of the hours in ``[start, end)`` that hold predictions (every
+    write creates its hours' metric blocks in the same transaction)."""
+    query = (
+        "SELECT period, version FROM metric_blocks WHERE model_id = :m "
+        "AND period >= :a AND period < :b" + (" AND version = :v" if version is not None else "")
+    )
+    found = conn.execute(text(query), {"m": model_id, "a": start, "b": end, "v": version}).all()
+    return {(int(p), v) for p, v in found}
+
+
+def save_summaries(
+    conn: Connection,
+    model_id: int,
+    layout: str,
+    summaries: dict[tuple[int, str], Summary],
+) -> None:
+    """Store clean summaries (replacing what the rows held). Call under the exclusive lock."""
+    if not summaries:
+        return
+    rows = [
+        {"m": model_id, "l": layout, "p": p, "v": v, "d": pack(s)}
+        for (p, v), s in sorted(summaries.items(), key=lambda item: item[0])
+    ]
+    conn.execute(
+        text(
+            "INSERT INTO drift_summaries (model_id, layout, period, version, data) "
+            "VALUES (:m, :l, :p, :v, :d) "
+            "ON CONFLICT (model_id, layout, period, version) DO UPDATE SET data = excluded.data"
+        ),
+        rows,
+    )
+
+
+def forget_layouts(conn: Connection, model_id: int, keep: Iterable[str]) -> None:
+    """Drop the summaries on cells no reference of the model uses any more."""
+    kept = sorted(set(keep))
+    marks = ", ".join(f":k{i}" for i in range(len(kept)))
+    condition = f" AND layout NOT IN ({marks})" if kept else ""
+    conn.execute(
+        text(f"DELETE FROM drift_summaries WHERE model_id = :m{condition}"),
+        {"m": model_id, **{f"k{i}": k for i, k in enumerate(kept)}},
+    )
+
+
+def stored_references(conn: Connection, model_id: int) -> list[dict[str, Any]]:
+    """The data of every reference the model has (to know which cells are still in use)."""
+    found = conn.execute(
+        text("SELECT data FROM reference_profiles WHERE model_id = :m"), {"m": model_id}
+    ).scalars()
+    return [json.loads(data) for data in found]
