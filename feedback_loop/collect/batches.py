@@ -304,7 +304,8 @@ def _ids(frame: pd.DataFrame, column: str | None) -> list[str]:
     values = frame[column]
     missing = values.isna().to_numpy()
     if values.dtype.kind in "iu":
-        return values.astype(str).tolist()  # type: ignore[no-any-return]
+        as_text: list[str] = values.astype(str).tolist()
+        return as_text
     if _is_string_dtype(values) and not missing.any():
         return _string_ids(values, column)
     out: list[str] = values.tolist()
@@ -354,10 +355,13 @@ def _optional_text(frame: pd.DataFrame, column: str) -> list[str | None]:
         return [None] * len(frame)
     values = frame[column]
     if _is_string_dtype(values):  # strings or missing, known from the dtype: no row to check
-        out: list[str | None] = values.to_numpy(dtype=object, na_value=None).tolist()
+        boxed = values.to_numpy(dtype=object)
+        boxed[values.isna().to_numpy()] = None
+        out: list[str | None] = boxed.tolist()
         return out
     if values.dtype.kind in "iu":
-        return values.astype(str).tolist()  # type: ignore[no-any-return]
+        digits: list[Any] = values.astype(str).tolist()
+        return digits
     out = []
     for i, value in enumerate(values.tolist()):
         if value is None or (isinstance(value, float) and np.isnan(value)):

@@ -206,7 +206,7 @@ def _pack(conn: Connection, state: ModelState, batch: PredictionBatch) -> list[b
         matrix[:, j] = lookup[np.where(np.isnan(local), len(values), local).astype(np.int64)]
     # each row's bytes as one fixed-width void item: ``tolist`` makes the bytes objects in C
     row_bytes = np.dtype((np.void, matrix.shape[1] * 8))
-    rows: list[bytes | None] = np.ascontiguousarray(matrix).view(row_bytes).ravel().tolist()
+    rows: list[Any] = np.ascontiguousarray(matrix).view(row_bytes).ravel().tolist()
     return rows
 
 
@@ -364,7 +364,7 @@ def _with_actual(batch: PredictionBatch, index: np.ndarray) -> list[int]:
     """Positions (among ``index``) of the rows that came with an actual."""
     if batch.actual.count(None) == len(batch.actual):
         return []
-    given = np.not_equal(np.array(batch.actual, dtype=object), None)
+    given = pd.Series(batch.actual, dtype=object).notna().to_numpy()
     picked: list[int] = index[given[index]].tolist()
     return picked
 

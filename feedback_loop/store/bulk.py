@@ -49,6 +49,8 @@ def nullable(values: np.ndarray) -> list[Any]:
     if missing.all():
         return [None] * len(values)
     if missing.any():
-        out: list[Any] = np.where(missing, None, values.astype(object)).tolist()
+        boxed = values.astype(object)
+        boxed[missing] = None
+        out: list[Any] = boxed.tolist()
         return out
-    return values.tolist()  # type: ignore[no-any-return]
+    return values.tolist()

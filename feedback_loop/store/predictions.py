@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from itertools import repeat
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -179,7 +179,7 @@ def _insert_postgresql(
 ) -> tuple[_Stored, str, dict[str, Any]]:
     """COPY into a staging table, then one INSERT ... ON CONFLICT DO NOTHING RETURNING."""
     create_stage(conn, STAGE, _COLUMNS)
-    fill_stage(conn, STAGE, list(_COPIED), zip(*columns))
+    fill_stage(conn, STAGE, list(_COPIED), zip(*columns, strict=True))
     copied = ", ".join(_COPIED)
     raw = conn.connection.driver_connection
     assert raw is not None
@@ -256,6 +256,7 @@ def _insert_payloads(
         column(rows.proba),
         schema,
         numeric,
+        strict=False,  # ``schema`` may be an endless repeat; the other columns are as long
     )
     raw = conn.connection.driver_connection
     assert raw is not None
