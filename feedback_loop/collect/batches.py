@@ -843,7 +843,8 @@ def _actual_column(
             return None
         if not regression and not (given == np.round(given)).all():
             return None
-        parsed: list[Any] = array.tolist() if regression else array.astype(np.int64).tolist()
+        whole = np.where(present, array, 0.0)
+        parsed: list[Any] = array.tolist() if regression else whole.astype(np.int64).tolist()
         json_text: list[str | None] = list(map(repr, array.tolist()))
         if not present.all():
             for i in np.flatnonzero(~present).tolist():
