@@ -3,6 +3,7 @@ answer row by row as before (new ids, retries, matched and unmatched outcomes)."
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import numpy as np
@@ -14,6 +15,7 @@ from feedback_loop.collect.batches import (
     _outcome_columns,
     _outcome_rows,
     outcome_batch,
+    scalar_json,
     to_frame,
 )
 from feedback_loop.core.tasks import TaskSpec
@@ -83,8 +85,9 @@ def test_outcome_columns_read_as_the_rows_do(task: str, columns: dict[str, list[
 def test_a_bad_outcome_row_is_named(
     task: str, columns: dict[str, list[object]], field: str, row: int
 ) -> None:
+    many = pd.DataFrame({name: values * 40 for name, values in columns.items()})  # the bulk path
     with pytest.raises(ValidationError) as caught:
-        outcome_batch(pd.DataFrame(columns), TaskSpec(task=task), 0)  # type: ignore[arg-type]
+        outcome_batch(many, TaskSpec(task=task), 0)  # type: ignore[arg-type]
     assert (caught.value.field, caught.value.row) == (field, row)
 
 
@@ -132,3 +135,17 @@ def test_outcomes_answer_matched_and_unmatched_row_by_row(db_url: str) -> None:
     assert loop.unmatched_outcomes() == 0
     later = loop.get_prediction("later5")
     assert later is not None and later["actual"] == 1
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [1, 2, -3],
+        [1.5, -2.0, 1e20],
+        ["a", 'say "hi"', "é", "a"],
+        [True, False],
+        [1, "a", 2.5, True],
+    ],
+)
+def test_scalar_json_writes_what_json_writes(values: list[object]) -> None:
+    assert scalar_json(values) == [json.dumps(v) for v in values]

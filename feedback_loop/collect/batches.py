@@ -250,6 +250,20 @@ def _clean_nan(value: Any) -> Any:
     return value
 
 
+def scalar_json(values: list[Any]) -> list[str]:
+    """``json.dumps`` of each parsed label or number, by type rather than row by row (the
+    ``map`` calls run in C; strings are encoded once per distinct value)."""
+    kinds = set(map(type, values))
+    if kinds == {int}:
+        return list(map(str, values))
+    if kinds == {float}:
+        return list(map(repr, values))  # finite numbers: JSON writes floats as repr does
+    if kinds == {str}:
+        text = {value: json.dumps(value) for value in set(values)}
+        return list(map(text.__getitem__, values))
+    return list(map(json.dumps, values))
+
+
 def new_ids(n: int) -> list[str]:
     """Random 128-bit hexadecimal ids, made in one call for a whole batch."""
     blob = os.urandom(16 * n).hex()
@@ -713,7 +727,8 @@ def outcome_batch(rows: Any, spec: TaskSpec, now_us: int) -> OutcomeBatch:
         if "timestamp" in frame
         else np.full(n, now_us, dtype=np.int64)
     )
-    columns_read = _outcome_columns(frame, spec, n)
+    # a few rows (single calls) are read row by row: cheaper than pandas' set-up per column
+    columns_read = _outcome_columns(frame, spec, n) if n > 64 else None
     if columns_read is None:  # an unusual column, or a bad row: read row by row for the message
         columns_read = _outcome_rows(frame, spec, n)
     source, actual, actual_json, correct = columns_read

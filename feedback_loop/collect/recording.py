@@ -11,13 +11,18 @@ import itertools
 from collections.abc import Callable, Iterator, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine
 
-from feedback_loop.collect.batches import OutcomeBatch, PredictionBatch, concat_batches
+from feedback_loop.collect.batches import (
+    OutcomeBatch,
+    PredictionBatch,
+    concat_batches,
+    scalar_json,
+)
 from feedback_loop.core.limits import MAX_CLASSES, first_bad_label
 from feedback_loop.core.tasks import TaskSpec, label_key
 from feedback_loop.errors import ValidationError
@@ -339,7 +344,9 @@ def _store_predictions(
                 ts=batch.ts[pick],
                 source=["natural"] * len(with_actual),
                 actual=[batch.actual[i] for i in with_actual],
-                actual_json=[_json(batch.actual[i]) for i in with_actual],
+                actual_json=cast(
+                    "list[str | None]", scalar_json([batch.actual[i] for i in with_actual])
+                ),
                 correct=[None] * len(with_actual),
             )
             _insert_outcome_batch(conn, state, inline, now_us, lambda i: with_actual[i])
@@ -349,8 +356,9 @@ def _store_predictions(
 
 def _blocks(batch: PredictionBatch, index: np.ndarray) -> list[tuple[int, str]]:
     """The distinct (hour, version) blocks of the rows at ``index``, found with pandas."""
-    if len(index) == 0:
-        return []
+    if len(index) <= 64:  # a few rows (single calls): plain Python beats pandas' set-up
+        pairs = zip(period_of(batch.ts[index]).tolist(), index.tolist(), strict=True)
+        return sorted({(p, batch.version[i] or "") for p, i in pairs})
     versions = pd.Series(batch.version, dtype=object)
     if len(index) < len(batch):
         versions = versions.iloc[index]
@@ -364,15 +372,11 @@ def _with_actual(batch: PredictionBatch, index: np.ndarray) -> list[int]:
     """Positions (among ``index``) of the rows that came with an actual."""
     if batch.actual.count(None) == len(batch.actual):
         return []
+    if len(batch) <= 64:
+        return [i for i in index.tolist() if batch.actual[i] is not None]
     given = pd.Series(batch.actual, dtype=object).notna().to_numpy()
     picked: list[int] = index[given[index]].tolist()
     return picked
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
 
 
 def _insert_outcome_batch(

@@ -85,7 +85,10 @@ def insert_outcome_rows(
         unmatched, touched, params = _insert_staged(conn, model_id, columns, now_us)
     matched = np.ones(n, dtype=bool)
     matched[unmatched] = False
-    apply_latest(conn, model_id, touched, **params)
+    if conn.dialect.name == "sqlite" and _only_outcomes(conn, model_id, params["first"]):
+        _apply_only(conn, model_id, params["first"])
+    else:
+        apply_latest(conn, model_id, touched, **params)
     mark_dirty_for(conn, model_id, touched, **params)
     return matched
 
@@ -163,6 +166,46 @@ def _insert_staged(
         )
         unmatched = np.array([seq for (seq,) in cursor.fetchall()], dtype=np.int64)
     return unmatched, f"SELECT DISTINCT prediction_id FROM {STAGE}", {}
+
+
+def _only_outcomes(conn: Connection, model_id: int, first: int) -> bool:
+    """Whether every outcome above id ``first`` is the only one of its prediction (the usual
+    case: one label per prediction), so it is the latest and the first without ranking."""
+    shared = conn.execute(
+        text(
+            """
+            SELECT 1 FROM outcomes o
+            WHERE o.model_id = :m AND o.id > :first AND EXISTS (
+                SELECT 1 FROM outcomes e
+                WHERE e.model_id = :m AND e.prediction_id = o.prediction_id AND e.id <> o.id
+            ) LIMIT 1
+            """
+        ),
+        {"m": model_id, "first": first},
+    ).first()
+    return shared is None
+
+
+def _apply_only(conn: Connection, model_id: int, first: int) -> None:
+    """``apply_latest`` for outcomes above id ``first`` that are each their prediction's only
+    one (see ``_only_outcomes``): a join on the new rows, no window over outcomes."""
+    conn.execute(
+        text(
+            """
+            UPDATE predictions SET
+                actual_code = CASE WHEN o.correct IS NULL THEN o.actual_code
+                                   WHEN o.correct THEN predictions.pred_code
+                                   ELSE -1 END,
+                actual_value = o.actual_value,
+                actual_ts = o.ts,
+                label_ts = o.ts
+            FROM outcomes o
+            WHERE o.model_id = :m AND o.id > :first
+              AND predictions.model_id = :m AND predictions.prediction_id = o.prediction_id
+            """
+        ),
+        {"m": model_id, "first": first},
+    )
 
 
 def apply_latest(conn: Connection, model_id: int, pid_query: str, **params: object) -> None:
