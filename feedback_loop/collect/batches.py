@@ -250,6 +250,20 @@ def _clean_nan(value: Any) -> Any:
     return value
 
 
+def scalar_json(values: list[Any]) -> list[str]:
+    """``json.dumps`` of each parsed label or number, by type rather than row by row (the
+    ``map`` calls run in C; strings are encoded once per distinct value)."""
+    kinds = set(map(type, values))
+    if kinds == {int}:
+        return list(map(str, values))
+    if kinds == {float}:
+        return list(map(repr, values))  # finite numbers: JSON writes floats as repr does
+    if kinds == {str}:
+        text = {value: json.dumps(value) for value in set(values)}
+        return list(map(text.__getitem__, values))
+    return list(map(json.dumps, values))
+
+
 def new_ids(n: int) -> list[str]:
     """Random 128-bit hexadecimal ids, made in one call for a whole batch."""
     blob = os.urandom(16 * n).hex()
@@ -304,7 +318,10 @@ def _ids(frame: pd.DataFrame, column: str | None) -> list[str]:
     values = frame[column]
     missing = values.isna().to_numpy()
     if values.dtype.kind in "iu":
-        return values.astype(str).tolist()
+        as_text: list[str] = values.astype(str).tolist()
+        return as_text
+    if _is_string_dtype(values) and not missing.any():
+        return _string_ids(values, column)
     out: list[str] = values.tolist()
     bad_type = [
         i
@@ -334,11 +351,33 @@ def _ids(frame: pd.DataFrame, column: str | None) -> list[str]:
     return ids
 
 
+def _string_ids(values: pd.Series, column: str) -> list[str]:
+    """Ids from a string column without a missing value: lengths counted in C, the characters
+    checked on the joined text (``check_texts``)."""
+    ids: list[str] = values.tolist()
+    lengths = values.str.len().to_numpy()
+    bad = (lengths < 1) | (lengths > MAX_ID_LENGTH)
+    if bad.any():
+        row = int(np.argmax(bad))
+        check_prediction_id(ids[row], field=column, row=row)
+    check_texts(ids, field=column)
+    return ids
+
+
 def _optional_text(frame: pd.DataFrame, column: str) -> list[str | None]:
     if column not in frame:
         return [None] * len(frame)
-    out: list[str | None] = []
-    for i, value in enumerate(frame[column].tolist()):
+    values = frame[column]
+    if _is_string_dtype(values):  # strings or missing, known from the dtype: no row to check
+        boxed = values.to_numpy(dtype=object)
+        boxed[values.isna().to_numpy()] = None
+        out: list[str | None] = boxed.tolist()
+        return out
+    if values.dtype.kind in "iu":
+        digits: list[Any] = values.astype(str).tolist()
+        return digits
+    out = []
+    for i, value in enumerate(values.tolist()):
         if value is None or (isinstance(value, float) and np.isnan(value)):
             out.append(None)
         elif isinstance(value, str | int | np.integer) and not isinstance(value, bool):
@@ -346,6 +385,11 @@ def _optional_text(frame: pd.DataFrame, column: str) -> list[str | None]:
         else:
             raise ValidationError("must be a string", field=column, row=i)
     return out
+
+
+def _is_string_dtype(values: pd.Series) -> bool:
+    """A pandas string column (Arrow or Python backed): every value a string or missing."""
+    return isinstance(values.dtype, pd.StringDtype)
 
 
 def _dict_json(frame: pd.DataFrame, column: str) -> list[str | None]:
@@ -501,8 +545,9 @@ def prediction_batch(rows: Any, spec: TaskSpec, now_us: int) -> PredictionBatch:
         feature_cols = [c for c in columns if c not in RESERVED and c != id_col]
         features, matrix, matrix_columns, categories = _split_features(frame, feature_cols)
     parsed = parse_prediction_column(frame["prediction"], spec) if n else _empty_parsed()
-    actual: list[Any] = [None] * n
-    if "actual" in frame:
+    read = _actual_column(frame, spec, n)
+    actual: list[Any] = [None] * n if read is None else read[0]
+    if read is None:
         for i, value in enumerate(frame["actual"].tolist()):
             if value is not None and not (isinstance(value, float) and np.isnan(value)):
                 actual[i] = parse_actual(value, spec, row=i)
@@ -566,7 +611,7 @@ def parse_prediction_column(values: pd.Series, spec: TaskSpec) -> ParsedColumn:
             json_text = (
                 [("true" if v else "false") for v in as_python]
                 if kind == "b"
-                else [str(v) for v in as_python]
+                else list(map(str, as_python))
             )
             return ParsedColumn(as_python, nan, [None] * n, nan, json_text)
     items = values.tolist()
@@ -589,10 +634,9 @@ def parse_prediction_column(values: pd.Series, spec: TaskSpec) -> ParsedColumn:
 
 def dedupe_predictions(batch: PredictionBatch) -> PredictionBatch:
     """Collapse identical repeats of an id inside one batch; refuse conflicting ones."""
-    ids = pd.Series(batch.prediction_id)
-    repeated = ids.duplicated(keep="first").to_numpy()
-    if not repeated.any():
+    if len(set(batch.prediction_id)) == len(batch):
         return batch
+    repeated = pd.Series(batch.prediction_id).duplicated(keep="first").to_numpy()
     first = {pid: i for i, pid in reversed(list(enumerate(batch.prediction_id)))}
     for i in np.flatnonzero(repeated).tolist():
         j = first[batch.prediction_id[i]]
@@ -683,6 +727,21 @@ def outcome_batch(rows: Any, spec: TaskSpec, now_us: int) -> OutcomeBatch:
         if "timestamp" in frame
         else np.full(n, now_us, dtype=np.int64)
     )
+    # a few rows (single calls) are read row by row: cheaper than pandas' set-up per column
+    columns_read = _outcome_columns(frame, spec, n) if n > 64 else None
+    if columns_read is None:  # an unusual column, or a bad row: read row by row for the message
+        columns_read = _outcome_rows(frame, spec, n)
+    source, actual, actual_json, correct = columns_read
+    check_time_range(ts)
+    check_json_texts(actual_json, field="actual")
+    return OutcomeBatch(ids, ts, source, actual, actual_json, correct)
+
+
+_OutcomeColumns = tuple[list[str], list[Any], list[str | None], list[bool | None]]
+
+
+def _outcome_rows(frame: pd.DataFrame, spec: TaskSpec, n: int) -> _OutcomeColumns:
+    """Outcome columns read row by row: any input, and the first bad row named exactly."""
     sources = _optional_text(frame, "source")
     source: list[str] = []
     for i, s in enumerate(sources):
@@ -706,6 +765,113 @@ def outcome_batch(rows: Any, spec: TaskSpec, now_us: int) -> OutcomeBatch:
         actual.append(parse_actual(raw, spec, row=i) if present else None)
         actual_json.append(canonical_json(raw, field="actual", row=i) if present else None)
         correct.append(thumbs)
-    check_time_range(ts)
-    check_json_texts(actual_json, field="actual")
-    return OutcomeBatch(ids, ts, source, actual, actual_json, correct)
+    return source, actual, actual_json, correct
+
+
+def _outcome_columns(frame: pd.DataFrame, spec: TaskSpec, n: int) -> _OutcomeColumns | None:
+    """Outcome columns read whole, by dtype, when every row is valid; None when a column is of
+    a kind only the row-by-row reader handles or holds a bad row (which that reader names)."""
+    source = _source_column(frame, n)
+    correct = _feedback_column(frame, n)
+    read = _actual_column(frame, spec, n)
+    if source is None or correct is None or read is None:
+        return None
+    actual, actual_json, present = read
+    if correct[1] is not None and not (present | correct[1]).all():
+        return None  # a row with neither
+    if correct[1] is None and not present.all():
+        return None
+    return source, actual, actual_json, correct[0]
+
+
+def _source_column(frame: pd.DataFrame, n: int) -> list[str] | None:
+    if "source" not in frame:
+        return ["natural"] * n
+    values = frame["source"]
+    if not _is_string_dtype(values):
+        return None
+    filled = values.fillna("natural").replace("", "natural")
+    if not filled.isin(OUTCOME_SOURCES).all():
+        return None
+    out: list[str] = filled.tolist()
+    return out
+
+
+def _feedback_column(
+    frame: pd.DataFrame, n: int
+) -> tuple[list[bool | None], np.ndarray | None] | None:
+    """Thumbs as True / False / None and where they were given (None: no feedback column)."""
+    if "feedback" not in frame:
+        return [None] * n, None
+    values = frame["feedback"]
+    given = values.notna().to_numpy()
+    if not given.any():
+        return [None] * n, given
+    if values.dtype.kind in "biu" and not given.all():
+        return None
+    if values.dtype.kind == "b":
+        thumbs = values.to_numpy()
+    elif values.dtype.kind in "iu":
+        array = values.to_numpy()
+        if not np.isin(array, (1, -1, 0)).all():
+            return None
+        thumbs = array == 1
+    elif _is_string_dtype(values):
+        words = values.str.lower().map(FEEDBACK_WORDS, na_action="ignore")
+        if words.isna().to_numpy()[given].any():
+            return None
+        thumbs = words.fillna(False).to_numpy(dtype=bool)
+    else:
+        return None
+    out: list[bool | None] = thumbs.astype(bool).tolist()
+    if not given.all():
+        for i in np.flatnonzero(~given).tolist():
+            out[i] = None
+    return out, given
+
+
+def _actual_column(
+    frame: pd.DataFrame, spec: TaskSpec, n: int
+) -> tuple[list[Any], list[str | None], np.ndarray] | None:
+    """Actuals parsed (labels or numbers), their JSON and where they were given, for a column of
+    numbers, booleans or strings; None for anything else or a bad value."""
+    if "actual" not in frame:
+        return [None] * n, [None] * n, np.zeros(n, dtype=bool)
+    values = frame["actual"]
+    kind = values.dtype.kind
+    present = values.notna().to_numpy()
+    regression = spec.task == "regression"
+    if kind in "biu" and not present.all():  # nullable integers or booleans with a gap
+        return None
+    if kind in "iu":
+        as_int: list[Any] = values.to_numpy(dtype=np.int64).tolist()
+        text = list(map(str, as_int))
+        numbers = values.to_numpy(dtype=np.float64).tolist() if regression else as_int
+        return numbers, list(text), present
+    if kind == "b" and not regression:
+        flags: list[Any] = values.to_numpy().tolist()
+        return flags, ["true" if v else "false" for v in flags], present
+    if kind == "f":
+        array = values.to_numpy(dtype=np.float64)
+        given = array[present]
+        if not np.isfinite(given).all():
+            return None
+        if not regression and not (given == np.round(given)).all():
+            return None
+        whole = np.where(present, array, 0.0)
+        parsed: list[Any] = array.tolist() if regression else whole.astype(np.int64).tolist()
+        json_text: list[str | None] = list(map(repr, array.tolist()))
+        if not present.all():
+            for i in np.flatnonzero(~present).tolist():
+                parsed[i] = None
+                json_text[i] = None
+        return parsed, json_text, present
+    if _is_string_dtype(values) and not regression:
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        labels = [str(u) for u in uniques]
+        if "" in labels:
+            return None
+        lookup_label = np.array([*labels, None], dtype=object)
+        lookup_json = np.array([*map(json.dumps, labels), None], dtype=object)
+        return lookup_label[codes].tolist(), lookup_json[codes].tolist(), present
+    return None

@@ -24,13 +24,11 @@ import numpy as np
 import pandas as pd
 
 from feedback_loop.stats.reference import LABEL, PREDICTION, categorical_values
-from feedback_loop.store.blocks import period_of
 from feedback_loop.store.summaries import Summary, mark_dirty
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-    from feedback_loop.collect.batches import PredictionBatch
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -297,15 +295,12 @@ def label_counts(
     return cells, counter.summaries()[0]
 
 
-def note_summaries(
-    conn: Connection, model_id: int, batch: PredictionBatch, new: np.ndarray
-) -> None:
-    """In a prediction write's transaction: the hours its new rows (positions ``new`` of
-    ``batch``) fall in need counting again, for every reference.
+def note_summaries(conn: Connection, model_id: int, blocks: list[tuple[int, str]]) -> None:
+    """In a prediction write's transaction: the hours ``(hour, version)`` its new rows fall
+    in need counting again, for every reference.
 
     Marking costs one indexed ``UPDATE`` that touches nothing while an hour is still being
     written (its summaries do not exist until a check counts the whole hour), so single-row
     ingest stays as fast; counting happens once per hour, in the reader.
     """
-    versions = [batch.version[i] or "" for i in new.tolist()]
-    mark_dirty(conn, model_id, zip(period_of(batch.ts[new]).tolist(), versions, strict=True))
+    mark_dirty(conn, model_id, blocks)

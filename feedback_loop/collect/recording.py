@@ -11,13 +11,18 @@ import itertools
 from collections.abc import Callable, Iterator, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine
 
-from feedback_loop.collect.batches import OutcomeBatch, PredictionBatch, concat_batches
+from feedback_loop.collect.batches import (
+    OutcomeBatch,
+    PredictionBatch,
+    concat_batches,
+    scalar_json,
+)
 from feedback_loop.collect.drift_counts import note_summaries
 from feedback_loop.core.limits import MAX_CLASSES, first_bad_label
 from feedback_loop.core.tasks import TaskSpec, label_key
@@ -172,7 +177,7 @@ def _proba_blobs(
 ) -> list[bytes | None]:
     """Each row's class probabilities as its own (codes, probabilities): the stored size follows
     what the row gave, not the model's whole label vocabulary."""
-    if all(p is None for p in proba):
+    if proba.count(None) == len(proba):
         return [None] * len(proba)
     sizes = np.array([len(p) if p else 0 for p in proba], dtype=np.int64)
     ends = np.cumsum(sizes)
@@ -205,9 +210,10 @@ def _pack(conn: Connection, state: ModelState, batch: PredictionBatch) -> list[b
         lookup = np.array([known[v] for v in values] + [np.nan])
         local = matrix[:, j]
         matrix[:, j] = lookup[np.where(np.isnan(local), len(values), local).astype(np.int64)]
-    width = matrix.shape[1] * 8
-    buffer = np.ascontiguousarray(matrix).tobytes()
-    return [buffer[i : i + width] for i in range(0, len(buffer), width)]
+    # each row's bytes as one fixed-width void item: ``tolist`` makes the bytes objects in C
+    row_bytes = np.dtype((np.void, matrix.shape[1] * 8))
+    rows: list[Any] = np.ascontiguousarray(matrix).view(row_bytes).ravel().tolist()
+    return rows
 
 
 @contextmanager
@@ -291,9 +297,10 @@ class _Stored:
 def _store_predictions(
     engine: Engine, state: ModelState, batch: PredictionBatch, now_us: int
 ) -> _Stored:
-    bad_version = [i for i, v in enumerate(batch.version) if v is not None and not v.isprintable()]
-    if bad_version:
-        raise ValidationError("must be printable text", field="version", row=bad_version[0])
+    bad_version = [v for v in set(batch.version) if v is not None and not v.isprintable()]
+    if bad_version:  # checked once per distinct version; the error names the first row
+        row = min(batch.version.index(v) for v in bad_version)
+        raise ValidationError("must be printable text", field="version", row=row)
     n = len(batch)
     inserted = np.zeros(n, dtype=bool)
     outcomes = np.zeros(n, dtype=np.int64)
@@ -324,15 +331,15 @@ def _store_predictions(
         result = insert_predictions(conn, state.name, state.id, rows, now_us)
         new = result.new_index
         inserted[new] = True
-        versions = [batch.version[i] or "" for i in new.tolist()]
-        mark_dirty(conn, state.id, zip(period_of(batch.ts[new]).tolist(), versions, strict=True))
-        note_summaries(conn, state.id, batch, new)
+        blocks = _blocks(batch, new)
+        mark_dirty(conn, state.id, blocks)
+        note_summaries(conn, state.id, blocks)
         if result.inserted:
             matched = join_pending(conn, state.id, result.new_ids_query, **result.new_ids_params)
             if matched:
                 position = {pid: i for i, pid in enumerate(batch.prediction_id)}
                 np.add.at(joined, [position[pid] for pid in matched], 1)
-        with_actual = [i for i in new.tolist() if batch.actual[i] is not None]
+        with_actual = _with_actual(batch, new)
         if with_actual:
             pick = np.array(with_actual, dtype=np.int64)
             inline = OutcomeBatch(
@@ -340,7 +347,9 @@ def _store_predictions(
                 ts=batch.ts[pick],
                 source=["natural"] * len(with_actual),
                 actual=[batch.actual[i] for i in with_actual],
-                actual_json=[_json(batch.actual[i]) for i in with_actual],
+                actual_json=cast(
+                    "list[str | None]", scalar_json([batch.actual[i] for i in with_actual])
+                ),
                 correct=[None] * len(with_actual),
             )
             _insert_outcome_batch(conn, state, inline, now_us, lambda i: with_actual[i])
@@ -348,10 +357,29 @@ def _store_predictions(
     return _Stored(batch.prediction_id, inserted, outcomes, joined)
 
 
-def _json(value: Any) -> str:
-    import json
+def _blocks(batch: PredictionBatch, index: np.ndarray) -> list[tuple[int, str]]:
+    """The distinct (hour, version) blocks of the rows at ``index``, found with pandas."""
+    if len(index) <= 64:  # a few rows (single calls): plain Python beats pandas' set-up
+        pairs = zip(period_of(batch.ts[index]).tolist(), index.tolist(), strict=True)
+        return sorted({(p, batch.version[i] or "") for p, i in pairs})
+    versions = pd.Series(batch.version, dtype=object)
+    if len(index) < len(batch):
+        versions = versions.iloc[index]
+    frame = pd.DataFrame(
+        {"p": period_of(batch.ts[index]), "v": versions.fillna("").to_numpy(dtype=object)}
+    ).drop_duplicates()
+    return list(zip(frame["p"].tolist(), frame["v"].tolist(), strict=True))
 
-    return json.dumps(value)
+
+def _with_actual(batch: PredictionBatch, index: np.ndarray) -> list[int]:
+    """Positions (among ``index``) of the rows that came with an actual."""
+    if batch.actual.count(None) == len(batch.actual):
+        return []
+    if len(batch) <= 64:
+        return [i for i in index.tolist() if batch.actual[i] is not None]
+    given = pd.Series(batch.actual, dtype=object).notna().to_numpy()
+    picked: list[int] = index[given[index]].tolist()
+    return picked
 
 
 def _insert_outcome_batch(

@@ -45,8 +45,12 @@ def fill_stage(
 
 def nullable(values: np.ndarray) -> list[Any]:
     """Floats with NaN as None (PostgreSQL would keep NaN as a number)."""
-    out: list[Any] = values.tolist()
-    if np.isnan(values).any():
-        for i in np.flatnonzero(np.isnan(values)).tolist():
-            out[i] = None
-    return out
+    missing = np.isnan(values)
+    if missing.all():
+        return [None] * len(values)
+    if missing.any():
+        boxed = values.astype(object)
+        boxed[missing] = None
+        out: list[Any] = boxed.tolist()
+        return out
+    return values.tolist()

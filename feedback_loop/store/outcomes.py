@@ -8,6 +8,8 @@ is kept unmatched and joined when the prediction comes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, text
@@ -16,6 +18,10 @@ from feedback_loop.store.blocks import mark_dirty_for
 from feedback_loop.store.bulk import create_stage, fill_stage
 
 STAGE = "stage_outcomes"
+_INSERTED = (
+    "model_id, prediction_id, ts, source, actual, actual_code, actual_value, correct, matched, "
+    "ingested_at"
+)
 _COLUMNS = (
     ("seq", "INTEGER"),
     ("prediction_id", "VARCHAR(200)"),
@@ -64,29 +70,79 @@ def insert_outcome_rows(
     n = len(rows.prediction_id)
     if n == 0:
         return np.zeros(0, dtype=bool)
-    create_stage(conn, STAGE, _COLUMNS)
-    fill_stage(
-        conn,
-        STAGE,
-        [c for c, _ in _COLUMNS],
-        zip(
-            range(n),
-            rows.prediction_id,
-            rows.ts.tolist(),
-            rows.source,
-            rows.actual_json,
-            rows.actual_code,
-            rows.actual_value,
-            rows.correct,
-            strict=True,
-        ),
+    columns = (
+        rows.prediction_id,
+        rows.ts.tolist(),
+        rows.source,
+        rows.actual_json,
+        rows.actual_code,
+        rows.actual_value,
+        rows.correct,
     )
+    if conn.dialect.name == "sqlite":
+        unmatched, touched, params = _insert_sqlite(conn, model_id, columns, now_us)
+    else:
+        unmatched, touched, params = _insert_staged(conn, model_id, columns, now_us)
+    matched = np.ones(n, dtype=bool)
+    matched[unmatched] = False
+    if conn.dialect.name == "sqlite" and _only_outcomes(conn, model_id, params["first"]):
+        _apply_only(conn, model_id, params["first"])
+    else:
+        apply_latest(conn, model_id, touched, **params)
+    mark_dirty_for(conn, model_id, touched, **params)
+    return matched
+
+
+_Columns = tuple[list[Any], ...]
+
+
+def _insert_sqlite(
+    conn: Connection, model_id: int, columns: _Columns, now_us: int
+) -> tuple[np.ndarray, str, dict[str, Any]]:
+    """Straight into ``outcomes`` (SQLite holds the write lock: the new rows are the ids above
+    the largest before, in batch order); returns the positions of the unmatched outcomes, usually
+    none, and SQL selecting the prediction ids touched."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    n = len(columns[0])
+    cursor = raw.cursor()
+    try:
+        before = cursor.execute("SELECT COALESCE(MAX(id), 0) FROM outcomes").fetchone()[0]
+        cursor.executemany(
+            f"INSERT INTO outcomes ({_INSERTED}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+            "EXISTS (SELECT 1 FROM predictions p WHERE p.model_id = ?1 AND p.prediction_id = ?2),"
+            " ?9)",
+            zip(repeat(model_id), *columns, repeat(now_us)),
+        )
+        lonely = cursor.execute(
+            "SELECT id FROM outcomes WHERE model_id = ? AND matched = 0 AND id > ?",
+            (model_id, before),
+        ).fetchall()
+        after = cursor.execute("SELECT MAX(id) FROM outcomes").fetchone()[0]
+        ids = np.array([i for (i,) in lonely], dtype=np.int64)
+        if after == before + n:  # the next n integers, in batch order
+            unmatched = ids - before - 1
+        else:
+            new = cursor.execute("SELECT id FROM outcomes WHERE id > ? ORDER BY id", (before,))
+            unmatched = np.searchsorted(np.array([i for (i,) in new], dtype=np.int64), ids)
+    finally:
+        cursor.close()
+    touched = "SELECT prediction_id FROM outcomes WHERE model_id = :m AND id > :first"
+    return unmatched, touched, {"first": before}
+
+
+def _insert_staged(
+    conn: Connection, model_id: int, columns: _Columns, now_us: int
+) -> tuple[np.ndarray, str, dict[str, Any]]:
+    """COPY into a staging table, then one INSERT ... SELECT (see ``_insert_sqlite``)."""
+    n = len(columns[0])
+    create_stage(conn, STAGE, _COLUMNS)
+    fill_stage(conn, STAGE, [c for c, _ in _COLUMNS], zip(range(n), *columns, strict=True))
     params = {"m": model_id, "now": now_us}
     conn.execute(
         text(
             f"""
-            INSERT INTO outcomes (model_id, prediction_id, ts, source, actual, actual_code,
-                                  actual_value, correct, matched, ingested_at)
+            INSERT INTO outcomes ({_INSERTED})
             SELECT :m, s.prediction_id, s.ts, s.source, s.actual, s.actual_code, s.actual_value,
                    s.correct,
                    EXISTS (SELECT 1 FROM predictions p
@@ -97,22 +153,59 @@ def insert_outcome_rows(
         ),
         params,
     )
-    found = conn.execute(
-        text(
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor:
+        cursor.execute(
             f"""
             SELECT s.seq FROM {STAGE} s
-            WHERE EXISTS (SELECT 1 FROM predictions p
-                          WHERE p.model_id = :m AND p.prediction_id = s.prediction_id)
+            WHERE NOT EXISTS (SELECT 1 FROM predictions p
+                              WHERE p.model_id = %s AND p.prediction_id = s.prediction_id)
+            """,
+            (model_id,),
+        )
+        unmatched = np.array([seq for (seq,) in cursor.fetchall()], dtype=np.int64)
+    return unmatched, f"SELECT DISTINCT prediction_id FROM {STAGE}", {}
+
+
+def _only_outcomes(conn: Connection, model_id: int, first: int) -> bool:
+    """Whether every outcome above id ``first`` is the only one of its prediction (the usual
+    case: one label per prediction), so it is the latest and the first without ranking."""
+    shared = conn.execute(
+        text(
+            """
+            SELECT 1 FROM outcomes o
+            WHERE o.model_id = :m AND o.id > :first AND EXISTS (
+                SELECT 1 FROM outcomes e
+                WHERE e.model_id = :m AND e.prediction_id = o.prediction_id AND e.id <> o.id
+            ) LIMIT 1
             """
         ),
-        params,
-    ).scalars()
-    matched = np.zeros(n, dtype=bool)
-    matched[np.fromiter(found, dtype=np.int64)] = True
-    touched = f"SELECT DISTINCT prediction_id FROM {STAGE}"
-    apply_latest(conn, model_id, touched)
-    mark_dirty_for(conn, model_id, touched)
-    return matched
+        {"m": model_id, "first": first},
+    ).first()
+    return shared is None
+
+
+def _apply_only(conn: Connection, model_id: int, first: int) -> None:
+    """``apply_latest`` for outcomes above id ``first`` that are each their prediction's only
+    one (see ``_only_outcomes``): a join on the new rows, no window over outcomes."""
+    conn.execute(
+        text(
+            """
+            UPDATE predictions SET
+                actual_code = CASE WHEN o.correct IS NULL THEN o.actual_code
+                                   WHEN o.correct THEN predictions.pred_code
+                                   ELSE -1 END,
+                actual_value = o.actual_value,
+                actual_ts = o.ts,
+                label_ts = o.ts
+            FROM outcomes o
+            WHERE o.model_id = :m AND o.id > :first
+              AND predictions.model_id = :m AND predictions.prediction_id = o.prediction_id
+            """
+        ),
+        {"m": model_id, "first": first},
+    )
 
 
 def apply_latest(conn: Connection, model_id: int, pid_query: str, **params: object) -> None:

@@ -7,8 +7,9 @@ only as an identical retry (then nothing is written again); different content is
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -114,7 +115,9 @@ def insert_predictions(
     n = len(rows.prediction_id)
     if n == 0:
         return InsertResult(0, 0, np.empty(0, dtype=np.int64), "SELECT NULL WHERE 1 = 0", {})
-    values = zip(
+    # Columns, not rows: each becomes a Python list in C and ``zip`` makes the tuples, so no
+    # Python code runs per row between the batch's arrays and the driver.
+    columns = (
         rows.prediction_id,
         rows.ts.tolist(),
         rows.version,
@@ -123,29 +126,36 @@ def insert_predictions(
         nullable(rows.score),
         nullable(rows.pred_value),
         nullable(rows.latency_ms),
-        strict=True,
     )
     if conn.dialect.name == "postgresql" and n <= SMALL_BATCH:
-        returned, new_query, params = _insert_postgresql_small(conn, model_id, values, now_us)
+        stored, new_query, params = _insert_postgresql_small(conn, model_id, columns, now_us)
     elif conn.dialect.name == "postgresql":
-        returned, new_query, params = _insert_postgresql(conn, model_id, values, now_us)
+        stored, new_query, params = _insert_postgresql(conn, model_id, columns, now_us)
     else:
-        returned, new_query, params = _insert_sqlite(conn, model_id, values, now_us)
-    row_id = dict(returned)
-    if len(row_id) < n:
-        _check_retries(conn, model, model_id, rows, row_id)
-    new_index = np.array(
-        [i for i, pid in enumerate(rows.prediction_id) if pid in row_id], dtype=np.int64
-    )
-    _insert_payloads(conn, rows, new_index, [row_id[rows.prediction_id[i]] for i in new_index])
+        stored, new_query, params = _insert_sqlite(conn, model_id, columns, now_us)
+    if isinstance(stored, range):  # every row is new, with these row ids in batch order
+        new_index = np.arange(n, dtype=np.int64)
+        row_ids: Sequence[int] = stored
+    else:
+        row_id = dict(stored)
+        if len(row_id) < n:
+            _check_retries(conn, model, model_id, rows, row_id)
+        new_index = np.array(
+            [i for i, pid in enumerate(rows.prediction_id) if pid in row_id], dtype=np.int64
+        )
+        row_ids = [row_id[rows.prediction_id[i]] for i in new_index.tolist()]
+    _insert_payloads(conn, rows, new_index, row_ids)
     return InsertResult(len(new_index), n - len(new_index), new_index, new_query, params)
 
 
+_Stored = range | list[tuple[str, int]]
+
+
 def _insert_postgresql_small(
-    conn: Connection, model_id: int, values: Iterable[Sequence[Any]], now_us: int
-) -> tuple[list[tuple[str, int]], str, dict[str, Any]]:
+    conn: Connection, model_id: int, columns: Sequence[list[Any]], now_us: int
+) -> tuple[_Stored, str, dict[str, Any]]:
     """A few rows: one multi-row INSERT with bound values, no staging table."""
-    rows = [(model_id, *row, now_us) for row in values]
+    rows = list(zip(repeat(model_id), *columns, repeat(now_us)))
     copied = ", ".join(_COPIED)
     marks = "(" + ", ".join(["%s"] * (len(_COPIED) + 2)) + ")"
     raw = conn.connection.driver_connection
@@ -158,19 +168,18 @@ def _insert_postgresql_small(
             [value for row in rows for value in row],
         )
         returned = cursor.fetchall()
-    ids = [pid for _, pid, *_ in rows]
     query = (
         "SELECT prediction_id FROM predictions WHERE model_id = :m AND prediction_id = ANY(:ids)"
     )
-    return returned, query, {"m": model_id, "ids": ids}
+    return returned, query, {"m": model_id, "ids": columns[0]}
 
 
 def _insert_postgresql(
-    conn: Connection, model_id: int, values: Iterable[Sequence[Any]], now_us: int
-) -> tuple[list[tuple[str, int]], str, dict[str, Any]]:
+    conn: Connection, model_id: int, columns: Sequence[list[Any]], now_us: int
+) -> tuple[_Stored, str, dict[str, Any]]:
     """COPY into a staging table, then one INSERT ... ON CONFLICT DO NOTHING RETURNING."""
     create_stage(conn, STAGE, _COLUMNS)
-    fill_stage(conn, STAGE, list(_COPIED), values)
+    fill_stage(conn, STAGE, list(_COPIED), zip(*columns, strict=True))
     copied = ", ".join(_COPIED)
     raw = conn.connection.driver_connection
     assert raw is not None
@@ -189,25 +198,34 @@ def _insert_postgresql(
 
 
 def _insert_sqlite(
-    conn: Connection, model_id: int, values: Iterable[Sequence[Any]], now_us: int
-) -> tuple[list[tuple[str, int]], str, dict[str, Any]]:
+    conn: Connection, model_id: int, columns: Sequence[list[Any]], now_us: int
+) -> tuple[_Stored, str, dict[str, Any]]:
     """SQLite holds the write lock (BEGIN IMMEDIATE), so the new rows are exactly the ids
-    above the largest id before the insert."""
+    above the largest id before the insert. When every row went in, those ids are the next
+    ``n`` integers in batch order (SQLite gives a new row the largest id plus one), which is
+    checked against the new largest id instead of reading the ids back."""
     raw = conn.connection.driver_connection
     assert raw is not None
     copied = ", ".join(_COPIED)
     marks = ", ".join("?" for _ in range(len(_COPIED) + 2))
+    n = len(columns[0])
     cursor = raw.cursor()
     try:
         before = cursor.execute("SELECT COALESCE(MAX(id), 0) FROM predictions").fetchone()[0]
         cursor.executemany(
             f"INSERT INTO predictions (model_id, {copied}, ingested_at) VALUES ({marks}) "
             "ON CONFLICT (model_id, prediction_id) DO NOTHING",
-            ((model_id, *row, now_us) for row in values),
+            zip(repeat(model_id), *columns, repeat(now_us)),
         )
-        returned = cursor.execute(
-            "SELECT prediction_id, id FROM predictions WHERE id > ?", (before,)
-        ).fetchall()
+        inserted = cursor.rowcount
+        after = cursor.execute("SELECT MAX(id) FROM predictions").fetchone()[0]
+        returned: _Stored
+        if inserted == n and after == before + n:
+            returned = range(before + 1, after + 1)
+        else:
+            returned = cursor.execute(
+                "SELECT prediction_id, id FROM predictions WHERE id > ?", (before,)
+            ).fetchall()
     finally:
         cursor.close()
     query = "SELECT prediction_id FROM predictions WHERE model_id = :m AND id > :first"
@@ -219,14 +237,18 @@ def _insert_payloads(
 ) -> None:
     if len(index) == 0:
         return
+    every = len(index) == len(rows.prediction_id)
     pick = index.tolist()
-    every = len(pick) == len(rows.prediction_id)
 
     def column(values: list[Any]) -> list[Any]:
         return values if every else [values[i] for i in pick]
 
     numeric = column(rows.numeric)
-    schema = [rows.schema_id if blob is not None else None for blob in numeric]
+    schema: Any
+    if rows.schema_id is None or numeric.count(None) == 0:
+        schema = repeat(rows.schema_id)
+    else:
+        schema = [None if blob is None else rows.schema_id for blob in numeric]
     payload = zip(
         ids,
         column(rows.features),
@@ -234,7 +256,7 @@ def _insert_payloads(
         column(rows.proba),
         schema,
         numeric,
-        strict=True,
+        strict=False,  # ``schema`` may be an endless repeat; the other columns are as long
     )
     raw = conn.connection.driver_connection
     assert raw is not None
