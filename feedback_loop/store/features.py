@@ -1,7 +1,8 @@
 """Reading the features logged with a window's predictions, as columns.
 
 Numeric features were stored as packed float64 rows, so a window's worth decodes into a matrix
-with one ``frombuffer``; the other features are JSON, parsed once per distinct text.
+with one ``frombuffer`` per schema; the other features (and tags) are JSON, parsed once per
+distinct text. Both are fetched as a few whole columns, never as one Python object per row.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import Connection
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import Connection, select
 
 from feedback_loop.store.models import feature_value_table
-from feedback_loop.store.reader import WindowFilter, read_rows
+from feedback_loop.store.reader import WindowFilter, fetch_arrow, read_rows
+from feedback_loop.store.tables import feature_schemas
 
 
 @dataclass
@@ -39,30 +43,16 @@ def read_features(conn: Connection, window: WindowFilter, *, regression: bool) -
     rows = read_rows(conn, window, regression=regression, with_id=True)
     ids = rows.ids if rows.ids is not None else np.empty(0, np.int64)
     n = len(rows)
-    sqlite = conn.dialect.name == "sqlite"
-    where, params = window.where(sqlite, alias="p")
-    if not sqlite:
-        where = where.replace("?", "%s")
-    join = "FROM predictions p JOIN prediction_payloads pp ON pp.id = p.id"
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    cursor = raw.cursor()
-    try:
-        packed = cursor.execute(
-            f"SELECT p.id, pp.schema_id, pp.numeric {join} WHERE {where} "
-            "AND pp.numeric IS NOT NULL",
-            params,
-        ).fetchall()
-        texts = cursor.execute(
-            f"SELECT p.id, pp.features {join} WHERE {where} AND pp.features IS NOT NULL", params
-        ).fetchall()
-        tags = cursor.execute(
-            f"SELECT p.id, p.tags FROM predictions p WHERE {where} AND p.tags IS NOT NULL",
-            params,
-        ).fetchall()
-        schemas = dict(cursor.execute("SELECT id, names FROM feature_schemas").fetchall())
-    finally:
-        cursor.close()
+    packed = _read_packed(conn, window)
+    texts = _read_texts(conn, window, "pp.features", _PAYLOADS)
+    tags = _read_texts(conn, window, "p.tags", "FROM predictions p")
+    schemas = dict(
+        conn.execute(
+            select(feature_schemas.c.id, feature_schemas.c.names).where(
+                feature_schemas.c.model_id == window.model_id
+            )
+        ).all()
+    )
     values = feature_value_table(conn, window.model_id)
     frame = _combined(_numeric_frame(ids, packed, schemas, values), _json_frame(ids, texts))
     regression_pair = (rows.a, rows.b) if regression else (np.full(n, np.nan), np.full(n, np.nan))
@@ -80,6 +70,120 @@ def read_features(conn: Connection, window: WindowFilter, *, regression: bool) -
     )
 
 
+_PAYLOADS = "FROM predictions p JOIN prediction_payloads pp ON pp.id = p.id"
+_TEXT_SEP = "\x1e"  # a control character: never raw inside JSON text
+
+
+@dataclass
+class _Packed:
+    """The packed numeric rows of one feature schema: row ids and their float64 matrix."""
+
+    schema_id: int
+    ids: npt.NDArray[np.int64]
+    matrix_bytes: memoryview | bytes
+
+
+@dataclass
+class _Texts:
+    """JSON texts of some rows: their ids, and per row a code into the distinct texts."""
+
+    ids: npt.NDArray[np.int64]
+    codes: npt.NDArray[np.int64]
+    uniques: list[str]
+
+
+def _read_packed(conn: Connection, window: WindowFilter) -> list[_Packed]:
+    """The window's packed numeric rows, one contiguous buffer per schema.
+
+    SQLite concatenates each schema's blobs itself (``group_concat`` of blobs, read back as one
+    blob); PostgreSQL returns them as an Arrow binary column, whose data buffer holds them end
+    to end. No Python object per row either way."""
+    if conn.dialect.name == "sqlite":
+        where, params = window.where(True, alias="p")
+        found = _raw_fetchall(
+            conn,
+            "SELECT pp.schema_id, group_concat(p.id, char(10)), "
+            f"CAST(group_concat(pp.numeric, '') AS BLOB) {_PAYLOADS} "
+            f"WHERE {where} AND pp.numeric IS NOT NULL GROUP BY pp.schema_id",
+            params,
+        )
+        return [_Packed(int(sid), _int_lines(id_text), blob or b"") for sid, id_text, blob in found]
+    where, params = window.where(False, alias="p")
+    table = fetch_arrow(
+        conn.engine,
+        f"SELECT p.id AS id, pp.schema_id AS sid, pp.numeric AS blob {_PAYLOADS} "
+        f"WHERE {where} AND pp.numeric IS NOT NULL",
+        params,
+    )
+    if table.num_rows == 0:
+        return []
+    table = table.combine_chunks()
+    schema_ids = table.column("sid").to_numpy()
+    out = []
+    for sid in np.unique(schema_ids).tolist():
+        mine = table.filter(pa.array(schema_ids == sid))
+        blobs = mine.column("blob").combine_chunks()
+        wide = pa.types.is_large_binary(blobs.type)
+        offsets = np.frombuffer(blobs.buffers()[1], dtype=np.int64 if wide else np.int32)
+        offsets = offsets[blobs.offset : blobs.offset + len(blobs) + 1]
+        data = memoryview(blobs.buffers()[2])[int(offsets[0]) : int(offsets[-1])]
+        ids = np.asarray(mine.column("id").to_numpy(), dtype=np.int64)
+        out.append(_Packed(int(sid), ids, data))
+    return out
+
+
+def _read_texts(conn: Connection, window: WindowFilter, column: str, source: str) -> _Texts:
+    """The non-NULL JSON texts of ``column`` in the window, dictionary-encoded in Arrow."""
+    if conn.dialect.name == "sqlite":
+        where, params = window.where(True, alias="p")
+        found = _raw_fetchall(
+            conn,
+            f"SELECT group_concat(p.id, char(10)), group_concat({column}, char(30)) "
+            f"{source} WHERE {where} AND {column} IS NOT NULL",
+            params,
+        )
+        id_text, joined = found[0] if found else (None, None)
+        if joined is None:
+            return _Texts(np.empty(0, np.int64), np.empty(0, np.int64), [])
+        ids = _int_lines(id_text)
+        texts = pc.split_pattern(pa.array([joined], pa.large_string()), _TEXT_SEP).flatten()
+    else:
+        where, params = window.where(False, alias="p")
+        table = fetch_arrow(
+            conn.engine,
+            f"SELECT p.id AS id, CAST({column} AS text) AS t {source} "
+            f"WHERE {where} AND {column} IS NOT NULL",
+            params,
+        )
+        ids = table.column("id").to_numpy().astype(np.int64)
+        texts = table.column("t").combine_chunks()
+    encoded = pc.dictionary_encode(texts)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return _Texts(ids, codes, encoded.dictionary.to_pylist())
+
+
+def _raw_fetchall(conn: Connection, sql: str, params: list[Any]) -> list[Any]:
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    try:
+        return list(cursor.execute(sql, params).fetchall())
+    finally:
+        cursor.close()
+
+
+def _int_lines(text: str | bytes | None) -> npt.NDArray[np.int64]:
+    """Integers, one per line, parsed by Arrow."""
+    if not text:
+        return np.empty(0, np.int64)
+    if isinstance(text, bytes):
+        text = text.decode()
+    lines = pc.split_pattern(pa.array([text], pa.large_string()), "\n").flatten()
+    return np.asarray(pc.cast(lines, pa.int64()).to_numpy(), dtype=np.int64)
+
+
 def _combined(packed: pd.DataFrame, parsed: pd.DataFrame) -> pd.DataFrame:
     """One frame of both storages. A feature can be packed in some rows and JSON in others (a
     column file and JSON bodies logged to one model); each row holds it in one place."""
@@ -91,15 +195,9 @@ def _combined(packed: pd.DataFrame, parsed: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _positions(ids: np.ndarray, found: list[Any]) -> np.ndarray:
-    """Where each fetched ``(id, ...)`` row sits in the window's id order."""
-    fetched = np.fromiter((r[0] for r in found), dtype=np.int64, count=len(found))
-    return np.searchsorted(ids, fetched)
-
-
 def _numeric_frame(
     ids: np.ndarray,
-    packed: list[Any],
+    packed: list[_Packed],
     schemas: dict[int, str],
     values: dict[str, list[str | None]],
 ) -> pd.DataFrame:
@@ -108,14 +206,12 @@ def _numeric_frame(
     categorical_codes: dict[str, npt.NDArray[np.int64]] = {}
     if not packed:
         return pd.DataFrame(index=pd.RangeIndex(n))
-    where = _positions(ids, packed)
-    schema_ids = np.fromiter((r[1] for r in packed), dtype=np.int64, count=len(packed))
-    for sid in np.unique(schema_ids).tolist():
-        layout = json.loads(schemas[sid])
-        mine = np.flatnonzero(schema_ids == sid)
-        buffer = b"".join([bytes(packed[i][2]) for i in mine.tolist()])
-        matrix = np.frombuffer(buffer, dtype=np.float64).reshape(len(mine), len(layout))
-        rows = where[mine]
+    for part in packed:
+        layout = json.loads(schemas[part.schema_id])
+        matrix = np.frombuffer(part.matrix_bytes, dtype=np.float64).reshape(
+            len(part.ids), len(layout)
+        )
+        rows = np.searchsorted(ids, part.ids)
         for j, (name, kind) in enumerate(layout):
             if kind == "categorical":
                 raw = matrix[:, j]
@@ -133,17 +229,16 @@ def _numeric_frame(
     return pd.DataFrame(columns, index=pd.RangeIndex(n))
 
 
-def _json_frame(ids: np.ndarray, found: list[Any]) -> pd.DataFrame:
-    """JSON objects (one per fetched row) as columns, parsed once per distinct text."""
+def _json_frame(ids: np.ndarray, found: _Texts) -> pd.DataFrame:
+    """JSON objects as columns, each distinct text parsed once."""
     n = len(ids)
-    if not found:
+    if len(found.ids) == 0:
         return pd.DataFrame(index=pd.RangeIndex(n))
-    where = _positions(ids, found)
-    codes, uniques = pd.factorize(pd.Series([r[1] for r in found], dtype=object))
-    parsed = pd.DataFrame.from_records([json.loads(t) for t in uniques.tolist()])
+    where = np.searchsorted(ids, found.ids)
+    parsed = pd.DataFrame.from_records([json.loads(t) for t in found.uniques])
     columns = {}
     for name in parsed.columns:
         column = np.full(n, None, dtype=object)
-        column[where] = parsed[name].to_numpy(dtype=object)[codes]
+        column[where] = parsed[name].to_numpy(dtype=object)[found.codes]
         columns[name] = pd.Series(column).infer_objects()
     return pd.DataFrame(columns, index=pd.RangeIndex(n))

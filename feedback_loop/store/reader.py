@@ -253,6 +253,33 @@ def read_rows(
     return rows
 
 
+def read_scores(conn: Connection, window: WindowFilter) -> np.ndarray:
+    """The logged scores of ``window`` (float64, NaN where none), in no particular order: one
+    column read instead of the whole row."""
+    sqlite = conn.dialect.name == "sqlite"
+    where, params = window.where(sqlite)
+    if sqlite:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        try:
+            (text,) = cursor.execute(
+                "SELECT group_concat(printf('%.17g', COALESCE(score, -1.0)), char(10)) "
+                f"FROM predictions WHERE {where}",
+                params,
+            ).fetchone()
+        finally:
+            cursor.close()
+        score = _parse_lines(text, pa.float64())
+    else:
+        table = fetch_arrow(
+            conn.engine, f"SELECT COALESCE(score, -1.0) AS s FROM predictions WHERE {where}", params
+        )
+        score = _numpy(table.column("s"), pa.float64())
+    score[score < 0] = np.nan
+    return score
+
+
 def _parse_lines(text: str | None, kind: pa.DataType) -> np.ndarray:
     if text is None:
         return np.empty(0, dtype=object if kind == pa.string() else kind.to_pandas_dtype())
