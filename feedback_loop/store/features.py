@@ -1,7 +1,7 @@
 """Reading the features logged with a window's predictions, as columns.
 
 Numeric features were stored as packed float64 rows, so a window's worth decodes into a matrix
-with one ``frombuffer`` per schema; the other features (and tags) are JSON, parsed once per
+with one ``frombuffer``; the other features (and tags) are JSON, parsed once per
 distinct text. Both are fetched as a few whole columns, never as one Python object per row.
 """
 
@@ -43,18 +43,19 @@ def read_features(conn: Connection, window: WindowFilter, *, regression: bool) -
     rows = read_rows(conn, window, regression=regression, with_id=True)
     ids = rows.ids if rows.ids is not None else np.empty(0, np.int64)
     n = len(rows)
-    packed = _read_packed(conn, window)
-    texts = _read_texts(conn, window, "pp.features", _PAYLOADS)
-    tags = _read_texts(conn, window, "p.tags", "FROM predictions p")
-    schemas = dict(
-        conn.execute(
+    layouts = {
+        int(sid): [(str(name), str(kind)) for name, kind in json.loads(names)]
+        for sid, names in conn.execute(
             select(feature_schemas.c.id, feature_schemas.c.names).where(
                 feature_schemas.c.model_id == window.model_id
             )
         ).all()
-    )
+    }
+    packed = _read_packed(conn, window, {sid: len(cols) for sid, cols in layouts.items()})
+    texts = _read_texts(conn, window, "pp.features", _PAYLOADS)
+    tags = _read_texts(conn, window, "p.tags", "FROM predictions p")
     values = feature_value_table(conn, window.model_id)
-    frame = _combined(_numeric_frame(ids, packed, schemas, values), _json_frame(ids, texts))
+    frame = _combined(_numeric_frame(ids, packed, layouts, values), _json_frame(ids, texts))
     regression_pair = (rows.a, rows.b) if regression else (np.full(n, np.nan), np.full(n, np.nan))
     code_pair = (rows.a, rows.b) if not regression else (np.full(n, -2), np.full(n, -2))
     return WindowFeatures(
@@ -76,11 +77,13 @@ _TEXT_SEP = "\x1e"  # a control character: never raw inside JSON text
 
 @dataclass
 class _Packed:
-    """The packed numeric rows of one feature schema: row ids and their float64 matrix."""
+    """The window's packed numeric rows end to end: row ids, schema ids, and where each row's
+    float64 values start in ``words``."""
 
-    schema_id: int
     ids: npt.NDArray[np.int64]
-    matrix_bytes: memoryview | bytes
+    schema_ids: npt.NDArray[np.int64]
+    words: npt.NDArray[np.float64]
+    starts: npt.NDArray[np.int64]
 
 
 @dataclass
@@ -92,22 +95,28 @@ class _Texts:
     uniques: list[str]
 
 
-def _read_packed(conn: Connection, window: WindowFilter) -> list[_Packed]:
-    """The window's packed numeric rows, one contiguous buffer per schema.
+def _read_packed(conn: Connection, window: WindowFilter, widths: dict[int, int]) -> _Packed:
+    """The window's packed numeric rows as one buffer (``widths``: values per row of a schema).
 
-    SQLite concatenates each schema's blobs itself (``group_concat`` of blobs, read back as one
-    blob); PostgreSQL returns them as an Arrow binary column, whose data buffer holds them end
-    to end. No Python object per row either way."""
+    SQLite concatenates the blobs itself (``group_concat`` of blobs, read back as one blob; no
+    ``GROUP BY``, which would sort a million blobs through a temporary b-tree); PostgreSQL
+    returns them as an Arrow binary column, whose data buffer holds them end to end. No Python
+    object per row either way."""
     if conn.dialect.name == "sqlite":
         where, params = window.where(True, alias="p")
         found = _raw_fetchall(
             conn,
-            "SELECT pp.schema_id, group_concat(p.id, char(10)), "
+            "SELECT group_concat(p.id, char(10)), group_concat(pp.schema_id, char(10)), "
             f"CAST(group_concat(pp.numeric, '') AS BLOB) {_PAYLOADS} "
-            f"WHERE {where} AND pp.numeric IS NOT NULL GROUP BY pp.schema_id",
+            f"WHERE {where} AND pp.numeric IS NOT NULL",
             params,
         )
-        return [_Packed(int(sid), _int_lines(id_text), blob or b"") for sid, id_text, blob in found]
+        id_text, sid_text, blob = found[0] if found else (None, None, None)
+        ids, schema_ids = _int_lines(id_text), _int_lines(sid_text)
+        sizes = _row_widths(schema_ids, widths)
+        starts = np.zeros(len(sizes), np.int64)
+        np.cumsum(sizes[:-1], out=starts[1:])
+        return _Packed(ids, schema_ids, np.frombuffer(blob or b"", dtype=np.float64), starts)
     where, params = window.where(False, alias="p")
     table = fetch_arrow(
         conn.engine,
@@ -116,20 +125,31 @@ def _read_packed(conn: Connection, window: WindowFilter) -> list[_Packed]:
         params,
     )
     if table.num_rows == 0:
-        return []
+        empty = np.empty(0, np.int64)
+        return _Packed(empty, empty, np.empty(0), empty)
     table = table.combine_chunks()
-    schema_ids = table.column("sid").to_numpy()
-    out = []
-    for sid in np.unique(schema_ids).tolist():
-        mine = table.filter(pa.array(schema_ids == sid))
-        blobs = mine.column("blob").combine_chunks()
-        wide = pa.types.is_large_binary(blobs.type)
-        offsets = np.frombuffer(blobs.buffers()[1], dtype=np.int64 if wide else np.int32)
-        offsets = offsets[blobs.offset : blobs.offset + len(blobs) + 1]
-        data = memoryview(blobs.buffers()[2])[int(offsets[0]) : int(offsets[-1])]
-        ids = np.asarray(mine.column("id").to_numpy(), dtype=np.int64)
-        out.append(_Packed(int(sid), ids, data))
-    return out
+    blobs = table.column("blob").chunk(0)
+    wide = pa.types.is_large_binary(blobs.type)
+    offsets = np.frombuffer(blobs.buffers()[1], dtype=np.int64 if wide else np.int32)
+    offsets = offsets[blobs.offset : blobs.offset + len(blobs) + 1].astype(np.int64)
+    data = np.frombuffer(blobs.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return _Packed(
+        np.asarray(table.column("id").to_numpy(), dtype=np.int64),
+        np.asarray(table.column("sid").to_numpy(), dtype=np.int64),
+        data.view(np.float64) if data.size % 8 == 0 else np.empty(0),
+        (offsets[:-1] - offsets[0]) // 8,
+    )
+
+
+def _row_widths(schema_ids: np.ndarray, widths: dict[int, int]) -> npt.NDArray[np.int64]:
+    """Values per row, looked up by schema id."""
+    if schema_ids.size == 0:
+        return np.empty(0, np.int64)
+    table = np.zeros(int(schema_ids.max()) + 1, np.int64)
+    for sid, width in widths.items():
+        if sid < len(table):
+            table[sid] = width
+    return table[schema_ids]
 
 
 def _read_texts(conn: Connection, window: WindowFilter, column: str, source: str) -> _Texts:
@@ -197,36 +217,51 @@ def _combined(packed: pd.DataFrame, parsed: pd.DataFrame) -> pd.DataFrame:
 
 def _numeric_frame(
     ids: np.ndarray,
-    packed: list[_Packed],
-    schemas: dict[int, str],
+    packed: _Packed,
+    layouts: dict[int, list[tuple[str, str]]],
     values: dict[str, list[str | None]],
 ) -> pd.DataFrame:
+    """The packed features as columns: numbers in one float64 block (NaN where a row did not
+    log them), categories dictionary-encoded as stored."""
     n = len(ids)
-    columns: dict[str, np.ndarray] = {}
-    categorical_codes: dict[str, npt.NDArray[np.int64]] = {}
-    if not packed:
+    if packed.ids.size == 0:
         return pd.DataFrame(index=pd.RangeIndex(n))
-    for part in packed:
-        layout = json.loads(schemas[part.schema_id])
-        matrix = np.frombuffer(part.matrix_bytes, dtype=np.float64).reshape(
-            len(part.ids), len(layout)
-        )
-        rows = np.searchsorted(ids, part.ids)
+    present = [int(sid) for sid in np.unique(packed.schema_ids)]
+    numeric: dict[str, int] = {}
+    categorical: dict[str, npt.NDArray[np.int64]] = {}
+    for sid in present:
+        for name, kind in layouts[sid]:
+            if kind == "categorical":
+                categorical.setdefault(name, np.full(n, -1, dtype=np.int64))
+            else:
+                numeric.setdefault(name, len(numeric))
+    block = np.full((len(numeric), n), np.nan)
+    positions = np.searchsorted(ids, packed.ids)
+    for sid in present:
+        layout = layouts[sid]
+        width = len(layout)
+        if len(present) == 1:
+            rows = positions
+            matrix = packed.words[: len(rows) * width].reshape(len(rows), width)
+        else:
+            mine = np.flatnonzero(packed.schema_ids == sid)
+            rows = positions[mine]
+            matrix = packed.words[packed.starts[mine][:, None] + np.arange(width)]
+        by_column = np.ascontiguousarray(matrix.T)  # one pass, then every column is contiguous
         for j, (name, kind) in enumerate(layout):
             if kind == "categorical":
-                raw = matrix[:, j]
-                coded = categorical_codes.setdefault(name, np.full(n, -1, dtype=np.int64))
-                coded[rows] = np.where(np.isnan(raw), -1, raw).astype(np.int64)
+                raw = by_column[j]
+                categorical[name][rows] = np.where(np.isnan(raw), -1, raw).astype(np.int64)
             else:
-                column = columns.setdefault(name, np.full(n, np.nan))
-                column[rows] = matrix[:, j]
-    for name, coded in categorical_codes.items():
+                block[numeric[name], rows] = by_column[j]
+    frame = pd.DataFrame(block.T, columns=list(numeric), index=pd.RangeIndex(n), copy=False)
+    for name, coded in categorical.items():
         # dictionary-encoded, as stored: counting categories then never touches Python objects
         labels = pd.Index(
             [v if v is not None else f"<code {i}>" for i, v in enumerate(values.get(name, []))]
         )
-        columns[name] = pd.Categorical.from_codes(coded, categories=labels)  # type: ignore[assignment]
-    return pd.DataFrame(columns, index=pd.RangeIndex(n))
+        frame[name] = pd.Categorical.from_codes(coded, categories=labels)
+    return frame
 
 
 def _json_frame(ids: np.ndarray, found: _Texts) -> pd.DataFrame:
