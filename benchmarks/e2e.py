@@ -48,6 +48,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -732,6 +733,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nannyml-python", help="interpreter of a NannyML environment")
     parser.add_argument("--cache", type=Path, default=Path(".bench/peers"))
     parser.add_argument("--python", default="python3", help="creates the peer environment")
+    parser.add_argument("--keep", action="store_true", help="keep the databases and Parquet files")
     parser.add_argument("--child", choices=OPS, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -763,8 +765,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         folder = Path(ours[-1]["folder"])
         peers[rows] = measure_peers(folder, None if args.skip_peers else nannyml, args.repeat)
         console.print(peers_table(rows, peers[rows], ours))
-    for run in results:
-        console.print(ops_table(run))
+        if not args.keep:
+            for run in ours:
+                shutil.rmtree(run["folder"], ignore_errors=True)
     lines = targets(results, console)
     if args.json:
         payload = {

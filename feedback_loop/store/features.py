@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from sqlalchemy import Connection, select
 
 from feedback_loop.store.models import feature_value_table
-from feedback_loop.store.reader import WindowFilter, fetch_arrow, read_rows
+from feedback_loop.store.reader import WindowFilter, fetch_arrow, read_outputs
 from feedback_loop.store.tables import feature_schemas
 
 
@@ -40,9 +40,9 @@ class WindowFeatures:
 
 def read_features(conn: Connection, window: WindowFilter, *, regression: bool) -> WindowFeatures:
     """The window's predictions, ordered by row id (the order they were logged)."""
-    rows = read_rows(conn, window, regression=regression, with_id=True)
-    ids = rows.ids if rows.ids is not None else np.empty(0, np.int64)
-    n = len(rows)
+    rows = read_outputs(conn, window, regression=regression)
+    ids = rows.ids
+    n = len(ids)
     layouts = {
         int(sid): [(str(name), str(kind)) for name, kind in json.loads(names)]
         for sid, names in conn.execute(
