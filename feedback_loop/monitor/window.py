@@ -24,7 +24,7 @@ from feedback_loop.store.blocks import PERIOD_US, lock_exclusive, period_of
 from feedback_loop.store.blocks import read_window as read_blocks
 from feedback_loop.store.engine import read_transaction, write_transaction
 from feedback_loop.store.features import WindowFeatures, read_features
-from feedback_loop.store.reader import WindowFilter, read_rows
+from feedback_loop.store.reader import WindowFilter, read_rows, read_scores
 from feedback_loop.store.summaries import (
     Summary,
     hours_with_data,
@@ -34,9 +34,17 @@ from feedback_loop.store.summaries import (
 
 
 def keys_of_codes(state: ModelState, codes: np.ndarray) -> np.ndarray:
-    """Label codes back to their stored keys (``'"cat"'``, ``'1'``); -1 (thumbs down) is None."""
-    lookup = {code: key for key, code in state.codes.items()}
-    return np.array([lookup.get(int(c)) for c in codes], dtype=object)
+    """Label codes back to their stored keys (``'"cat"'``, ``'1'``); -1 (thumbs down) and any
+    other code without a key (the unlabeled sentinel) are None. One lookup array, indexed once."""
+    codes = np.asarray(codes, dtype=np.int64)
+    low = min(min(state.codes.values(), default=0), 0)
+    high = max(state.codes.values(), default=-1)
+    unknown = high - low + 1  # the last slot answers every code without a key
+    table = np.full(unknown + 1, None, dtype=object)
+    for key, code in state.codes.items():
+        table[code - low] = key
+    inside = (codes >= low) & (codes <= high)
+    return table[np.where(inside, codes - low, unknown)]
 
 
 def window_features(engine: Engine, window: WindowFilter, *, regression: bool) -> WindowFeatures:
@@ -45,9 +53,9 @@ def window_features(engine: Engine, window: WindowFilter, *, regression: bool) -
 
 
 def window_scores(engine: Engine, window: WindowFilter) -> np.ndarray:
-    """The logged scores of a window (no features read)."""
+    """The logged scores of a window (only that column read)."""
     with engine.connect() as conn, conn.begin():
-        return read_rows(conn, window, regression=False).score
+        return read_scores(conn, window)
 
 
 def window_filter(

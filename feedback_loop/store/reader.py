@@ -218,11 +218,73 @@ def read_rows(
 
     With ``with_id`` the rows come back sorted by row id, which is returned in ``ids``."""
     sqlite = conn.dialect.name == "sqlite"
-    where, params = window.where(sqlite)
     columns = _columns(regression, sqlite) + (["id"] if with_id else [])
     pair = pa.float64() if regression else pa.int64()
     kinds = [pa.int64(), pa.string(), pa.int64(), pair, pair, pa.float64(), pa.int64()]
     kinds += [pa.int64()] if with_id else []
+    arrays = _read_columns(conn, window, columns, kinds)
+    ts, version, labeled, a, b, score, delay = arrays[:7]
+    rows = Rows(ts, version, labeled.astype(bool), a, b, _nan_for_none(score), delay)
+    if not with_id:
+        return rows
+    ids = arrays[7]
+    order = np.argsort(ids, kind="stable")
+    rows = rows.take(order)
+    rows.ids = ids[order]
+    return rows
+
+
+@dataclass
+class Outputs:
+    """What the model said and what happened, per prediction of a window, in row-id order:
+    the columns a features read needs (no version strings, no label delays)."""
+
+    ids: np.ndarray  # int64
+    ts: np.ndarray  # int64 µs
+    labeled: np.ndarray  # bool
+    a: np.ndarray  # predicted code (int64) or value (float64)
+    b: np.ndarray  # actual code or value (sentinel where unlabeled)
+    score: np.ndarray  # float64, NaN where none
+
+
+def read_outputs(conn: Connection, window: WindowFilter, *, regression: bool) -> Outputs:
+    """The window's predictions and outcomes, sorted by row id."""
+    every = _columns(regression, conn.dialect.name == "sqlite")
+    pair = pa.float64() if regression else pa.int64()
+    columns = [every[0], every[2], every[3], every[4], every[5], "id"]
+    kinds = [pa.int64(), pa.int64(), pair, pair, pa.float64(), pa.int64()]
+    ts, labeled, a, b, score, ids = _read_columns(conn, window, columns, kinds)
+    order = np.argsort(ids, kind="stable")
+    return Outputs(
+        ids[order],
+        ts[order],
+        labeled.astype(bool)[order],
+        a[order],
+        b[order],
+        _nan_for_none(score)[order],
+    )
+
+
+def read_scores(conn: Connection, window: WindowFilter) -> np.ndarray:
+    """The logged scores of ``window`` (float64, NaN where none), in no particular order: one
+    column read instead of the whole row."""
+    score = _columns(False, conn.dialect.name == "sqlite")[5]
+    return _nan_for_none(_read_columns(conn, window, [score], [pa.float64()])[0])
+
+
+def _nan_for_none(score: np.ndarray) -> np.ndarray:
+    score = score.astype(np.float64)
+    score[score < 0] = np.nan  # stored scores are probabilities: -1.0 stands for none
+    return score
+
+
+def _read_columns(
+    conn: Connection, window: WindowFilter, columns: list[str], kinds: list[pa.DataType]
+) -> list[np.ndarray]:
+    """SQL expressions over the window's predictions, one array each. SQLite builds each column
+    as one text (``group_concat``) that Arrow's CSV reader parses; PostgreSQL sends Arrow."""
+    sqlite = conn.dialect.name == "sqlite"
+    where, params = window.where(sqlite)
     if sqlite:
         select = ", ".join(f"group_concat({c}, char(10))" for c in columns)
         raw = conn.connection.driver_connection
@@ -234,23 +296,11 @@ def read_rows(
             ).fetchone()
         finally:
             cursor.close()
-        arrays = [_parse_lines(t, k) for t, k in zip(texts, kinds, strict=True)]
-    else:
-        names = [f"c{i}" for i in range(len(columns))]
-        select = ", ".join(f"{c} AS {n}" for c, n in zip(columns, names, strict=True))
-        table = fetch_arrow(conn.engine, f"SELECT {select} FROM predictions WHERE {where}", params)
-        arrays = [_numpy(table.column(n), k) for n, k in zip(names, kinds, strict=True)]
-    ts, version, labeled, a, b, score, delay = arrays[:7]
-    score = score.astype(np.float64)
-    score[score < 0] = np.nan
-    rows = Rows(ts, version, labeled.astype(bool), a, b, score, delay)
-    if not with_id:
-        return rows
-    ids = arrays[7]
-    order = np.argsort(ids, kind="stable")
-    rows = rows.take(order)
-    rows.ids = ids[order]
-    return rows
+        return [_parse_lines(t, k) for t, k in zip(texts, kinds, strict=True)]
+    names = [f"c{i}" for i in range(len(columns))]
+    select = ", ".join(f"{c} AS {n}" for c, n in zip(columns, names, strict=True))
+    table = fetch_arrow(conn.engine, f"SELECT {select} FROM predictions WHERE {where}", params)
+    return [_numpy(table.column(n), k) for n, k in zip(names, kinds, strict=True)]
 
 
 def _parse_lines(text: str | None, kind: pa.DataType) -> np.ndarray:
