@@ -32,7 +32,6 @@ from feedback_loop.monitor.window import (
     window_filter,
 )
 from feedback_loop.stats.drift import compare, dataset_drift, profile_from_dict
-from feedback_loop.stats.drift.calibrated import calibrated_chi_square
 from feedback_loop.stats.drift.categorical import CategoryCounts, compare_counts
 from feedback_loop.stats.drift.profile import (
     ALL_THRESHOLDS,
@@ -42,6 +41,7 @@ from feedback_loop.stats.drift.profile import (
     CategoricalProfile,
     NumericProfile,
     Profile,
+    calibrated_counts,
     default_alpha,
 )
 from feedback_loop.stats.drift.result import DriftResult
@@ -223,7 +223,9 @@ def _from_counts(profile: Profile, current: Counted, method: str, alpha: float) 
         if not cells.sum():
             raise ValueError("current has no finite values")
         if method == CALIBRATED:
-            return _calibrated(profile, profile.bin_counts, cells, alpha, missing)
+            return calibrated_counts(
+                profile, profile.bin_counts, cells, alpha, profile.missing, missing
+            )
         return compare_counts(
             method,
             profile.bin_counts,
@@ -237,7 +239,7 @@ def _from_counts(profile: Profile, current: Counted, method: str, alpha: float) 
         raise ValueError("current has no non-missing values")
     ref, cur = profile.align(current)
     if method == CALIBRATED:
-        return _calibrated(profile, ref, cur, alpha, current.missing)
+        return calibrated_counts(profile, ref, cur, alpha, profile.missing, current.missing)
     return compare_counts(
         method,
         ref,
@@ -246,22 +248,6 @@ def _from_counts(profile: Profile, current: Counted, method: str, alpha: float) 
         threshold=cut,
         missing_reference=profile.missing,
         missing_current=current.missing,
-    )
-
-
-def _calibrated(
-    profile: Profile, reference: np.ndarray, current: np.ndarray, alpha: float, missing: int
-) -> DriftResult:
-    test = calibrated_chi_square(reference, current, profile.variation)
-    return DriftResult.from_p_value(
-        CALIBRATED,
-        test.psi,
-        test.p_value,
-        alpha,
-        n_reference=int(reference.sum()),
-        n_current=int(current.sum()),
-        missing_reference=profile.missing,
-        missing_current=missing,
     )
 
 

@@ -609,7 +609,7 @@ def _compare_categorical(
     ref, cur = profile.align(counted)
     level = default_alpha(method) if alpha is None else alpha
     if method == CALIBRATED:
-        return _calibrated(profile, ref, cur, level, profile.missing, counted.missing)
+        return calibrated_counts(profile, ref, cur, level, profile.missing, counted.missing)
     return compare_counts(
         method,
         ref,
@@ -638,7 +638,7 @@ def _compare_numeric(
     alpha = default_alpha(method) if alpha is None else alpha
     if method == CALIBRATED:
         counted = bin_counts(y, profile.bin_edges)
-        return _calibrated(
+        return calibrated_counts(
             profile, profile.bin_counts, counted, alpha, profile.missing, missing_cur
         )
     if method in ("psi", "jensen_shannon"):
@@ -681,7 +681,7 @@ def _compare_numeric(
     return DriftResult.from_distance(method, distance, cut, **counts)
 
 
-def _calibrated(
+def calibrated_counts(
     profile: Profile,
     reference: IntArray,
     current: IntArray,
@@ -689,6 +689,8 @@ def _calibrated(
     missing_reference: int,
     missing_current: int,
 ) -> DriftResult:
+    """The calibrated verdict on counts per profiled cell: what :func:`compare` decides from
+    values, for callers that hold only counts (merged hourly summaries)."""
     ordered = isinstance(profile, NumericProfile)  # deciles are ordered, categories not
     test = calibrated_chi_square(reference, current, profile.variation, ordered=ordered)
     return DriftResult.from_p_value(
