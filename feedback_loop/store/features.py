@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +54,9 @@ def read_features(conn: Connection, window: WindowFilter, *, regression: bool) -
     packed = _read_packed(conn, window, {sid: len(cols) for sid, cols in layouts.items()})
     texts = _read_texts(conn, window, "pp.features", _PAYLOADS)
     tags = _read_texts(conn, window, "p.tags", "FROM predictions p")
+    # PostgreSQL reads go through their own connections, each at its own snapshot: rows a
+    # concurrent writer committed after the outputs were read are left out
+    packed, texts, tags = _known(ids, packed), _known(ids, texts), _known(ids, tags)
     values = feature_value_table(conn, window.model_id)
     frame = _combined(_numeric_frame(ids, packed, layouts, values), _json_frame(ids, texts))
     regression_pair = (rows.a, rows.b) if regression else (np.full(n, np.nan), np.full(n, np.nan))
@@ -93,6 +96,27 @@ class _Texts:
     ids: npt.NDArray[np.int64]
     codes: npt.NDArray[np.int64]
     uniques: list[str]
+
+
+def _among(ids: np.ndarray, found: np.ndarray) -> npt.NDArray[np.bool_]:
+    """Which of the ``found`` row ids are among the (sorted) ``ids``."""
+    if ids.size == 0:
+        return np.zeros(found.size, dtype=bool)
+    at = np.minimum(np.searchsorted(ids, found), ids.size - 1)
+    return np.asarray(ids[at] == found)
+
+
+_Found = TypeVar("_Found", _Packed, _Texts)
+
+
+def _known(ids: np.ndarray, found: _Found) -> _Found:
+    """``found`` without the rows whose id is not among ``ids``."""
+    keep = _among(ids, found.ids)
+    if keep.all():
+        return found
+    if isinstance(found, _Packed):
+        return _Packed(found.ids[keep], found.schema_ids[keep], found.words, found.starts[keep])
+    return _Texts(found.ids[keep], found.codes[keep], found.uniques)
 
 
 def _read_packed(conn: Connection, window: WindowFilter, widths: dict[int, int]) -> _Packed:
@@ -240,7 +264,7 @@ def _numeric_frame(
     for sid in present:
         layout = layouts[sid]
         width = len(layout)
-        if len(present) == 1:
+        if len(present) == 1 and packed.words.size == len(positions) * width:
             rows = positions
             matrix = packed.words[: len(rows) * width].reshape(len(rows), width)
         else:
