@@ -20,7 +20,7 @@ from feedback_loop.collect.drift_counts import (
 from feedback_loop.collect.handle import ModelHandle
 from feedback_loop.collect.recording import ModelState
 from feedback_loop.core.timeutil import Window, resolve_window
-from feedback_loop.store.blocks import PERIOD_US, lock_exclusive, period_of
+from feedback_loop.store.blocks import PERIOD_US, hour_runs, lock_exclusive, period_of
 from feedback_loop.store.blocks import read_window as read_blocks
 from feedback_loop.store.engine import read_transaction, write_transaction
 from feedback_loop.store.features import WindowFeatures, read_features
@@ -137,7 +137,7 @@ def summarised_window(
         for summary in clean:
             total.add(summary)
         # the partial edge hours, and hours dirtied again since they were counted
-        ranges = [(window.start_us, first), (last, window.end_us), *_runs(stale)]
+        ranges = [(window.start_us, first), (last, window.end_us), *hour_runs(stale)]
         for start, end in ranges:
             if end > start:
                 data = read_features(conn, window.between(start, end), regression=regression)
@@ -188,7 +188,7 @@ def _summarise_hours(
     with write_transaction(engine) as conn:
         lock_exclusive(conn, window.model_id)
         _, stale, held = _unsummarised(conn, window, layout, first, last)
-        for start, end in _runs(stale):
+        for start, end in hour_runs(stale):
             for a in range(start, end, _MAX_HOURS_PER_READ * PERIOD_US):
                 b = min(end, a + _MAX_HOURS_PER_READ * PERIOD_US)
                 part = window.between(a, b)
@@ -227,14 +227,3 @@ def _per_hour(
         (int(hours[key // len(names)]), str(names[key % len(names)])): summary
         for key, summary in zip(keys.tolist(), counted, strict=True)
     }
-
-
-def _runs(periods: list[int]) -> list[tuple[int, int]]:
-    """Contiguous runs of hours as half-open ``[start, end)`` ranges."""
-    runs: list[tuple[int, int]] = []
-    for p in sorted(periods):
-        if runs and runs[-1][1] == p:
-            runs[-1] = (runs[-1][0], p + PERIOD_US)
-        else:
-            runs.append((p, p + PERIOD_US))
-    return runs

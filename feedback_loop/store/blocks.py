@@ -105,7 +105,7 @@ def unpack(blob: bytes, version: str) -> Rows:
     )
 
 
-def _runs(periods: list[int]) -> list[tuple[int, int]]:
+def hour_runs(periods: list[int]) -> list[tuple[int, int]]:
     """Contiguous runs of hours as half-open ``[start, end)`` ranges."""
     runs: list[tuple[int, int]] = []
     for p in sorted(periods):
@@ -127,7 +127,7 @@ def _rebuild(engine: Engine, window: WindowFilter, regression: bool) -> None:
             {"m": window.model_id, "a": window.start_us, "b": window.end_us},
         ).scalars()
         updates = []
-        for start, end in _runs(list(set(dirty))):
+        for start, end in hour_runs(list(set(dirty))):
             whole = WindowFilter(window.model_id, start, end)
             rows = read_rows(conn, whole, regression=regression)
             period = period_of(rows.ts)
@@ -183,7 +183,7 @@ def read_window(engine: Engine, window: WindowFilter, *, regression: bool) -> tu
         total = sum(int(r.n_predictions) for r in found if r.data is not None)
         # blocks dirtied again since the rebuild, and the partial edge hours, come from the log
         stale = {int(r.period) for r in found if r.data is None}
-        ranges = [(window.start_us, first), (last, window.end_us), *_runs(list(stale))]
+        ranges = [(window.start_us, first), (last, window.end_us), *hour_runs(list(stale))]
         for start, end in ranges:
             if end > start:
                 raw = read_rows(conn, window.between(start, end), regression=regression)

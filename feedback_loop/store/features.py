@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -56,7 +56,8 @@ def read_features(conn: Connection, window: WindowFilter, *, regression: bool) -
     tags = _read_texts(conn, window, "p.tags", "FROM predictions p")
     # PostgreSQL reads go through their own connections, each at its own snapshot: rows a
     # concurrent writer committed after the outputs were read are left out
-    packed, texts, tags = _known(ids, packed), _known(ids, texts), _known(ids, tags)
+    packed = packed.take(_among(ids, packed.ids))
+    texts, tags = texts.take(_among(ids, texts.ids)), tags.take(_among(ids, tags.ids))
     values = feature_value_table(conn, window.model_id)
     frame = _combined(_numeric_frame(ids, packed, layouts, values), _json_frame(ids, texts))
     regression_pair = (rows.a, rows.b) if regression else (np.full(n, np.nan), np.full(n, np.nan))
@@ -88,6 +89,12 @@ class _Packed:
     words: npt.NDArray[np.float64]
     starts: npt.NDArray[np.int64]
 
+    def take(self, keep: npt.NDArray[np.bool_]) -> _Packed:
+        """The rows where ``keep`` holds (their words stay where they are)."""
+        if keep.all():
+            return self
+        return _Packed(self.ids[keep], self.schema_ids[keep], self.words, self.starts[keep])
+
 
 @dataclass
 class _Texts:
@@ -97,6 +104,12 @@ class _Texts:
     codes: npt.NDArray[np.int64]
     uniques: list[str]
 
+    def take(self, keep: npt.NDArray[np.bool_]) -> _Texts:
+        """The rows where ``keep`` holds."""
+        if keep.all():
+            return self
+        return _Texts(self.ids[keep], self.codes[keep], self.uniques)
+
 
 def _among(ids: np.ndarray, found: np.ndarray) -> npt.NDArray[np.bool_]:
     """Which of the ``found`` row ids are among the (sorted) ``ids``."""
@@ -104,19 +117,6 @@ def _among(ids: np.ndarray, found: np.ndarray) -> npt.NDArray[np.bool_]:
         return np.zeros(found.size, dtype=bool)
     at = np.minimum(np.searchsorted(ids, found), ids.size - 1)
     return np.asarray(ids[at] == found)
-
-
-_Found = TypeVar("_Found", _Packed, _Texts)
-
-
-def _known(ids: np.ndarray, found: _Found) -> _Found:
-    """``found`` without the rows whose id is not among ``ids``."""
-    keep = _among(ids, found.ids)
-    if keep.all():
-        return found
-    if isinstance(found, _Packed):
-        return _Packed(found.ids[keep], found.schema_ids[keep], found.words, found.starts[keep])
-    return _Texts(found.ids[keep], found.codes[keep], found.uniques)
 
 
 def _read_packed(conn: Connection, window: WindowFilter, widths: dict[int, int]) -> _Packed:
