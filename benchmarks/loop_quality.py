@@ -331,7 +331,17 @@ def explain(results: dict[tuple[str, str], dict[str, Any]], names: list[str]) ->
     """The loop's retrainings, one a row: when, which rules fired, how it ended, and the
     cooldown state (since the previous trigger) it was started in."""
     table = Table(title="The loop's retrainings: why, and the cooldown state they started in")
-    for column in ("stream", "time", "rules fired", "outcome", "days", "labels", "previous"):
+    columns = (
+        "stream",
+        "time",
+        "rules fired",
+        "outcome",
+        "candidate",
+        "days",
+        "labels",
+        "previous",
+    )
+    for column in columns:
         table.add_column(column, justify="right" if column in ("days", "labels") else "left")
     for name in names:
         loop = results.get((name, "loop"))
@@ -346,6 +356,7 @@ def explain(results: dict[tuple[str, str], dict[str, Any]], names: list[str]) ->
                 entry["time"][:16],
                 ", ".join(entry["rules"]),
                 entry["outcome"],
+                entry.get("chosen") or "—",
                 "—" if since is None else f"{since / 86_400:.1f}",
                 "—" if labels is None else f"{labels:,}",
                 previous,

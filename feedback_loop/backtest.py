@@ -118,6 +118,7 @@ class LoopRetrain:
     labels_since_last: int | None
     last_outcome: str | None
     rejections_in_a_row: int
+    chosen: str = ""  # the candidate the gate judged: its name, window share and rows
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -651,9 +652,28 @@ def _loop_step(
             labels_since_last=evidence.new_labels_since_trigger,
             last_outcome=evidence.last_outcome,
             rejections_in_a_row=evidence.rejections_in_a_row,
+            chosen=_chosen(getattr(outcome, "gate", None)),
         )
     )
     return action
+
+
+def _chosen(gate: dict[str, Any] | None) -> str:
+    """The candidate a retraining's gate judged, as ``name@share (rows)``."""
+    if not gate or not gate.get("chosen"):
+        return ""
+    chosen = gate["chosen"]
+    rows = next(
+        (
+            c["rows"]
+            for c in gate.get("candidates", [])
+            if c["name"] == chosen["name"] and c["window_share"] == chosen["window_share"]
+        ),
+        None,
+    )
+    return f"{chosen['name']}@{chosen['window_share']:.2f}" + (
+        "" if rows is None else f" ({rows:,} rows)"
+    )
 
 
 __all__ = [
