@@ -29,7 +29,6 @@ from sklearn.base import clone
 
 from feedback_loop.retrain.trainers import default_grid
 
-DAY_NS = 86_400 * 10**9
 LABEL_DELAY_DAYS = 1
 WEEKLY = (7, 28)  # weekly sliding: every 7 days on the last 28
 
@@ -85,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         stream, initial = build(name, quick=False, seed=args.seed)
         X = stream.data[stream.features].to_numpy()
         y = stream.data["target"].to_numpy()
-        stamps = stream.data["timestamp"].astype("int64").to_numpy()
-        day = (stamps - stamps[0]) / DAY_NS
+        since = stream.data["timestamp"] - stream.data["timestamp"].iloc[0]
+        day = since.dt.total_seconds().to_numpy() / 86_400
         first = float(day[initial])
         weekly = periodic_refit(X, y, day, first, WEEKLY[0], WEEKLY[1], base)
         tried = [
