@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,12 @@ import numpy as np
 import pandas as pd
 
 from feedback_loop.stats.reference import LABEL, PREDICTION, categorical_values
-from feedback_loop.store.summaries import Summary, mark_dirty
+from feedback_loop.store.summaries import (
+    Summary,
+    mark_dirty,
+    merge_summaries,
+    stored_references,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -295,12 +301,52 @@ def label_counts(
     return cells, counter.summaries()[0]
 
 
-def note_summaries(conn: Connection, model_id: int, blocks: list[tuple[int, str]]) -> None:
-    """In a prediction write's transaction: the hours ``(hour, version)`` its new rows fall
-    in need counting again, for every reference.
+def count_at_ingest(
+    conn: Connection,
+    model_id: int,
+    task: str | None,
+    rows: IngestRows,
+    created: set[tuple[int, str]],
+) -> None:
+    """In a prediction write's transaction: add the new rows' counts to the drift summaries of
+    the hours ``(hour, version)`` they fall in, on the cells of every reference the model has,
+    so a check reads the hours as they are, without counting the log again.
 
-    Marking costs one indexed ``UPDATE`` that touches nothing while an hour is still being
-    written (its summaries do not exist until a check counts the whole hour), so single-row
-    ingest stays as fast; counting happens once per hour, in the reader.
+    Summaries on other cells (none stored now, or dirty) are marked dirty as before; the reader
+    counts those hours from the log (see ``monitor.window.summarised_window``).
     """
-    mark_dirty(conn, model_id, blocks)
+    layouts = {}
+    for stored in stored_references(conn, model_id):
+        layout = layout_of(stored, task)
+        layouts[layout.digest] = layout
+    mark_dirty(conn, model_id, rows.keys, counted=layouts)
+    if not layouts or not rows.keys:
+        return
+    frame = rows.features()
+    for layout in layouts.values():
+        counted = count_groups(
+            layout,
+            frame,
+            rows.groups,
+            len(rows.keys),
+            score=rows.score,
+            pred_code=rows.pred_code,
+            pred_value=rows.pred_value,
+        )
+        merge_summaries(
+            conn, model_id, layout.digest, dict(zip(rows.keys, counted, strict=True)), created
+        )
+
+
+@dataclass(frozen=True)
+class IngestRows:
+    """The new rows of a write as a check reads them back: their block ``keys[groups[i]]``
+    (hour, version), the model's outputs (``pred_code`` -2 and ``pred_value`` 0.0 where none,
+    as stored) and a way to build their feature frame (built only when a reference needs it)."""
+
+    keys: list[tuple[int, str]]
+    groups: np.ndarray
+    score: np.ndarray
+    pred_code: np.ndarray
+    pred_value: np.ndarray
+    features: Callable[[], pd.DataFrame]

@@ -82,13 +82,138 @@ def mark_dirty_for(conn: Connection, model_id: int, pid_query: str, **params: ob
     mark_dirty(conn, model_id, [(p, v) for p, v in keys])
 
 
+def add_predictions(
+    conn: Connection, model_id: int, counts: dict[tuple[int, str], int]
+) -> set[tuple[int, str]]:
+    """Count new predictions into their blocks ``(period, version) -> rows`` at ingest; returns
+    the blocks this call created (hours that held no prediction of that version before).
+
+    A new block starts clean and empty of labels (its rows are all new and unlabeled), a clean
+    block adds the rows to its count in one atomic ``UPDATE``, a dirty block stays dirty: the
+    reader rebuilds it from the log. On PostgreSQL a concurrent writer creating the same block
+    waits for the first's commit and then adds to it, so no count is lost.
+    """
+    keys = sorted(counts)
+    created: set[tuple[int, str]] = set()
+    empty = pack_labeled(_no_rows())
+    for part in range(0, len(keys), _PER_STATEMENT):
+        chunk = keys[part : part + _PER_STATEMENT]
+        params: dict[str, object] = {"m": model_id, "d": empty}
+        values = []
+        for i, (p, v) in enumerate(chunk):
+            params.update({f"p{i}": int(p), f"v{i}": v, f"n{i}": int(counts[(p, v)])})
+            values.append(f"(:m, :p{i}, :v{i}, :n{i}, :d)")
+        found = conn.execute(
+            text(
+                "INSERT INTO metric_blocks (model_id, period, version, n_predictions, data) "
+                f"VALUES {', '.join(values)} ON CONFLICT (model_id, period, version) DO NOTHING "
+                "RETURNING period, version"
+            ),
+            params,
+        ).all()
+        created.update((int(p), v) for p, v in found)
+    rest = [
+        {"m": model_id, "p": int(p), "v": v, "n": int(counts[(p, v)])}
+        for p, v in keys
+        if (p, v) not in created
+    ]
+    if rest:
+        conn.execute(
+            text(
+                "UPDATE metric_blocks SET n_predictions = n_predictions + :n "
+                "WHERE model_id = :m AND period = :p AND version = :v AND data IS NOT NULL"
+            ),
+            rest,
+        )
+    return created
+
+
+_PER_STATEMENT = 200  # blocks per multi-row INSERT (bound parameters stay few)
+
+
+def add_labeled(conn: Connection, model_id: int, rows: Rows) -> None:
+    """Append newly labeled rows (predictions that had no label before) to their clean blocks,
+    at ingest. Dirty blocks stay dirty. The blocks are read ``FOR UPDATE`` on PostgreSQL, so two
+    writers labeling rows of one hour append in turn."""
+    if len(rows) == 0:
+        return
+    keys, groups = block_groups(rows.ts, rows.version)
+    lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+    found = conn.execute(
+        text(
+            "SELECT period, version, data FROM metric_blocks WHERE model_id = :m "
+            f"AND period >= :a AND period <= :b AND data IS NOT NULL{lock}"
+        ),
+        {"m": model_id, "a": min(p for p, _ in keys), "b": max(p for p, _ in keys)},
+    ).all()
+    stored = {(int(r.period), r.version): r.data for r in found}
+    order = np.argsort(groups, kind="stable")
+    bounds = np.searchsorted(groups[order], np.arange(len(keys) + 1))
+    updates = []
+    for g, key in enumerate(keys):
+        blob = stored.get(key)
+        if blob is None:
+            continue
+        mine = rows.take(order[bounds[g] : bounds[g + 1]])
+        updates.append(
+            {"m": model_id, "p": key[0], "v": key[1], "d": append_labeled(bytes(blob), mine)}
+        )
+    if updates:
+        conn.execute(
+            text(
+                "UPDATE metric_blocks SET data = :d "
+                "WHERE model_id = :m AND period = :p AND version = :v"
+            ),
+            updates,
+        )
+
+
+def block_groups(ts: np.ndarray, versions: np.ndarray) -> tuple[list[tuple[int, str]], np.ndarray]:
+    """The distinct blocks ``(period, version)`` of rows at prediction times ``ts``, and each
+    row's index into them."""
+    hours, hour_codes = np.unique(period_of(ts), return_inverse=True)
+    version_codes, names = pd.factorize(versions, sort=True)
+    width = max(len(names), 1)
+    keys, groups = np.unique(hour_codes.reshape(-1) * width + version_codes, return_inverse=True)
+    found = [(int(hours[k // width]), str(names[k % width])) for k in keys.tolist()]
+    return found, groups.reshape(-1)
+
+
+def _no_rows() -> Rows:
+    none = np.empty(0, np.int64)
+    return Rows(none, np.empty(0, object), np.empty(0, bool), none, none, np.empty(0), none)
+
+
 def pack(rows: Rows) -> bytes:
     """The labeled rows of a block as bytes (row order does not matter to any metric)."""
-    labeled = rows.take(rows.labeled)
+    return pack_labeled(rows.take(rows.labeled))
+
+
+def pack_labeled(labeled: Rows) -> bytes:
     header = struct.pack("<q?", len(labeled), labeled.a.dtype.kind == "f")
     return header + b"".join(
         np.ascontiguousarray(x).tobytes()
         for x in (labeled.a, labeled.b, labeled.score, labeled.delay_us)
+    )
+
+
+def append_labeled(blob: bytes, labeled: Rows) -> bytes:
+    """A block's bytes with more labeled rows after its own (an empty block takes the rows'
+    kind: float values for regression, codes otherwise)."""
+    old = unpack(blob, "")
+    if len(old) == 0:
+        return pack_labeled(labeled)
+    kind = old.a.dtype
+    return pack_labeled(
+        Rows(
+            np.zeros(len(old) + len(labeled), np.int64),
+            np.empty(0, object),
+            np.empty(0, bool),
+            np.concatenate([old.a, labeled.a.astype(kind)]),
+            np.concatenate([old.b, labeled.b.astype(kind)]),
+            np.concatenate([old.score, labeled.score]),
+            np.concatenate([old.delay_us, labeled.delay_us]),
+        )
     )
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine, event, text
 
 from feedback_loop.errors import ValidationError
 from feedback_loop.store.predictions import unpack_proba
@@ -232,6 +232,33 @@ def read_rows(
     rows = rows.take(order)
     rows.ids = ids[order]
     return rows
+
+
+def read_rows_of(
+    conn: Connection, model_id: int, pid_query: str, params: dict[str, Any], *, regression: bool
+) -> Rows:
+    """The predictions named by ``pid_query`` (SQL selecting prediction ids, with named
+    ``params``), read on ``conn`` itself so a writer sees its own uncommitted rows and staging
+    tables: one text per column, built by the database and parsed by Arrow."""
+    sqlite = conn.dialect.name == "sqlite"
+    columns = _columns(regression, sqlite)
+    if sqlite:
+        select = ", ".join(f"group_concat({c}, char(10))" for c in columns)
+    else:
+        select = ", ".join(f"string_agg(CAST({c} AS text), chr(10) ORDER BY id)" for c in columns)
+    texts = conn.execute(
+        text(
+            f"SELECT {select} FROM predictions "
+            f"WHERE model_id = :m AND prediction_id IN ({pid_query})"
+        ),
+        {"m": model_id, **params},
+    ).one()
+    pair = pa.float64() if regression else pa.int64()
+    kinds = [pa.int64(), pa.string(), pa.int64(), pair, pair, pa.float64(), pa.int64()]
+    ts, version, labeled, a, b, score, delay = (
+        _parse_lines(t, k) for t, k in zip(texts, kinds, strict=True)
+    )
+    return Rows(ts, version, labeled.astype(bool), a, b, _nan_for_none(score), delay)
 
 
 @dataclass
