@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from feedback_loop.store.summaries import (
     Summary,
     mark_dirty,
     merge_summaries,
-    stored_references,
+    reference_texts,
 )
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 CODES = "codes"  # class codes of a classifier's predictions, mapped to labels when checked
 _STABLE_OBJECTS = ("string", "boolean", "empty")
+_DENSE_CODES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -270,7 +272,15 @@ class _Counter:
 
     def codes(self, cells: ColumnCells, codes: np.ndarray) -> None:
         """Class codes, counted per code (mapped to labels when checked)."""
-        found, slots = np.unique(codes, return_inverse=True)
+        if codes.size and codes.min() >= 0 and codes.max() < _DENSE_CODES:
+            # class codes are small: a bincount finds them without sorting a window's rows
+            present = np.bincount(codes)
+            found = np.flatnonzero(present)
+            lookup = np.zeros(present.size, dtype=np.int64)
+            lookup[found] = np.arange(found.size)
+            slots = lookup[codes]
+        else:
+            found, slots = np.unique(codes, return_inverse=True)
         every = np.ones(codes.size, dtype=bool)
         tally = self._tally(every, slots.reshape(-1), found.size)
         for g, j in zip(*np.nonzero(tally), strict=True):
@@ -315,10 +325,7 @@ def count_at_ingest(
     Summaries on other cells (none stored now, or dirty) are marked dirty as before; the reader
     counts those hours from the log (see ``monitor.window.summarised_window``).
     """
-    layouts = {}
-    for stored in stored_references(conn, model_id):
-        layout = layout_of(stored, task)
-        layouts[layout.digest] = layout
+    layouts = {layout.digest: layout for layout in reference_layouts(conn, model_id, task)}
     mark_dirty(conn, model_id, rows.keys, counted=layouts)
     if not layouts or not rows.keys:
         return
@@ -336,6 +343,29 @@ def count_at_ingest(
         merge_summaries(
             conn, model_id, layout.digest, dict(zip(rows.keys, counted, strict=True)), created
         )
+
+
+_LAYOUTS: dict[tuple[str | None, str], Layout] = {}  # (task, digest of the JSON) -> layout
+_LAYOUTS_KEPT = 64
+_layouts_lock = threading.Lock()
+
+
+def reference_layouts(conn: Connection, model_id: int, task: str | None) -> list[Layout]:
+    """The layouts of the model's references. A reference's JSON holds samples and runs to
+    megabytes: each distinct text is parsed once per process, not once per write."""
+    layouts = []
+    for data in reference_texts(conn, model_id):
+        key = (task, hashlib.sha256(data.encode()).hexdigest())
+        with _layouts_lock:
+            layout = _LAYOUTS.get(key)
+        if layout is None:
+            layout = layout_of(json.loads(data), task)
+            with _layouts_lock:
+                if len(_LAYOUTS) >= _LAYOUTS_KEPT:
+                    _LAYOUTS.pop(next(iter(_LAYOUTS)))
+                _LAYOUTS[key] = layout
+        layouts.append(layout)
+    return layouts
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -310,18 +311,31 @@ def read_window(engine: Engine, window: WindowFilter, *, regression: bool) -> tu
     params = {"m": window.model_id, "a": first, "b": last, "v": window.version}
     with engine.connect() as conn, conn.begin():
         found = conn.execute(query, params).all()
-    if any(r.data is None for r in found):
-        _rebuild(engine, inner, regression)
+        if all(r.data is not None for r in found):  # kept current at ingest: nothing to count
+            return _merged(conn, window, found, first, last, regression)
+    _rebuild(engine, inner, regression)
     with engine.connect() as conn, conn.begin():
         found = conn.execute(query, params).all()
-        parts = [unpack(r.data, r.version) for r in found if r.data is not None]
-        total = sum(int(r.n_predictions) for r in found if r.data is not None)
-        # blocks dirtied again since the rebuild, and the partial edge hours, come from the log
-        stale = {int(r.period) for r in found if r.data is None}
-        ranges = [(window.start_us, first), (last, window.end_us), *hour_runs(list(stale))]
-        for start, end in ranges:
-            if end > start:
-                raw = read_rows(conn, window.between(start, end), regression=regression)
-                total += len(raw)
-                parts.append(raw.take(raw.labeled))
+        return _merged(conn, window, found, first, last, regression)
+
+
+def _merged(
+    conn: Connection,
+    window: WindowFilter,
+    found: Any,
+    first: int,
+    last: int,
+    regression: bool,
+) -> tuple[int, Rows]:
+    """The window from its blocks ``found`` (read on ``conn``) and the log: the partial edge
+    hours, and blocks dirtied again since a rebuild."""
+    parts = [unpack(r.data, r.version) for r in found if r.data is not None]
+    total = sum(int(r.n_predictions) for r in found if r.data is not None)
+    stale = {int(r.period) for r in found if r.data is None}
+    ranges = [(window.start_us, first), (last, window.end_us), *hour_runs(list(stale))]
+    for start, end in ranges:
+        if end > start:
+            raw = read_rows(conn, window.between(start, end), regression=regression)
+            total += len(raw)
+            parts.append(raw.take(raw.labeled))
     return total, Rows.concat(parts, regression)

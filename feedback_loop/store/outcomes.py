@@ -16,7 +16,7 @@ from sqlalchemy import Connection, text
 
 from feedback_loop.store.blocks import add_labeled, mark_dirty_for
 from feedback_loop.store.bulk import create_stage, fill_stage
-from feedback_loop.store.reader import Rows, read_rows_of
+from feedback_loop.store.reader import Rows, read_labeled_of
 
 STAGE = "stage_outcomes"
 _INSERTED = (
@@ -111,8 +111,7 @@ def _labeled_now(conn: Connection, model_id: int, touched: str, params: dict[str
         ).scalar_one_or_none()
         == "regression"
     )
-    rows = read_rows_of(conn, model_id, touched, params, regression=regression)
-    return rows.take(rows.labeled)
+    return read_labeled_of(conn, model_id, touched, params, regression=regression)
 
 
 def _each_first(conn: Connection, model_id: int, touched: str, params: dict[str, Any]) -> bool:

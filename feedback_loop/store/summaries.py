@@ -251,3 +251,12 @@ def stored_references(conn: Connection, model_id: int) -> list[dict[str, Any]]:
         text("SELECT data FROM reference_profiles WHERE model_id = :m"), {"m": model_id}
     ).scalars()
     return [json.loads(data) for data in found]
+
+
+def reference_texts(conn: Connection, model_id: int) -> list[str]:
+    """The stored JSON of every reference the model has, unparsed (a writer parses only the
+    ones it has not seen)."""
+    found = conn.execute(
+        text("SELECT data FROM reference_profiles WHERE model_id = :m"), {"m": model_id}
+    ).scalars()
+    return list(found)
