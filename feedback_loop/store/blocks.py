@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -190,7 +191,7 @@ def pack(rows: Rows) -> bytes:
     return pack_labeled(rows.take(rows.labeled))
 
 
-def pack_labeled(labeled: Rows) -> bytes:
+def pack_labeled(labeled: Rows | Labeled) -> bytes:
     header = struct.pack("<q?", len(labeled), labeled.a.dtype.kind == "f")
     return header + b"".join(
         np.ascontiguousarray(x).tobytes()
@@ -201,24 +202,39 @@ def pack_labeled(labeled: Rows) -> bytes:
 def append_labeled(blob: bytes, labeled: Rows) -> bytes:
     """A block's bytes with more labeled rows after its own (an empty block takes the rows'
     kind: float values for regression, codes otherwise)."""
-    old = unpack(blob, "")
-    if len(old) == 0:
+    a, b, score, delay = _arrays(blob)
+    if len(a) == 0:
         return pack_labeled(labeled)
-    kind = old.a.dtype
     return pack_labeled(
-        Rows(
-            np.zeros(len(old) + len(labeled), np.int64),
-            np.empty(0, object),
-            np.empty(0, bool),
-            np.concatenate([old.a, labeled.a.astype(kind)]),
-            np.concatenate([old.b, labeled.b.astype(kind)]),
-            np.concatenate([old.score, labeled.score]),
-            np.concatenate([old.delay_us, labeled.delay_us]),
+        Labeled(
+            np.concatenate([a, labeled.a.astype(a.dtype)]),
+            np.concatenate([b, labeled.b.astype(a.dtype)]),
+            np.concatenate([score, labeled.score]),
+            np.concatenate([delay, labeled.delay_us]),
         )
     )
 
 
-def unpack(blob: bytes, version: str) -> Rows:
+@dataclass
+class Labeled:
+    """The labeled rows of a window as metrics read them: no times, versions or ids."""
+
+    a: np.ndarray  # predicted code (int64) or value (float64)
+    b: np.ndarray  # actual code or value
+    score: np.ndarray  # float64, NaN where none
+    delay_us: np.ndarray  # int64, first label time minus prediction time
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    @staticmethod
+    def of(rows: Rows) -> Labeled:
+        labeled = rows.take(rows.labeled)
+        return Labeled(labeled.a, labeled.b, labeled.score, labeled.delay_us)
+
+
+def _arrays(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A block's four arrays, as views of ``blob``."""
     n, floats = struct.unpack_from("<q?", blob)
     kind = np.float64 if floats else np.int64
     offset = struct.calcsize("<q?")
@@ -227,6 +243,20 @@ def unpack(blob: bytes, version: str) -> Rows:
         arrays.append(np.frombuffer(blob, dtype=dtype, count=n, offset=offset))
         offset += 8 * n
     a, b, score, delay = arrays
+    return a, b, score, delay
+
+
+def _concat(parts: list[tuple[np.ndarray, ...]], regression: bool) -> Labeled:
+    if not parts:
+        kind = np.float64 if regression else np.int64
+        return Labeled(np.empty(0, kind), np.empty(0, kind), np.empty(0), np.empty(0, np.int64))
+    a, b, score, delay = (np.concatenate(column) for column in zip(*parts, strict=True))
+    return Labeled(a, b, score, delay)
+
+
+def unpack(blob: bytes, version: str) -> Rows:
+    a, b, score, delay = _arrays(blob)
+    n = len(a)
     return Rows(
         np.zeros(n, np.int64), np.full(n, version, object), np.ones(n, bool), a, b, score, delay
     )
@@ -290,21 +320,21 @@ def _rebuild(engine: Engine, window: WindowFilter, regression: bool) -> None:
             )
 
 
-def read_window(engine: Engine, window: WindowFilter, *, regression: bool) -> tuple[int, Rows]:
+def read_window(engine: Engine, window: WindowFilter, *, regression: bool) -> tuple[int, Labeled]:
     """``(number of predictions, labeled rows)`` of a window, through the blocks."""
     if window.segment:
         with engine.connect() as conn, conn.begin():
             rows = read_rows(conn, window, regression=regression)
-        return len(rows), rows.take(rows.labeled)
+        return len(rows), Labeled.of(rows)
     first = -(-window.start_us // PERIOD_US) * PERIOD_US
     last = window.end_us // PERIOD_US * PERIOD_US
     if first >= last:
         with engine.connect() as conn, conn.begin():
             rows = read_rows(conn, window, regression=regression)
-        return len(rows), rows.take(rows.labeled)
+        return len(rows), Labeled.of(rows)
     inner = window.between(first, last)
     query = text(
-        "SELECT period, version, n_predictions, data FROM metric_blocks "
+        "SELECT period, n_predictions, data FROM metric_blocks "
         "WHERE model_id = :m AND period >= :a AND period < :b"
         + (" AND version = :v" if window.version is not None else "")
     )
@@ -326,10 +356,10 @@ def _merged(
     first: int,
     last: int,
     regression: bool,
-) -> tuple[int, Rows]:
+) -> tuple[int, Labeled]:
     """The window from its blocks ``found`` (read on ``conn``) and the log: the partial edge
     hours, and blocks dirtied again since a rebuild."""
-    parts = [unpack(r.data, r.version) for r in found if r.data is not None]
+    parts: list[tuple[np.ndarray, ...]] = [_arrays(r.data) for r in found if r.data is not None]
     total = sum(int(r.n_predictions) for r in found if r.data is not None)
     stale = {int(r.period) for r in found if r.data is None}
     ranges = [(window.start_us, first), (last, window.end_us), *hour_runs(list(stale))]
@@ -337,5 +367,6 @@ def _merged(
         if end > start:
             raw = read_rows(conn, window.between(start, end), regression=regression)
             total += len(raw)
-            parts.append(raw.take(raw.labeled))
-    return total, Rows.concat(parts, regression)
+            labeled = Labeled.of(raw)
+            parts.append((labeled.a, labeled.b, labeled.score, labeled.delay_us))
+    return total, _concat(parts, regression)
