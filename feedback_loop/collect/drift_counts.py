@@ -276,13 +276,16 @@ class _Counter:
             # class codes are small: a bincount finds them without sorting a window's rows
             present = np.bincount(codes)
             found = np.flatnonzero(present)
-            lookup = np.zeros(present.size, dtype=np.int64)
-            lookup[found] = np.arange(found.size)
-            slots = lookup[codes]
+            if self.k == 1:  # one group (a whole window): the bincount is the tally
+                tally = present[found].reshape(1, -1)
+            else:
+                lookup = np.zeros(present.size, dtype=np.int64)
+                lookup[found] = np.arange(found.size)
+                tally = self._tally(np.ones(codes.size, dtype=bool), lookup[codes], found.size)
         else:
             found, slots = np.unique(codes, return_inverse=True)
-        every = np.ones(codes.size, dtype=bool)
-        tally = self._tally(every, slots.reshape(-1), found.size)
+            every = np.ones(codes.size, dtype=bool)
+            tally = self._tally(every, slots.reshape(-1), found.size)
         for g, j in zip(*np.nonzero(tally), strict=True):
             self.extras[g].setdefault(cells.name, {})[str(found[j])] = int(tally[g, j])
         self.fixed[:, cells.start + 1] = self.sizes
