@@ -1,8 +1,10 @@
 """Hourly blocks: a cache of the prediction log that makes long windows cheap.
 
 A block holds the rows of one model, one hour of prediction time and one version, packed as
-arrays. Writers mark the blocks they touch dirty (``data`` NULL); a reader rebuilds the dirty
-blocks of its window from the log, then reads every block of the window in a few queries. A
+arrays. Writers keep the blocks they touch current (:func:`add_predictions`,
+:func:`add_labeled`), or mark them dirty (``data`` NULL) when an append cannot (a relabel); a
+reader rebuilds the dirty blocks of its window from the log, then reads every block of the
+window in one query. A
 window's partial first and last hours, and any segment-filtered window, are read from the log.
 
 Consistency: rebuilding holds the model's write lock (``BEGIN IMMEDIATE`` on SQLite, an exclusive

@@ -12,10 +12,10 @@ prediction time, version)``, keyed by the reference's ``layout``:
 * ``data`` is the packed :class:`Summary`, or NULL when the hour changed since it was counted
   (dirty); the reader rebuilds dirty and missing rows from the log.
 
-Consistency follows ``metric_blocks`` (``store/blocks.py``): a writer that adds predictions to
-an hour marks that hour's summaries dirty in its own transaction (every reference at once, so a
-writer needs to know nothing about references), and a reader rebuilds under the model's
-exclusive lock, so no summary is ever saved from a state a concurrent writer has changed.
+Consistency follows ``metric_blocks`` (``store/blocks.py``): a writer adds its new rows' counts
+to the hours it touches in its own transaction (:func:`merge_summaries`), or marks them dirty
+when it cannot (cells unknown at ingest); a reader rebuilds dirty and missing rows under the
+model's exclusive lock, so no summary is ever saved from a state a concurrent writer has changed.
 """
 
 from __future__ import annotations
