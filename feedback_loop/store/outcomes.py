@@ -115,17 +115,18 @@ def _labeled_now(conn: Connection, model_id: int, touched: str, params: dict[str
 
 
 def _each_first(conn: Connection, model_id: int, touched: str, params: dict[str, Any]) -> bool:
-    """Whether each prediction ``touched`` names has exactly one outcome (stored now)."""
-    shared = conn.execute(
+    """Whether each prediction ``touched`` names has exactly one outcome (stored now).
+
+    One aggregate over a semi-join: a ``GROUP BY … LIMIT 1`` lets PostgreSQL walk every outcome
+    of the model in index order, probing the (unanalysed) staging table for each."""
+    total, distinct = conn.execute(
         text(
-            f"""
-            SELECT 1 FROM outcomes WHERE model_id = :m AND prediction_id IN ({touched})
-            GROUP BY prediction_id HAVING COUNT(*) > 1 LIMIT 1
-            """
+            "SELECT COUNT(*), COUNT(DISTINCT prediction_id) FROM outcomes "
+            f"WHERE model_id = :m AND prediction_id IN ({touched})"
         ),
         {"m": model_id, **params},
-    ).first()
-    return shared is None
+    ).one()
+    return bool(total == distinct)
 
 
 _Columns = tuple[list[Any], ...]
