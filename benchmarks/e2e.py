@@ -4,19 +4,22 @@
     python benchmarks/e2e.py --rows 100000,1000000 --json e2e.json
     python benchmarks/e2e.py --rows 1000000 --nannyml-python /path/to/venv/bin/python
 
-For each row count and database, the rows are logged through the public API:
-``FeedbackLoop.log_predictions`` (a DataFrame of 20 numerical and 5 categorical features and a
-binary classifier's positive-class score, spread over six days), then ``log_outcomes`` for every
-prediction. The first fifth of the rows (at most 200,000) is the reference (``set_reference``
-with features, scores and labels); five numerical features and one categorical feature move in
-the rest. Then each call is timed in a FRESH process (a subprocess that opens the loop and makes
-the call twice: "first" pays the imports' first use, the connections and any cache, "second" is
-the steady state):
+For each row count and database, the reference is set first (``set_reference`` with features,
+scores and labels of the first fifth of the rows, at most 200,000), as for a model in
+production, then the rows are logged through the public API: ``FeedbackLoop.log_predictions``
+(a DataFrame of 20 numerical and 5 categorical features and a binary classifier's positive-class
+score, spread over six days), then ``log_outcomes`` for every prediction, so the drift summaries
+and metric blocks are kept as the rows arrive. Five numerical features and one categorical
+feature move after the reference's rows. Then each call is timed in a FRESH process (a
+subprocess that opens the loop and makes the call twice: "first" pays the imports' first use,
+the connections and whatever counting a bulk load left to the reader, "second" is the steady
+state):
 
 * ``check_drift(window='7d')`` (every feature, the prediction and the label),
 * ``estimate_performance(window='7d')``,
-* ``get_metrics('7d')``: before each run the hourly metric blocks are marked dirty exactly as
-  a bulk load leaves them, so "first" is always the first call after a bulk load.
+* ``get_metrics('7d')``.
+
+With ``--repeat 1`` "first" is the first call after the bulk load.
 
 Measured: CPU seconds of the client process (``time.process_time``: every thread), on
 PostgreSQL plus the CPU of the server processes serving the client's connections (``utime +
@@ -124,18 +127,12 @@ def reference_rows(rows: int) -> int:
     return min(rows // 5, 200_000)
 
 
-def load(url: str, model: str, rows: int, folder: Path, console: Console) -> dict[str, float]:
-    """Log ``rows`` predictions and their outcomes through the public API; write the window's
-    and the reference's rows to Parquet. Returns the load's wall seconds."""
-    from feedback_loop import FeedbackLoop, ManualClock
-    from feedback_loop.loop import dispose_engines
-
+def batches(rows: int) -> Iterator[tuple[np.ndarray, pd.DataFrame, np.ndarray, np.ndarray]]:
+    """The logged rows batch by batch, ``(row numbers, features, score, label)``; the same every
+    time (one seed), so the reference can be drawn from the first batches before they are
+    logged."""
     rng = np.random.default_rng(7)
-    loop = FeedbackLoop(model, tracking_db=url, clock=ManualClock(NOW), task="binary")
     n_ref = reference_rows(rows)
-    seconds = {"log_predictions": 0.0, "log_outcomes": 0.0}
-    writer: pq.ParquetWriter | None = None
-    reference_parts: list[pd.DataFrame] = []
     for start in range(0, rows, BATCH):
         n = min(BATCH, rows - start)
         idx = np.arange(start, start + n)
@@ -145,12 +142,45 @@ def load(url: str, model: str, rows: int, folder: Path, console: Console) -> dic
         frame.loc[late] = moved.loc[late].to_numpy()
         frame = frame.astype({name: np.float64 for name in NUMERIC})
         score, label = score_and_label(rng, frame)
-        if start < n_ref:
-            early = frame.loc[~late].copy()
-            early["y_pred_proba"] = score[~late]
-            early["y_pred"] = (score[~late] >= 0.5).astype(np.int64)
-            early["y_true"] = label[~late]
-            reference_parts.append(early)
+        yield idx, frame, score, label
+
+
+def reference_frame(rows: int) -> pd.DataFrame:
+    """The first fifth of the rows (at most 200,000), with their scores and labels."""
+    n_ref = reference_rows(rows)
+    parts = []
+    for idx, frame, score, label in batches(rows):
+        if idx[0] >= n_ref:
+            break
+        early = idx < n_ref
+        part = frame.loc[early].copy()
+        part["y_pred_proba"] = score[early]
+        part["y_pred"] = (score[early] >= 0.5).astype(np.int64)
+        part["y_true"] = label[early]
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def load(url: str, model: str, rows: int, folder: Path, console: Console) -> dict[str, float]:
+    """Set the reference, then log ``rows`` predictions and their outcomes through the public
+    API, as a model in production does (the summaries are kept as rows arrive); write the
+    window's and the reference's rows to Parquet. Returns the load's wall seconds."""
+    from feedback_loop import FeedbackLoop, ManualClock
+    from feedback_loop.loop import dispose_engines
+
+    loop = FeedbackLoop(model, tracking_db=url, clock=ManualClock(NOW), task="binary")
+    seconds = {"log_predictions": 0.0, "log_outcomes": 0.0}
+    reference = reference_frame(rows)
+    reference.to_parquet(folder / "reference.parquet", index=False)
+    t = time.perf_counter()
+    loop.set_reference(
+        reference[FEATURES],
+        predictions=reference["y_pred_proba"].to_numpy(),
+        actuals=reference["y_true"].to_numpy(),
+    )
+    seconds["set_reference"] = time.perf_counter() - t
+    writer: pq.ParquetWriter | None = None
+    for idx, frame, score, label in batches(rows):
         logged = frame.copy()
         logged["prediction_id"] = [f"p{i}" for i in idx]
         logged["timestamp"] = NOW - pd.to_timedelta((rows - idx) * (6 * 86400 / rows), unit="s")
@@ -168,39 +198,11 @@ def load(url: str, model: str, rows: int, folder: Path, console: Console) -> dic
         if writer is None:
             writer = pq.ParquetWriter(folder / "current.parquet", table.schema)
         writer.write_table(table)
-        console.log(f"{url.split(':')[0]}: {start + n:,} of {rows:,} predictions and outcomes")
+        console.log(f"{url.split(':')[0]}: {idx[-1] + 1:,} of {rows:,} predictions and outcomes")
     if writer is not None:
         writer.close()
-    reference = pd.concat(reference_parts, ignore_index=True)
-    reference.to_parquet(folder / "reference.parquet", index=False)
-    t = time.perf_counter()
-    loop.set_reference(
-        reference[FEATURES],
-        predictions=reference["y_pred_proba"].to_numpy(),
-        actuals=reference["y_true"].to_numpy(),
-    )
-    seconds["set_reference"] = time.perf_counter() - t
     dispose_engines()
     return seconds
-
-
-def dirty_blocks(url: str, model: str) -> None:
-    """Leave the hourly metric blocks as a bulk load leaves them: every one to rebuild."""
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE metric_blocks SET data = NULL WHERE model_id = "
-                "(SELECT id FROM models WHERE name = :m)"
-            ),
-            {"m": model},
-        )
-    engine.dispose()
-
-
-# ----------------------------------------------------------------------------- /proc
 
 
 def _cpu_ticks(pid: str) -> tuple[int, int]:
@@ -485,8 +487,6 @@ def measure_ops(url: str, model: str, pg_port: int | None, repeat: int) -> dict[
     for op in OPS:
         samples = []
         for _ in range(repeat):
-            if op == "get_metrics":
-                dirty_blocks(url, model)
             argv = [sys.executable, __file__, "--child", op, "--url", url, "--model", model]
             if pg_port:
                 argv += ["--pg-port", str(pg_port)]

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +26,12 @@ import numpy as np
 import pandas as pd
 
 from feedback_loop.stats.reference import LABEL, PREDICTION, categorical_values
-from feedback_loop.store.summaries import Summary, mark_dirty
+from feedback_loop.store.summaries import (
+    Summary,
+    mark_dirty,
+    merge_summaries,
+    reference_texts,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -34,6 +41,7 @@ NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 CODES = "codes"  # class codes of a classifier's predictions, mapped to labels when checked
 _STABLE_OBJECTS = ("string", "boolean", "empty")
+_DENSE_CODES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -264,9 +272,20 @@ class _Counter:
 
     def codes(self, cells: ColumnCells, codes: np.ndarray) -> None:
         """Class codes, counted per code (mapped to labels when checked)."""
-        found, slots = np.unique(codes, return_inverse=True)
-        every = np.ones(codes.size, dtype=bool)
-        tally = self._tally(every, slots.reshape(-1), found.size)
+        if codes.size and codes.min() >= 0 and codes.max() < _DENSE_CODES:
+            # class codes are small: a bincount finds them without sorting a window's rows
+            present = np.bincount(codes)
+            found = np.flatnonzero(present)
+            if self.k == 1:  # one group (a whole window): the bincount is the tally
+                tally = present[found].reshape(1, -1)
+            else:
+                lookup = np.zeros(present.size, dtype=np.int64)
+                lookup[found] = np.arange(found.size)
+                tally = self._tally(np.ones(codes.size, dtype=bool), lookup[codes], found.size)
+        else:
+            found, slots = np.unique(codes, return_inverse=True)
+            every = np.ones(codes.size, dtype=bool)
+            tally = self._tally(every, slots.reshape(-1), found.size)
         for g, j in zip(*np.nonzero(tally), strict=True):
             self.extras[g].setdefault(cells.name, {})[str(found[j])] = int(tally[g, j])
         self.fixed[:, cells.start + 1] = self.sizes
@@ -295,12 +314,72 @@ def label_counts(
     return cells, counter.summaries()[0]
 
 
-def note_summaries(conn: Connection, model_id: int, blocks: list[tuple[int, str]]) -> None:
-    """In a prediction write's transaction: the hours ``(hour, version)`` its new rows fall
-    in need counting again, for every reference.
+def count_at_ingest(
+    conn: Connection,
+    model_id: int,
+    task: str | None,
+    rows: IngestRows,
+    created: set[tuple[int, str]],
+) -> None:
+    """In a prediction write's transaction: add the new rows' counts to the drift summaries of
+    the hours ``(hour, version)`` they fall in, on the cells of every reference the model has,
+    so a check reads the hours as they are, without counting the log again.
 
-    Marking costs one indexed ``UPDATE`` that touches nothing while an hour is still being
-    written (its summaries do not exist until a check counts the whole hour), so single-row
-    ingest stays as fast; counting happens once per hour, in the reader.
+    Summaries on other cells (none stored now, or dirty) are marked dirty as before; the reader
+    counts those hours from the log (see ``monitor.window.summarised_window``).
     """
-    mark_dirty(conn, model_id, blocks)
+    layouts = {layout.digest: layout for layout in reference_layouts(conn, model_id, task)}
+    mark_dirty(conn, model_id, rows.keys, counted=layouts)
+    if not layouts or not rows.keys:
+        return
+    frame = rows.features()
+    for layout in layouts.values():
+        counted = count_groups(
+            layout,
+            frame,
+            rows.groups,
+            len(rows.keys),
+            score=rows.score,
+            pred_code=rows.pred_code,
+            pred_value=rows.pred_value,
+        )
+        merge_summaries(
+            conn, model_id, layout.digest, dict(zip(rows.keys, counted, strict=True)), created
+        )
+
+
+_LAYOUTS: dict[tuple[str | None, str], Layout] = {}  # (task, digest of the JSON) -> layout
+_LAYOUTS_KEPT = 64
+_layouts_lock = threading.Lock()
+
+
+def reference_layouts(conn: Connection, model_id: int, task: str | None) -> list[Layout]:
+    """The layouts of the model's references. A reference's JSON holds samples and runs to
+    megabytes: each distinct text is parsed once per process, not once per write."""
+    layouts = []
+    for data in reference_texts(conn, model_id):
+        key = (task, hashlib.sha256(data.encode()).hexdigest())
+        with _layouts_lock:
+            layout = _LAYOUTS.get(key)
+        if layout is None:
+            layout = layout_of(json.loads(data), task)
+            with _layouts_lock:
+                if len(_LAYOUTS) >= _LAYOUTS_KEPT:
+                    _LAYOUTS.pop(next(iter(_LAYOUTS)))
+                _LAYOUTS[key] = layout
+        layouts.append(layout)
+    return layouts
+
+
+@dataclass(frozen=True)
+class IngestRows:
+    """The new rows of a write as a check reads them back: their block ``keys[groups[i]]``
+    (hour, version), the model's outputs (``pred_code`` -2 and ``pred_value`` 0.0 where none,
+    as stored) and a way to build their feature frame (built only when a reference needs it)."""
+
+    keys: list[tuple[int, str]]
+    groups: np.ndarray
+    score: np.ndarray
+    pred_code: np.ndarray
+    pred_value: np.ndarray
+    features: Callable[[], pd.DataFrame]

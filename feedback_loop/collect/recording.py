@@ -23,13 +23,14 @@ from feedback_loop.collect.batches import (
     concat_batches,
     scalar_json,
 )
-from feedback_loop.collect.drift_counts import note_summaries
+from feedback_loop.collect.drift_counts import IngestRows, count_at_ingest
 from feedback_loop.core.limits import MAX_CLASSES, first_bad_label
 from feedback_loop.core.tasks import TaskSpec, label_key
 from feedback_loop.errors import ValidationError
 from feedback_loop.store import models as model_store
-from feedback_loop.store.blocks import lock_shared, mark_dirty, period_of
+from feedback_loop.store.blocks import add_predictions, block_groups, lock_shared
 from feedback_loop.store.engine import write_transaction
+from feedback_loop.store.features import batch_frame
 from feedback_loop.store.outcomes import (
     OutcomeResult,
     OutcomeRows,
@@ -331,9 +332,7 @@ def _store_predictions(
         result = insert_predictions(conn, state.name, state.id, rows, now_us)
         new = result.new_index
         inserted[new] = True
-        blocks = _blocks(batch, new)
-        mark_dirty(conn, state.id, blocks)
-        note_summaries(conn, state.id, blocks)
+        _count_new(conn, state, batch, rows, new)
         if result.inserted:
             matched = join_pending(conn, state.id, result.new_ids_query, **result.new_ids_params)
             if matched:
@@ -357,18 +356,48 @@ def _store_predictions(
     return _Stored(batch.prediction_id, inserted, outcomes, joined)
 
 
-def _blocks(batch: PredictionBatch, index: np.ndarray) -> list[tuple[int, str]]:
-    """The distinct (hour, version) blocks of the rows at ``index``, found with pandas."""
-    if len(index) <= 64:  # a few rows (single calls): plain Python beats pandas' set-up
-        pairs = zip(period_of(batch.ts[index]).tolist(), index.tolist(), strict=True)
-        return sorted({(p, batch.version[i] or "") for p, i in pairs})
-    versions = pd.Series(batch.version, dtype=object)
-    if len(index) < len(batch):
-        versions = versions.iloc[index]
-    frame = pd.DataFrame(
-        {"p": period_of(batch.ts[index]), "v": versions.fillna("").to_numpy(dtype=object)}
-    ).drop_duplicates()
-    return list(zip(frame["p"].tolist(), frame["v"].tolist(), strict=True))
+def _count_new(
+    conn: Connection, state: ModelState, batch: PredictionBatch, rows: PredictionRows, new: Any
+) -> None:
+    """Count the rows stored now into their hours' metric blocks and drift summaries, from the
+    batch's own arrays (never read back), so the first check after a bulk load counts nothing."""
+    index = np.asarray(new, dtype=np.int64)
+    if index.size == 0:
+        return
+    whole = index.size == len(batch)
+    versions = pd.Series(batch.version, dtype=object).fillna("").to_numpy(dtype=object)
+    keys, groups = block_groups(batch.ts[index], versions if whole else versions[index])
+    sizes = np.bincount(groups, minlength=len(keys))
+    created = add_predictions(conn, state.id, dict(zip(keys, sizes.tolist(), strict=True)))
+    regression = state.spec.task == "regression"
+
+    def pick(values: np.ndarray) -> np.ndarray:
+        return values if whole else values[index]
+
+    def features() -> pd.DataFrame:
+        texts = np.asarray(batch.features, dtype=object)
+        matrix = batch.matrix
+        return batch_frame(
+            None if matrix is None else pick(matrix),
+            batch.matrix_columns,
+            batch.categories,
+            pick(texts),
+        )
+
+    if regression:
+        pred_code = np.full(index.size, -2, dtype=np.int64)
+        pred_value = np.nan_to_num(pick(batch.value), nan=0.0)
+    else:
+        codes = pd.Series(rows.pred_code, dtype="Int64").fillna(-2)
+        pred_code = pick(codes.to_numpy(dtype=np.int64))
+        pred_value = np.full(index.size, np.nan)
+    count_at_ingest(
+        conn,
+        state.id,
+        state.spec.task,
+        IngestRows(keys, groups, pick(batch.score), pred_code, pred_value, features),
+        created,
+    )
 
 
 def _with_actual(batch: PredictionBatch, index: np.ndarray) -> list[int]:

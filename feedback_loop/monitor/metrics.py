@@ -51,7 +51,7 @@ def window_metrics(
         out.update(regression_metrics(rows.b, rows.a))
         return out
     out.update(classification_from_codes(spec, codes, rows.b, rows.a, rows.score))
-    if spec.task == "multiclass" and rows.labeled.size:
+    if spec.task == "multiclass" and len(rows):
         out.update(_multiclass_probability_metrics(engine, window, codes))
     return out
 

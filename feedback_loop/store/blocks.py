@@ -1,8 +1,10 @@
 """Hourly blocks: a cache of the prediction log that makes long windows cheap.
 
 A block holds the rows of one model, one hour of prediction time and one version, packed as
-arrays. Writers mark the blocks they touch dirty (``data`` NULL); a reader rebuilds the dirty
-blocks of its window from the log, then reads every block of the window in a few queries. A
+arrays. Writers keep the blocks they touch current (:func:`add_predictions`,
+:func:`add_labeled`), or mark them dirty (``data`` NULL) when an append cannot (a relabel); a
+reader rebuilds the dirty blocks of its window from the log, then reads every block of the
+window in one query. A
 window's partial first and last hours, and any segment-filtered window, are read from the log.
 
 Consistency: rebuilding holds the model's write lock (``BEGIN IMMEDIATE`` on SQLite, an exclusive
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -82,9 +86,114 @@ def mark_dirty_for(conn: Connection, model_id: int, pid_query: str, **params: ob
     mark_dirty(conn, model_id, [(p, v) for p, v in keys])
 
 
+def add_predictions(
+    conn: Connection, model_id: int, counts: dict[tuple[int, str], int]
+) -> set[tuple[int, str]]:
+    """Count new predictions into their blocks ``(period, version) -> rows`` at ingest; returns
+    the blocks this call created (hours that held no prediction of that version before).
+
+    A new block starts clean and empty of labels (its rows are all new and unlabeled), a clean
+    block adds the rows to its count in one atomic ``UPDATE``, a dirty block stays dirty: the
+    reader rebuilds it from the log. On PostgreSQL a concurrent writer creating the same block
+    waits for the first's commit and then adds to it, so no count is lost.
+    """
+    keys = sorted(counts)
+    created: set[tuple[int, str]] = set()
+    empty = pack_labeled(_no_rows())
+    for part in range(0, len(keys), _PER_STATEMENT):
+        chunk = keys[part : part + _PER_STATEMENT]
+        params: dict[str, object] = {"m": model_id, "d": empty}
+        values = []
+        for i, (p, v) in enumerate(chunk):
+            params.update({f"p{i}": int(p), f"v{i}": v, f"n{i}": int(counts[(p, v)])})
+            values.append(f"(:m, :p{i}, :v{i}, :n{i}, :d)")
+        found = conn.execute(
+            text(
+                "INSERT INTO metric_blocks (model_id, period, version, n_predictions, data) "
+                f"VALUES {', '.join(values)} ON CONFLICT (model_id, period, version) DO NOTHING "
+                "RETURNING period, version"
+            ),
+            params,
+        ).all()
+        created.update((int(p), v) for p, v in found)
+    rest = [
+        {"m": model_id, "p": int(p), "v": v, "n": int(counts[(p, v)])}
+        for p, v in keys
+        if (p, v) not in created
+    ]
+    if rest:
+        conn.execute(
+            text(
+                "UPDATE metric_blocks SET n_predictions = n_predictions + :n "
+                "WHERE model_id = :m AND period = :p AND version = :v AND data IS NOT NULL"
+            ),
+            rest,
+        )
+    return created
+
+
+_PER_STATEMENT = 200  # blocks per multi-row INSERT (bound parameters stay few)
+
+
+def add_labeled(conn: Connection, model_id: int, rows: Rows) -> None:
+    """Append newly labeled rows (predictions that had no label before) to their clean blocks,
+    at ingest. Dirty blocks stay dirty. The blocks are read ``FOR UPDATE`` on PostgreSQL, so two
+    writers labeling rows of one hour append in turn."""
+    if len(rows) == 0:
+        return
+    keys, groups = block_groups(rows.ts, rows.version)
+    lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+    found = conn.execute(
+        text(
+            "SELECT period, version, data FROM metric_blocks WHERE model_id = :m "
+            f"AND period >= :a AND period <= :b AND data IS NOT NULL{lock}"
+        ),
+        {"m": model_id, "a": min(p for p, _ in keys), "b": max(p for p, _ in keys)},
+    ).all()
+    stored = {(int(r.period), r.version): r.data for r in found}
+    order = np.argsort(groups, kind="stable")
+    bounds = np.searchsorted(groups[order], np.arange(len(keys) + 1))
+    updates = []
+    for g, key in enumerate(keys):
+        blob = stored.get(key)
+        if blob is None:
+            continue
+        mine = rows.take(order[bounds[g] : bounds[g + 1]])
+        updates.append(
+            {"m": model_id, "p": key[0], "v": key[1], "d": append_labeled(bytes(blob), mine)}
+        )
+    if updates:
+        conn.execute(
+            text(
+                "UPDATE metric_blocks SET data = :d "
+                "WHERE model_id = :m AND period = :p AND version = :v"
+            ),
+            updates,
+        )
+
+
+def block_groups(ts: np.ndarray, versions: np.ndarray) -> tuple[list[tuple[int, str]], np.ndarray]:
+    """The distinct blocks ``(period, version)`` of rows at prediction times ``ts``, and each
+    row's index into them."""
+    hours, hour_codes = np.unique(period_of(ts), return_inverse=True)
+    version_codes, names = pd.factorize(versions, sort=True)
+    width = max(len(names), 1)
+    keys, groups = np.unique(hour_codes.reshape(-1) * width + version_codes, return_inverse=True)
+    found = [(int(hours[k // width]), str(names[k % width])) for k in keys.tolist()]
+    return found, groups.reshape(-1)
+
+
+def _no_rows() -> Rows:
+    none = np.empty(0, np.int64)
+    return Rows(none, np.empty(0, object), np.empty(0, bool), none, none, np.empty(0), none)
+
+
 def pack(rows: Rows) -> bytes:
     """The labeled rows of a block as bytes (row order does not matter to any metric)."""
-    labeled = rows.take(rows.labeled)
+    return pack_labeled(rows.take(rows.labeled))
+
+
+def pack_labeled(labeled: Rows | Labeled) -> bytes:
     header = struct.pack("<q?", len(labeled), labeled.a.dtype.kind == "f")
     return header + b"".join(
         np.ascontiguousarray(x).tobytes()
@@ -92,7 +201,42 @@ def pack(rows: Rows) -> bytes:
     )
 
 
-def unpack(blob: bytes, version: str) -> Rows:
+def append_labeled(blob: bytes, labeled: Rows) -> bytes:
+    """A block's bytes with more labeled rows after its own (an empty block takes the rows'
+    kind: float values for regression, codes otherwise)."""
+    a, b, score, delay = _arrays(blob)
+    if len(a) == 0:
+        return pack_labeled(labeled)
+    return pack_labeled(
+        Labeled(
+            np.concatenate([a, labeled.a.astype(a.dtype)]),
+            np.concatenate([b, labeled.b.astype(a.dtype)]),
+            np.concatenate([score, labeled.score]),
+            np.concatenate([delay, labeled.delay_us]),
+        )
+    )
+
+
+@dataclass
+class Labeled:
+    """The labeled rows of a window as metrics read them: no times, versions or ids."""
+
+    a: np.ndarray  # predicted code (int64) or value (float64)
+    b: np.ndarray  # actual code or value
+    score: np.ndarray  # float64, NaN where none
+    delay_us: np.ndarray  # int64, first label time minus prediction time
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    @staticmethod
+    def of(rows: Rows) -> Labeled:
+        labeled = rows.take(rows.labeled)
+        return Labeled(labeled.a, labeled.b, labeled.score, labeled.delay_us)
+
+
+def _arrays(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A block's four arrays, as views of ``blob``."""
     n, floats = struct.unpack_from("<q?", blob)
     kind = np.float64 if floats else np.int64
     offset = struct.calcsize("<q?")
@@ -101,6 +245,20 @@ def unpack(blob: bytes, version: str) -> Rows:
         arrays.append(np.frombuffer(blob, dtype=dtype, count=n, offset=offset))
         offset += 8 * n
     a, b, score, delay = arrays
+    return a, b, score, delay
+
+
+def _concat(parts: list[tuple[np.ndarray, ...]], regression: bool) -> Labeled:
+    if not parts:
+        kind = np.float64 if regression else np.int64
+        return Labeled(np.empty(0, kind), np.empty(0, kind), np.empty(0), np.empty(0, np.int64))
+    a, b, score, delay = (np.concatenate(column) for column in zip(*parts, strict=True))
+    return Labeled(a, b, score, delay)
+
+
+def unpack(blob: bytes, version: str) -> Rows:
+    a, b, score, delay = _arrays(blob)
+    n = len(a)
     return Rows(
         np.zeros(n, np.int64), np.full(n, version, object), np.ones(n, bool), a, b, score, delay
     )
@@ -164,39 +322,53 @@ def _rebuild(engine: Engine, window: WindowFilter, regression: bool) -> None:
             )
 
 
-def read_window(engine: Engine, window: WindowFilter, *, regression: bool) -> tuple[int, Rows]:
+def read_window(engine: Engine, window: WindowFilter, *, regression: bool) -> tuple[int, Labeled]:
     """``(number of predictions, labeled rows)`` of a window, through the blocks."""
     if window.segment:
         with engine.connect() as conn, conn.begin():
             rows = read_rows(conn, window, regression=regression)
-        return len(rows), rows.take(rows.labeled)
+        return len(rows), Labeled.of(rows)
     first = -(-window.start_us // PERIOD_US) * PERIOD_US
     last = window.end_us // PERIOD_US * PERIOD_US
     if first >= last:
         with engine.connect() as conn, conn.begin():
             rows = read_rows(conn, window, regression=regression)
-        return len(rows), rows.take(rows.labeled)
+        return len(rows), Labeled.of(rows)
     inner = window.between(first, last)
     query = text(
-        "SELECT period, version, n_predictions, data FROM metric_blocks "
+        "SELECT period, n_predictions, data FROM metric_blocks "
         "WHERE model_id = :m AND period >= :a AND period < :b"
         + (" AND version = :v" if window.version is not None else "")
     )
     params = {"m": window.model_id, "a": first, "b": last, "v": window.version}
     with engine.connect() as conn, conn.begin():
         found = conn.execute(query, params).all()
-    if any(r.data is None for r in found):
-        _rebuild(engine, inner, regression)
+        if all(r.data is not None for r in found):  # kept current at ingest: nothing to count
+            return _merged(conn, window, found, first, last, regression)
+    _rebuild(engine, inner, regression)
     with engine.connect() as conn, conn.begin():
         found = conn.execute(query, params).all()
-        parts = [unpack(r.data, r.version) for r in found if r.data is not None]
-        total = sum(int(r.n_predictions) for r in found if r.data is not None)
-        # blocks dirtied again since the rebuild, and the partial edge hours, come from the log
-        stale = {int(r.period) for r in found if r.data is None}
-        ranges = [(window.start_us, first), (last, window.end_us), *hour_runs(list(stale))]
-        for start, end in ranges:
-            if end > start:
-                raw = read_rows(conn, window.between(start, end), regression=regression)
-                total += len(raw)
-                parts.append(raw.take(raw.labeled))
-    return total, Rows.concat(parts, regression)
+        return _merged(conn, window, found, first, last, regression)
+
+
+def _merged(
+    conn: Connection,
+    window: WindowFilter,
+    found: Any,
+    first: int,
+    last: int,
+    regression: bool,
+) -> tuple[int, Labeled]:
+    """The window from its blocks ``found`` (read on ``conn``) and the log: the partial edge
+    hours, and blocks dirtied again since a rebuild."""
+    parts: list[tuple[np.ndarray, ...]] = [_arrays(r.data) for r in found if r.data is not None]
+    total = sum(int(r.n_predictions) for r in found if r.data is not None)
+    stale = {int(r.period) for r in found if r.data is None}
+    ranges = [(window.start_us, first), (last, window.end_us), *hour_runs(list(stale))]
+    for start, end in ranges:
+        if end > start:
+            raw = read_rows(conn, window.between(start, end), regression=regression)
+            total += len(raw)
+            labeled = Labeled.of(raw)
+            parts.append((labeled.a, labeled.b, labeled.score, labeled.delay_us))
+    return total, _concat(parts, regression)

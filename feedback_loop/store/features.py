@@ -75,6 +75,42 @@ def read_features(conn: Connection, window: WindowFilter, *, regression: bool) -
     )
 
 
+def batch_frame(
+    matrix: np.ndarray | None,
+    columns: tuple[tuple[str, str], ...],
+    categories: dict[str, list[str]],
+    texts: np.ndarray,
+) -> pd.DataFrame:
+    """The feature frame of rows about to be stored, as :func:`read_features` will read them
+    back: the packed matrix (categories as codes into ``categories``) joined with the JSON
+    features ``texts`` (None where a row has none), each distinct text parsed once."""
+    n = len(texts)
+    ids = np.arange(n, dtype=np.int64)
+    if matrix is None or not columns:
+        packed = pd.DataFrame(index=pd.RangeIndex(n))
+    else:
+        numeric = [j for j, (_, kind) in enumerate(columns) if kind != "categorical"]
+        packed = pd.DataFrame(
+            np.ascontiguousarray(matrix[:, numeric]),
+            columns=[columns[j][0] for j in numeric],
+            index=pd.RangeIndex(n),
+            copy=False,
+        )
+        for j, (name, kind) in enumerate(columns):
+            if kind == "categorical":
+                raw = matrix[:, j]
+                codes = np.where(np.isnan(raw), -1, raw).astype(np.int64)
+                labels = pd.Index(categories[name], dtype=object)
+                packed[name] = pd.Categorical.from_codes(codes, categories=labels)
+    given = pd.notna(texts)
+    if not given.any():
+        return _combined(packed, pd.DataFrame(index=pd.RangeIndex(n)))
+    encoded = pc.dictionary_encode(pa.array(texts[given].tolist(), pa.large_string()))
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    found = _Texts(ids[given], codes, encoded.dictionary.to_pylist())
+    return _combined(packed, _json_frame(ids, found))
+
+
 _PAYLOADS = "FROM predictions p JOIN prediction_payloads pp ON pp.id = p.id"
 _TEXT_SEP = "\x1e"  # a control character: never raw inside JSON text
 

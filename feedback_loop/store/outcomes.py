@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, text
 
-from feedback_loop.store.blocks import mark_dirty_for
+from feedback_loop.store.blocks import add_labeled, mark_dirty_for
 from feedback_loop.store.bulk import create_stage, fill_stage
+from feedback_loop.store.reader import Rows, read_labeled_of
 
 STAGE = "stage_outcomes"
 _INSERTED = (
@@ -85,12 +86,47 @@ def insert_outcome_rows(
         unmatched, touched, params = _insert_staged(conn, model_id, columns, now_us)
     matched = np.ones(n, dtype=bool)
     matched[unmatched] = False
-    if conn.dialect.name == "sqlite" and _only_outcomes(conn, model_id, params["first"]):
-        _apply_only(conn, model_id, params["first"])
+    if conn.dialect.name == "sqlite":
+        first = _only_outcomes(conn, model_id, params["first"])
+        if first:
+            _apply_only(conn, model_id, params["first"])
+        else:
+            apply_latest(conn, model_id, touched, **params)
     else:
         apply_latest(conn, model_id, touched, **params)
-    mark_dirty_for(conn, model_id, touched, **params)
+        first = _each_first(conn, model_id, touched, params)  # after the wait on its rows
+    if first:  # every touched prediction was unlabeled: its row joins its block's labels
+        add_labeled(conn, model_id, _labeled_now(conn, model_id, touched, params))
+    else:  # a label replaced: the blocks are counted again from the log when read
+        mark_dirty_for(conn, model_id, touched, **params)
     return matched
+
+
+def _labeled_now(conn: Connection, model_id: int, touched: str, params: dict[str, Any]) -> Rows:
+    """The rows of the predictions ``touched`` names (labeled by this write), as the blocks
+    hold them."""
+    regression = (
+        conn.execute(
+            text("SELECT task FROM models WHERE id = :m"), {"m": model_id}
+        ).scalar_one_or_none()
+        == "regression"
+    )
+    return read_labeled_of(conn, model_id, touched, params, regression=regression)
+
+
+def _each_first(conn: Connection, model_id: int, touched: str, params: dict[str, Any]) -> bool:
+    """Whether each prediction ``touched`` names has exactly one outcome (stored now).
+
+    One aggregate over a semi-join: a ``GROUP BY … LIMIT 1`` lets PostgreSQL walk every outcome
+    of the model in index order, probing the (unanalysed) staging table for each."""
+    total, distinct = conn.execute(
+        text(
+            "SELECT COUNT(*), COUNT(DISTINCT prediction_id) FROM outcomes "
+            f"WHERE model_id = :m AND prediction_id IN ({touched})"
+        ),
+        {"m": model_id, **params},
+    ).one()
+    return bool(total == distinct)
 
 
 _Columns = tuple[list[Any], ...]

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine, event, text
 
 from feedback_loop.errors import ValidationError
 from feedback_loop.store.predictions import unpack_proba
@@ -232,6 +232,52 @@ def read_rows(
     rows = rows.take(order)
     rows.ids = ids[order]
     return rows
+
+
+def read_labeled_of(
+    conn: Connection, model_id: int, pid_query: str, params: dict[str, Any], *, regression: bool
+) -> Rows:
+    """The labeled predictions among those ``pid_query`` names (SQL selecting prediction ids,
+    with named ``params``), read on ``conn`` itself so a writer sees its own uncommitted rows
+    and staging tables: one text of the rows, built by the database and parsed by Arrow."""
+    sqlite = conn.dialect.name == "sqlite"
+    every = _columns(regression, sqlite)
+    columns = [every[0], "COALESCE(version, '')", *every[3:]]
+    if sqlite:
+        line = " || char(31) || ".join(columns)
+        select = f"group_concat({line}, char(10))"
+    else:
+        line = " || chr(31) || ".join(f"CAST({c} AS text)" for c in columns)
+        select = f"string_agg({line}, chr(10))"
+    found = conn.execute(
+        text(
+            f"SELECT {select} FROM predictions WHERE model_id = :m "
+            f"AND actual_ts IS NOT NULL AND prediction_id IN ({pid_query})"
+        ),
+        {"m": model_id, **params},
+    ).scalar_one()
+    if not found:
+        return empty_rows(regression)
+    pair = pa.float64() if regression else pa.int64()
+    kinds = [pa.int64(), pa.string(), pair, pair, pa.float64(), pa.int64()]
+    names = ["ts", "version", "a", "b", "score", "delay"]
+    table = pa_csv.read_csv(
+        io.BytesIO(found.encode()),
+        read_options=pa_csv.ReadOptions(column_names=names),
+        parse_options=pa_csv.ParseOptions(delimiter=_SEP, quote_char=False),
+        convert_options=pa_csv.ConvertOptions(
+            column_types=dict(zip(names, kinds, strict=True)),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    version = np.asarray(table.column("version").to_numpy(zero_copy_only=False), dtype=object)
+    ts, a, b, score, delay = (
+        _numpy(table.column(name), kind)
+        for name, kind in zip(names, kinds, strict=True)
+        if name != "version"
+    )
+    return Rows(ts, version, np.ones(len(ts), bool), a, b, _nan_for_none(score), delay)
 
 
 @dataclass

@@ -12,10 +12,10 @@ prediction time, version)``, keyed by the reference's ``layout``:
 * ``data`` is the packed :class:`Summary`, or NULL when the hour changed since it was counted
   (dirty); the reader rebuilds dirty and missing rows from the log.
 
-Consistency follows ``metric_blocks`` (``store/blocks.py``): a writer that adds predictions to
-an hour marks that hour's summaries dirty in its own transaction (every reference at once, so a
-writer needs to know nothing about references), and a reader rebuilds under the model's
-exclusive lock, so no summary is ever saved from a state a concurrent writer has changed.
+Consistency follows ``metric_blocks`` (``store/blocks.py``): a writer adds its new rows' counts
+to the hours it touches in its own transaction (:func:`merge_summaries`), or marks them dirty
+when it cannot (cells unknown at ingest); a reader rebuilds dirty and missing rows under the
+model's exclusive lock, so no summary is ever saved from a state a concurrent writer has changed.
 """
 
 from __future__ import annotations
@@ -88,20 +88,29 @@ def unpack(blob: bytes) -> Summary | None:
     return Summary(int(n_rows), fixed, extras, bool(unstable))
 
 
-def mark_dirty(conn: Connection, model_id: int, keys: Iterable[tuple[int, str]]) -> None:
-    """Mark dirty every reference's summaries of the hours ``(period, version)``.
+def mark_dirty(
+    conn: Connection,
+    model_id: int,
+    keys: Iterable[tuple[int, str]],
+    counted: Iterable[str] = (),
+) -> None:
+    """Mark dirty every reference's summaries of the hours ``(period, version)``, but those on
+    the layouts ``counted`` (the write added its counts to them).
 
     Hours nobody has summarised yet have no rows: the reader finds them through the metric
     blocks, which every write creates. Only clean rows are updated, so concurrent writers to
     the current hour do not queue on its rows (as ``blocks.mark_dirty``).
     """
-    rows = [{"m": model_id, "p": int(p), "v": v} for p, v in sorted(set(keys))]
+    kept = sorted(set(counted))
+    marks = {f"k{i}": k for i, k in enumerate(kept)}
+    rows = [{"m": model_id, "p": int(p), "v": v, **marks} for p, v in sorted(set(keys))]
     if not rows:
         return
+    condition = f" AND layout NOT IN ({', '.join(':' + k for k in marks)})" if kept else ""
     conn.execute(
         text(
             "UPDATE drift_summaries SET data = NULL WHERE model_id = :m AND period = :p "
-            "AND version = :v AND data IS NOT NULL"
+            f"AND version = :v AND data IS NOT NULL{condition}"
         ),
         rows,
     )
@@ -175,6 +184,56 @@ def save_summaries(
     )
 
 
+def merge_summaries(
+    conn: Connection,
+    model_id: int,
+    layout: str,
+    counted: dict[tuple[int, str], Summary],
+    created: set[tuple[int, str]],
+) -> None:
+    """Add a write's counts ``(period, version) -> Summary`` to the stored summaries on
+    ``layout``, in the write's transaction.
+
+    ``created`` are the hours the write opened (no earlier prediction of that version): their
+    counts are the whole hour, stored as they are. Other hours add to a clean summary; a dirty
+    or missing one stays so (the reader counts it from the log). On PostgreSQL the summaries are
+    read ``FOR UPDATE``: two writers adding to one hour add in turn.
+    """
+    if not counted:
+        return
+    fresh = {key: s for key, s in counted.items() if key in created}
+    if fresh:
+        save_summaries(conn, model_id, layout, fresh)
+    rest = sorted(key for key in counted if key not in created)
+    if not rest:
+        return
+    lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+    found = conn.execute(
+        text(
+            "SELECT period, version, data FROM drift_summaries WHERE model_id = :m "
+            f"AND layout = :l AND period >= :a AND period <= :b AND data IS NOT NULL{lock}"
+        ),
+        {"m": model_id, "l": layout, "a": rest[0][0], "b": rest[-1][0]},
+    ).all()
+    stored = {(int(r.period), r.version): r.data for r in found}
+    updates = []
+    for key in rest:
+        blob = stored.get(key)
+        summary = None if blob is None else unpack(bytes(blob))
+        if summary is None:
+            continue
+        summary.add(counted[key])
+        updates.append({"m": model_id, "l": layout, "p": key[0], "v": key[1], "d": pack(summary)})
+    if updates:
+        conn.execute(
+            text(
+                "UPDATE drift_summaries SET data = :d "
+                "WHERE model_id = :m AND layout = :l AND period = :p AND version = :v"
+            ),
+            updates,
+        )
+
+
 def forget_layouts(conn: Connection, model_id: int, keep: Iterable[str]) -> None:
     """Drop the summaries on cells no reference of the model uses any more."""
     kept = sorted(set(keep))
@@ -192,3 +251,12 @@ def stored_references(conn: Connection, model_id: int) -> list[dict[str, Any]]:
         text("SELECT data FROM reference_profiles WHERE model_id = :m"), {"m": model_id}
     ).scalars()
     return [json.loads(data) for data in found]
+
+
+def reference_texts(conn: Connection, model_id: int) -> list[str]:
+    """The stored JSON of every reference the model has, unparsed (a writer parses only the
+    ones it has not seen)."""
+    found = conn.execute(
+        text("SELECT data FROM reference_profiles WHERE model_id = :m"), {"m": model_id}
+    ).scalars()
+    return list(found)

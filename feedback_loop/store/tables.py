@@ -131,9 +131,9 @@ events = Table(
 )
 
 # A cache of the prediction log, one row per (model, hour of prediction time, version): the
-# labeled rows of that hour as packed arrays. Writers mark a block dirty (data NULL) when they add
-# or relabel a prediction in it; readers rebuild dirty blocks. A window then costs a read of a few
-# hundred blobs instead of a scan of millions of rows.
+# labeled rows of that hour as packed arrays. Writers add their rows to a block (store/blocks.py)
+# or mark it dirty (data NULL) when they relabel a prediction in it; readers rebuild dirty blocks.
+# A window then costs a read of a few hundred blobs instead of a scan of millions of rows.
 metric_blocks = Table(
     "metric_blocks",
     metadata,
