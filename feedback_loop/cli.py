@@ -476,6 +476,7 @@ def worker(
         raise _fail(str(exc)) from exc
     runner.max_attempts = max_attempts
     if once:
+        runner.apply_retention()
         queued = runner.evaluate_policies()
         done = runner.run_once()
         console.print(f"policies fired for: {', '.join(queued) or 'none'}; job: {done}")
@@ -487,6 +488,112 @@ def worker(
         runner.run_forever(poll=timedelta(seconds=poll))
     except KeyboardInterrupt:
         console.print("stopped")
+
+
+@app.command()
+def export(
+    model: Model,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write Parquet under.")],
+    db: Db = None,
+    since: Annotated[
+        str | None, typer.Option(help="First prediction time (ISO 8601), inclusive.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Last prediction time (ISO 8601), exclusive.")
+    ] = None,
+    chunk_rows: Annotated[int, typer.Option(help="Rows read and written at a time.")] = 100_000,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace days this model already has under OUT.")
+    ] = False,
+) -> None:
+    """Write a model's log as Parquet: OUT/model=M/date=YYYY-MM-DD/part-*.parquet."""
+    with Progress(
+        TextColumn(f"[bold]exporting {model}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,} rows"),
+        TimeRemainingColumn(),
+        console=err_console,
+    ) as progress:
+        task = progress.add_task("export", total=0)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        try:
+            result = FeedbackLoop(model, tracking_db=db).export(
+                out,
+                since=since,
+                until=until,
+                chunk_rows=chunk_rows,
+                overwrite=overwrite,
+                progress=advance,
+            )
+        except FeedbackLoopError as exc:
+            raise _fail(str(exc)) from exc
+    console.print(
+        f"wrote {result.rows:,} predictions of [bold]{model}[/] in {len(result.files):,} "
+        f"file(s) over {len(result.dates):,} day(s) under {result.path}"
+    )
+
+
+@db_app.command("prune")
+def db_prune(
+    db: Db = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Only this model (default: all).")
+    ] = None,
+    retention: Annotated[
+        str | None,
+        typer.Option(help="Set the model's retention (e.g. 90d) before pruning; needs --model."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Apply the retention each model declares in this project file."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Drop raw rows older than each model's retention; the summaries behind metrics and
+    drift over those hours are kept."""
+    from feedback_loop.project import load_loops
+    from feedback_loop.store.engine import make_engine, read_transaction
+    from feedback_loop.store.migrate import ensure_schema
+    from feedback_loop.store.models import list_models
+
+    if retention is not None and model is None:
+        raise _fail("--retention needs --model")
+    if config is not None and (model is not None or retention is not None):
+        raise _fail("--config declares the models and their retention: drop --model/--retention")
+    try:
+        if config is not None:
+            loops = load_loops(config, db)
+        elif model is not None:
+            loops = [FeedbackLoop(model, tracking_db=db, retention=retention)]
+        else:
+            engine = make_engine(db)
+            ensure_schema(engine)
+            with read_transaction(engine) as conn:
+                names = [record.name for record in list_models(conn)]
+            loops = [FeedbackLoop(name, tracking_db=db) for name in names]
+        results = [loop.apply_retention() for loop in loops]
+    except (FeedbackLoopError, OSError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        for result in results:
+            sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+        return
+    table = Table(title="retention")
+    for column in ("model", "retention", "horizon", "predictions", "outcomes", "hours kept"):
+        table.add_column(column)
+    for result in results:
+        table.add_row(
+            result.model,
+            "none" if result.retention is None else str(result.retention),
+            "—" if result.horizon is None else result.horizon.strftime("%Y-%m-%d %H:%M"),
+            f"{result.predictions_dropped:,}",
+            f"{result.outcomes_dropped:,}",
+            f"{result.hours_kept:,}",
+        )
+    console.print(table)
 
 
 @db_app.command("upgrade")

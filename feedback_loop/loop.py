@@ -14,9 +14,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from feedback_loop.api import LoopAPI
+from feedback_loop.archive.export import ExportResult, Progress, export_log
+from feedback_loop.archive.retention import RetentionResult, apply_retention
 from feedback_loop.collect import lookups
 from feedback_loop.collect.handle import ModelHandle
 from feedback_loop.collect.logger import PredictionLog
@@ -87,6 +90,11 @@ class FeedbackLoop(LoopAPI):
         ``should_retrain`` never fires on fewer labeled predictions than this (100).
     clock:
         Where "now" comes from; replace it to replay history in simulated time.
+    retention:
+        How long raw predictions, outcomes and features are kept (``'90d'``, a timedelta);
+        older hours keep only their monitoring summaries. Stored with the model by
+        :meth:`apply_retention`, which the worker and ``feedback-loop db prune`` also run.
+        None (the default) keeps what the model has stored, which is no retention unless set.
     artifact_root:
         Folder of model artifacts (``$FEEDBACK_LOOP_ARTIFACTS``, else
         ``./feedback_loop_artifacts``).
@@ -108,6 +116,7 @@ class FeedbackLoop(LoopAPI):
         min_labeled: int = 100,
         clock: Clock | None = None,
         artifact_root: str | None = None,
+        retention: str | timedelta | None = None,
     ):
         check_model_name(model_name)
         if task is not None and task not in TASKS:
@@ -117,6 +126,7 @@ class FeedbackLoop(LoopAPI):
         if min_labeled < 1:
             raise ValidationError("must be at least 1", field="min_labeled")
         parse_duration(window)
+        self.retention = None if retention is None else parse_duration(retention, field="retention")
         _check_declared(label_key=label_key, score_key=score_key, primary_metric=primary_metric)
         self.model_name = model_name
         self.retrain_threshold = retrain_threshold
@@ -349,6 +359,37 @@ class FeedbackLoop(LoopAPI):
     def primary_metric(self) -> str:
         """The metric ``should_retrain`` and the gate watch."""
         return primary_metric(self.handle)
+
+    # -- archive -----------------------------------------------------------------------------
+
+    def export(
+        self,
+        out: str | os.PathLike[str],
+        *,
+        since: Any = None,
+        until: Any = None,
+        chunk_rows: int = 100_000,
+        overwrite: bool = False,
+        progress: Progress | None = None,
+    ) -> ExportResult:
+        """Write the log of predictions in ``[since, until)`` (default: all) as Parquet under
+        ``out``, partitioned hive style by model and UTC day of prediction time; ``progress``
+        is called with ``(rows written, rows in the export)`` after each chunk."""
+        return export_log(
+            self.handle,
+            Path(out),
+            since=since,
+            until=until,
+            chunk_rows=chunk_rows,
+            overwrite=overwrite,
+            progress=progress,
+        )
+
+    def apply_retention(self) -> RetentionResult:
+        """Drop raw rows older than the retention (this loop's, stored with the model, else
+        the one stored before), keeping the summaries ``get_metrics`` and ``check_drift`` read
+        for those hours."""
+        return apply_retention(self.handle, self.retention)
 
     # -- retrain -----------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 ```toml
 [models.churn]
 task = "binary"
+retention = "90d"               # optional: drop raw rows older than this, keep the summaries
 
 [models.churn.trainer]
 command = "python train.py --data {data} --out {out}"
@@ -34,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,16 @@ from feedback_loop.retrain.policy import default_policy, policy_from_dict
 from feedback_loop.retrain.trainers import CommandTrainer, EstimatorTrainer, Trainer
 from feedback_loop.worker import ModelJob, Worker
 
-_MODEL_KEYS = {"task", "trainer", "dataset", "gate", "policy", "with_drift", "with_estimate"}
+_MODEL_KEYS = {
+    "task",
+    "trainer",
+    "dataset",
+    "gate",
+    "policy",
+    "with_drift",
+    "with_estimate",
+    "retention",
+}
 
 
 def _trainer(table: dict[str, Any], where: str) -> Trainer:
@@ -87,20 +98,51 @@ def _build(cls: Any, values: dict[str, Any], where: str) -> Any:
     return cls(**values)
 
 
-def load_worker(path: Path, database: str | None) -> Worker:
-    """A worker for the models of a project file."""
+def _models(path: Path) -> dict[str, dict[str, Any]]:
+    """The ``[models.NAME]`` tables of a project file, their keys checked."""
     with open(path, "rb") as handle:
         project = tomllib.load(handle)
     models = project.get("models")
     if not isinstance(models, dict) or not models:
         raise ValidationError("the project file declares no [models.NAME]", field="models")
+    for name, table in models.items():
+        unknown = sorted(set(table) - _MODEL_KEYS)
+        if unknown:
+            raise ValidationError(f"unknown key(s) {unknown}", field=f"models.{name}.{unknown[0]}")
+    return models
+
+
+def _retention(table: dict[str, Any], where: str) -> timedelta | None:
+    value = table.get("retention")
+    return None if value is None else parse_duration(value, field=f"{where}.retention")
+
+
+def load_loops(path: Path, database: str | None) -> list[FeedbackLoop]:
+    """A loop for each model of a project file, with its declared task and retention (what
+    ``feedback-loop db prune --config`` applies)."""
+    return [
+        FeedbackLoop(
+            name,
+            tracking_db=database,
+            task=table.get("task"),
+            retention=_retention(table, f"models.{name}"),
+        )
+        for name, table in _models(path).items()
+    ]
+
+
+def load_worker(path: Path, database: str | None) -> Worker:
+    """A worker for the models of a project file."""
+    models = _models(path)
     jobs: dict[str, ModelJob] = {}
     for name, table in models.items():
         where = f"models.{name}"
-        unknown = sorted(set(table) - _MODEL_KEYS)
-        if unknown:
-            raise ValidationError(f"unknown key(s) {unknown}", field=f"{where}.{unknown[0]}")
-        loop = FeedbackLoop(name, tracking_db=database, task=table.get("task"))
+        loop = FeedbackLoop(
+            name,
+            tracking_db=database,
+            task=table.get("task"),
+            retention=_retention(table, where),
+        )
         if "trainer" not in table:
             raise ValidationError("every model needs a [trainer]", field=f"{where}.trainer")
         loop.set_trainer(

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from feedback_loop.archive.retention import RetentionResult
 from feedback_loop.core.clock import Clock, SystemClock
 from feedback_loop.core.timeutil import to_us
 from feedback_loop.deploy.candidates import retrain
@@ -88,6 +89,16 @@ class Worker:
                 )
                 queued.append(name)
         return queued
+
+    def apply_retention(self) -> list[RetentionResult]:
+        """One retention pass over every model (those without a retention keep their rows)."""
+        done = []
+        for job in self.models.values():
+            try:
+                done.append(job.loop.apply_retention())
+            except UnknownModelError:  # nothing logged to it yet: nothing to drop
+                continue
+        return done
 
     def run_once(self) -> dict[str, Any] | None:
         """Claim and run one job; None when there was nothing to do."""
@@ -178,10 +189,14 @@ class Worker:
         poll: timedelta = timedelta(seconds=10),
         policy_every: timedelta = timedelta(minutes=1),
         stop: threading.Event | None = None,
+        retention_every: timedelta = timedelta(hours=1),
     ) -> None:
         stop = stop or threading.Event()
-        next_policy = 0.0
+        next_policy = next_retention = 0.0
         while not stop.is_set():
+            if time.monotonic() >= next_retention:
+                self.apply_retention()
+                next_retention = time.monotonic() + retention_every.total_seconds()
             if time.monotonic() >= next_policy:
                 self.evaluate_policies()
                 next_policy = time.monotonic() + policy_every.total_seconds()

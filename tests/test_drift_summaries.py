@@ -337,6 +337,7 @@ def test_a_database_from_before_the_summaries_upgrades(db_url, clock) -> None:
 
     from feedback_loop.cli import app
     from feedback_loop.loop import dispose_engines
+    from feedback_loop.store.migrate import head_revision
 
     rng = np.random.default_rng(11)
     loop = _loop(db_url, clock, "multiclass", rng)
@@ -347,7 +348,7 @@ def test_a_database_from_before_the_summaries_upgrades(db_url, clock) -> None:
     _downgrade(db_url, "0009")
     result = CliRunner().invoke(app, ["db", "upgrade", "--db", db_url])
     assert result.exit_code == 0, result.output
-    assert "0010" in result.output
+    assert head_revision() in result.output  # every migration since 0009, 0010 among them
     upgraded = FeedbackLoop("m-multiclass", tracking_db=db_url, clock=clock)
     assert upgraded.check_drift(window="1d", record=False).to_dict() == expected
     assert _summaries(upgraded) > 0

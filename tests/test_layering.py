@@ -3,7 +3,8 @@ store; pure computation imports nothing of ours; nothing forms a circle; the sto
 migrations import no face.
 
 The order, bottom up (see DESIGN.md): ``errors`` and ``core``; ``stats``; ``store``; the
-stages ``collect`` → ``monitor`` → ``retrain`` → ``deploy``; and the faces on top.
+stages ``collect`` → ``monitor`` → ``retrain`` → ``deploy``, with ``archive`` (exports and
+retention) beside ``retrain`` on top of ``monitor``; and the faces on top.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ ALLOWED: dict[str, set[str]] = {
     "monitor": {"errors", "core", "stats", "store", "collect"},
     "retrain": {"errors", "core", "stats", "store", "collect", "monitor"},
     "deploy": {"errors", "core", "stats", "store", "collect", "monitor", "retrain"},
+    # exports and retention: read the log, keep the summaries monitoring reads
+    "archive": {"errors", "core", "stats", "store", "collect", "monitor"},
 }
 FACES = {"server", "dashboard", "cli", "client"}
 

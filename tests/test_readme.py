@@ -197,8 +197,18 @@ def _closing_the_loop(db_url: str, tmp: Path) -> dict[str, Any]:
     return {"loop": loop, "model": model, "X_train": X, "p_train": scores, "y_train": y}
 
 
+def _export_and_retention(db_url: str, tmp: Path) -> dict[str, Any]:
+    """A binary model with 45 days of labeled predictions in the reader's database."""
+    rng = np.random.default_rng(4)
+    _, _, model, _ = _trained(rng)
+    loop = FeedbackLoop("churn", tracking_db=db_url, artifact_root=str(tmp / "artifacts"))
+    _scored_traffic(loop, model, rng, 900, days=45)
+    return {}
+
+
 Provider = Callable[[str, Path], dict[str, Any]]
 PROVIDED: dict[str, Provider] = {
+    "Export and retention": _export_and_retention,
     "Quick start": lambda db_url, tmp: {},
     "Python API": _python_api,
     "Monitoring": _monitoring,
@@ -228,7 +238,18 @@ def _check_closing_the_loop(ns: dict[str, Any], out: str) -> None:
     assert [m["version"] for m in loop.alias_history("champion")] == [1, 2, 1, 2]
 
 
+def _check_export_and_retention(ns: dict[str, Any], out: str) -> None:
+    assert "900 predictions in" in out and ns["lake"].num_rows == 900
+    assert sorted(ns["lake"].column("prediction_id").to_pylist()) == sorted(
+        f"p{i}" for i in range(900)
+    )
+    dropped = ns["pruned"].predictions_dropped
+    assert 250 < dropped < 900  # about a third of 45 days is older than 30
+    assert ns["loop"].get_metrics(window="60d")["predictions"] == 900
+
+
 CHECKS: dict[str, Callable[[dict[str, Any], str], None]] = {
+    "Export and retention": _check_export_and_retention,
     "Quick start": _check_quick_start,
     "Python API": _check_python_api,
     "Monitoring": _check_monitoring,

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine, text
 
 from feedback_loop.store.engine import write_transaction
 from feedback_loop.store.reader import Rows, WindowFilter, read_rows
+from feedback_loop.store.retention import pruned_before
 
 PERIOD_US = 3_600_000_000
 _LOCK_CLASS = 0x666C  # advisory lock namespace: (class, model id)
@@ -51,14 +52,25 @@ def lock_exclusive(conn: Connection, model_id: int) -> None:
 
 
 def mark_dirty(conn: Connection, model_id: int, keys: Iterable[tuple[int, str]]) -> None:
-    """Mark the blocks ``(period, version)`` dirty, creating their rows if new."""
-    rows = [{"m": model_id, "p": int(p), "v": v} for p, v in sorted(set(keys))]
-    if not rows:
+    """Mark the blocks ``(period, version)`` dirty, creating their rows if new.
+
+    A block of an hour retention has pruned is only created, never marked dirty: its rows are
+    gone, and a rebuild would replace its kept counts with those of the late rows alone."""
+    hours = sorted({(int(p), v) for p, v in keys})
+    if not hours:
         return
     insert = (
         "INSERT INTO metric_blocks (model_id, period, version, n_predictions, data) "
         "VALUES (:m, :p, :v, 0, NULL) ON CONFLICT (model_id, period, version) "
     )
+    floor = pruned_before(conn, model_id)
+    if floor is not None and hours[0][0] < floor:
+        pruned = [{"m": model_id, "p": p, "v": v} for p, v in hours if p < floor]
+        conn.execute(text(insert + "DO NOTHING"), pruned)
+        hours = [(p, v) for p, v in hours if p >= floor]
+        if not hours:
+            return
+    rows = [{"m": model_id, "p": p, "v": v} for p, v in hours]
     if conn.dialect.name == "sqlite":  # one writer at a time: a plain upsert
         conn.execute(text(insert + "DO UPDATE SET data = NULL"), rows)
         return
@@ -295,6 +307,8 @@ def _split_by_block(rows: Rows, start: int, end: int) -> Iterator[tuple[int, str
 
 
 def _rebuild(engine: Engine, window: WindowFilter, regression: bool) -> None:
+    """Rebuild the window's dirty blocks from the log. A clean block of the same hour is left
+    as it is: it is exact, and in an hour retention pruned it is all that counts the hour."""
     with write_transaction(engine) as conn:
         lock_exclusive(conn, window.model_id)
         dirty = conn.execute(
@@ -316,7 +330,7 @@ def _rebuild(engine: Engine, window: WindowFilter, regression: bool) -> None:
             conn.execute(
                 text(
                     "UPDATE metric_blocks SET data = :d, n_predictions = :n "
-                    "WHERE model_id = :m AND period = :p AND version = :v"
+                    "WHERE model_id = :m AND period = :p AND version = :v AND data IS NULL"
                 ),
                 updates,
             )

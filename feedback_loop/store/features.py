@@ -36,6 +36,7 @@ class WindowFeatures:
     labeled: np.ndarray  # bool
     tags: pd.DataFrame  # one column per tag key
     ts: np.ndarray  # int64 µs, prediction time
+    ids: np.ndarray | None = None  # int64 row ids (what other reads of the window align on)
 
 
 def read_features(conn: Connection, window: WindowFilter, *, regression: bool) -> WindowFeatures:
@@ -72,6 +73,7 @@ def read_features(conn: Connection, window: WindowFilter, *, regression: bool) -
         labeled=rows.labeled,
         tags=_json_frame(ids, tags),
         ts=rows.ts,
+        ids=ids,
     )
 
 

@@ -199,7 +199,7 @@ def _columns(regression: bool, sqlite: bool) -> list[str]:
         pair = ["COALESCE(pred_value, 0.0)", "COALESCE(actual_value, 0.0)"]
     else:
         pair = ["COALESCE(pred_code, -2)", "COALESCE(actual_code, -2)"]
-    exact = (lambda e: f"printf('%.17g', {e})") if sqlite else (lambda e: e)
+    exact = (lambda e: f"printf('%!.17g', {e})") if sqlite else (lambda e: e)
     floats = [exact(e) for e in pair] if regression else pair
     return [
         "ts",

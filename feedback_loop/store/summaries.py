@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, text
 
+from feedback_loop.store.retention import pruned_before
+
 FORMAT_VERSION = 1
 _MAGIC = b"FLDS"
 _HEADER = struct.Struct("<4sHqq?q")  # magic, format, rows, fixed cells, unstable, extras bytes
@@ -99,11 +101,16 @@ def mark_dirty(
 
     Hours nobody has summarised yet have no rows: the reader finds them through the metric
     blocks, which every write creates. Only clean rows are updated, so concurrent writers to
-    the current hour do not queue on its rows (as ``blocks.mark_dirty``).
+    the current hour do not queue on its rows (as ``blocks.mark_dirty``). Hours retention has
+    pruned keep their counts (``store/retention.py``).
     """
     kept = sorted(set(counted))
     marks = {f"k{i}": k for i, k in enumerate(kept)}
-    rows = [{"m": model_id, "p": int(p), "v": v, **marks} for p, v in sorted(set(keys))]
+    hours = sorted({(int(p), v) for p, v in keys})
+    floor = pruned_before(conn, model_id) if hours else None
+    rows = [
+        {"m": model_id, "p": p, "v": v, **marks} for p, v in hours if floor is None or p >= floor
+    ]
     if not rows:
         return
     condition = f" AND layout NOT IN ({', '.join(':' + k for k in marks)})" if kept else ""
@@ -167,21 +174,33 @@ def save_summaries(
     layout: str,
     summaries: dict[tuple[int, str], Summary],
 ) -> None:
-    """Store clean summaries (replacing what the rows held). Call under the exclusive lock."""
+    """Store clean summaries (replacing what the rows held). Call under the exclusive lock.
+
+    In an hour retention pruned, a clean summary is kept: it counted rows that are gone, and
+    the ones counted now are only the hour's late rows."""
     if not summaries:
         return
+    upsert = (
+        "INSERT INTO drift_summaries (model_id, layout, period, version, data) "
+        "VALUES (:m, :l, :p, :v, :d) "
+        "ON CONFLICT (model_id, layout, period, version) DO UPDATE SET data = excluded.data"
+    )
+    floor = pruned_before(conn, model_id)
+    ordered = sorted(summaries.items(), key=lambda item: item[0])
+    pruned = [
+        {"m": model_id, "l": layout, "p": p, "v": v, "d": pack(s)}
+        for (p, v), s in ordered
+        if floor is not None and p < floor
+    ]
     rows = [
         {"m": model_id, "l": layout, "p": p, "v": v, "d": pack(s)}
-        for (p, v), s in sorted(summaries.items(), key=lambda item: item[0])
+        for (p, v), s in ordered
+        if floor is None or p >= floor
     ]
-    conn.execute(
-        text(
-            "INSERT INTO drift_summaries (model_id, layout, period, version, data) "
-            "VALUES (:m, :l, :p, :v, :d) "
-            "ON CONFLICT (model_id, layout, period, version) DO UPDATE SET data = excluded.data"
-        ),
-        rows,
-    )
+    if pruned:
+        conn.execute(text(upsert + " WHERE drift_summaries.data IS NULL"), pruned)
+    if rows:
+        conn.execute(text(upsert), rows)
 
 
 def merge_summaries(

@@ -41,6 +41,10 @@ models = Table(
     Column("positive_label", Text),
     Column("primary_metric", String(40)),
     Column("created_at", BigInteger, nullable=False),
+    # Retention: raw rows older than ``retention_us`` are dropped (NULL: kept for ever); every
+    # hour before ``pruned_before`` has been pruned, and only its summaries answer for it.
+    Column("retention_us", BigInteger),
+    Column("pruned_before", BigInteger),
 )
 
 labels = Table(
