@@ -5,19 +5,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from feedback_loop.collect.csv_input import decode_csv
-from feedback_loop.deploy.candidates import RetrainOutcome
 from feedback_loop.errors import FeedbackLoopError, RejectedVersionError
-from feedback_loop.loop import FeedbackLoop
 from feedback_loop.store.jobs import DEFAULT_MAX_ATTEMPTS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from feedback_loop.loop import FeedbackLoop as Loop
 
 app = typer.Typer(help="Close the machine-learning feedback loop.", no_args_is_help=True)
 log_app = typer.Typer(help="Log predictions or outcomes from a file.", no_args_is_help=True)
@@ -34,6 +35,15 @@ Db = Annotated[
 ]
 
 
+def FeedbackLoop(*args: Any, **kwargs: Any) -> Loop:
+    """The library's ``FeedbackLoop``, imported when a command first needs it: commands that
+    need none of it (``keys``, ``webhooks``, ``db``) start without importing pandas, SciPy and
+    scikit-learn."""
+    from feedback_loop.loop import FeedbackLoop as loop_class
+
+    return loop_class(*args, **kwargs)
+
+
 def _fail(message: str) -> typer.Exit:
     err_console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code=1)
@@ -41,6 +51,10 @@ def _fail(message: str) -> typer.Exit:
 
 def read_table(path: Path) -> pd.DataFrame:
     """CSV, JSON lines or Parquet, by extension."""
+    import pandas as pd
+
+    from feedback_loop.collect.csv_input import decode_csv
+
     if not path.exists():
         raise _fail(f"{path} does not exist")
     suffixes = "".join(path.suffixes).lower()
@@ -432,6 +446,8 @@ def retrain(
     no_promote: Annotated[bool, typer.Option("--no-promote", help="Gate only.")] = False,
 ) -> None:
     """Retrain now with a command (gate and promote), or queue a job for the worker."""
+    from feedback_loop.deploy.candidates import RetrainOutcome
+
     try:
         loop = FeedbackLoop(model, tracking_db=db)
         if command:

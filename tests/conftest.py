@@ -1,7 +1,12 @@
 """Shared fixtures: every storage test runs on SQLite and on a real PostgreSQL.
 
-PostgreSQL is found at ``FEEDBACK_LOOP_TEST_PG`` (default ``postgresql://127.0.0.1/test``);
-each test gets a schema of its own. In CI (``CI`` set) a missing PostgreSQL fails the run.
+PostgreSQL is found at ``FEEDBACK_LOOP_TEST_PG`` (default ``postgresql://127.0.0.1/test``).
+Each test process (each xdist worker) makes a database of its own beside that one, dropped at
+the end, and each test gets a schema of its own in it. A database per process, not only a
+schema: the library's advisory locks are per database, so tests of other processes (another
+worker, another run of the suite on the same server) would otherwise wait on each other's
+locks on the same model ids. Without the right to create databases the schemas go in the
+given database. In CI (``CI`` set) a missing PostgreSQL fails the run.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 from hypothesis import HealthCheck, settings
+from psycopg import sql
+from sqlalchemy.engine import make_url
 
 from feedback_loop import ManualClock
 from feedback_loop.loop import dispose_engines
@@ -27,6 +34,7 @@ settings.register_profile(
 settings.load_profile("feedback-loop")
 
 PG_URL = os.environ.get("FEEDBACK_LOOP_TEST_PG", "postgresql://127.0.0.1/test")
+_own_database: list[str] = []  # this process's database URL, once made
 
 
 def _pg_available() -> str | None:
@@ -40,6 +48,34 @@ def _pg_available() -> str | None:
 _PG_ERROR = _pg_available()
 
 
+def _database_url() -> str:
+    """The URL of this process's own database, made on first use (else ``PG_URL``)."""
+    if not _own_database:
+        url = make_url(PG_URL)
+        name = f"{url.database}_run_{uuid.uuid4().hex[:12]}"
+        try:
+            with psycopg.connect(PG_URL, autocommit=True) as conn:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.errors.InsufficientPrivilege:
+            _own_database.append(PG_URL)
+        else:
+            _own_database.append(url.set(database=name).render_as_string(hide_password=False))
+    return _own_database[0]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_own_database() -> Iterator[None]:
+    yield
+    if not _own_database or _own_database[0] == PG_URL:
+        return
+    dispose_engines()
+    name = make_url(_own_database[0]).database
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
 @contextmanager
 def postgres_schema() -> Iterator[str]:
     """The URL of a fresh PostgreSQL schema, dropped afterwards (a failure in CI, else a skip,
@@ -49,13 +85,14 @@ def postgres_schema() -> Iterator[str]:
             pytest.fail(f"PostgreSQL is required in CI: {_PG_ERROR}")
         pytest.skip(f"PostgreSQL not reachable: {_PG_ERROR}")
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
+    database = _database_url()
+    with psycopg.connect(database, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+        yield f"{database}?options=-csearch_path%3D{schema}"
     finally:
         dispose_engines()
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
+        with psycopg.connect(database, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 

@@ -315,7 +315,10 @@ def test_a_command_trainer_trains_a_model_logged_with_tags(db_url, tmp_path, clo
     loop = _tagged_loop(db_url, tmp_path, clock, n=600)
     script = tmp_path / "train.py"
     script.write_text(TRAIN_SCRIPT)
-    loop.set_trainer(f"{sys.executable} {script} --data {{data}} --out {{out}}")
+    # One training window (not three): the command runs once for the gate and once for the
+    # refit, each a Python start-up that imports pandas and scikit-learn.
+    one_window = DatasetSpec(window=timedelta(days=1), holdout=0.25, recent_shares=(1.0,))
+    loop.set_trainer(f"{sys.executable} {script} --data {{data}} --out {{out}}", dataset=one_window)
     outcome = loop.trigger_retraining("nightly")
     failed = loop.events(kinds=["retrain_failed"])
     assert not failed, failed[0].reason

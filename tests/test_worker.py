@@ -48,6 +48,7 @@ def _project(tmp_path: Path) -> Path:
             [models.m.dataset]
             window = "30d"
             holdout = 0.25
+            recent_shares = [1.0]  # one candidate: each is a Python start-up of the command
             """
         )
     )

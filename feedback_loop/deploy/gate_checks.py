@@ -22,13 +22,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import stats
 
+from feedback_loop.stats.lazy import lazy
 from feedback_loop.stats.metrics import (
     CLASSIFICATION_KEYS,
     REGRESSION_KEYS,
@@ -36,6 +36,11 @@ from feedback_loop.stats.metrics import (
     regression_metrics,
 )
 from feedback_loop.stats.significance import UndefinedMetricError, mcnemar, paired_bootstrap
+
+if TYPE_CHECKING:
+    from scipy import stats
+else:  # imported on first use: see stats.lazy
+    stats = lazy("scipy.stats")
 
 __all__ = [
     "LOWER_IS_BETTER",

@@ -13,10 +13,16 @@ A significant regression beyond the tolerated margin calls for a rollback.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import stats
+
+from feedback_loop.stats.lazy import lazy
+
+if TYPE_CHECKING:
+    from scipy import stats
+else:  # imported on first use: see stats.lazy
+    stats = lazy("scipy.stats")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ and FastAPI runs such endpoints in its thread pool.
 from __future__ import annotations
 
 import gc
+import importlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -81,6 +83,7 @@ def create_app(
         # a full collection scanning them all stops the process for 100 ms or more, while it may
         # hold the database's write lock. Frozen, they are never scanned again.
         gc.freeze()
+        threading.Thread(target=_import_later, name="import-later", daemon=True).start()
         try:
             yield
         finally:
@@ -117,6 +120,17 @@ def create_app(
         app.add_middleware(AuthDisabled)
     app.add_middleware(RequestTimer, metrics=context.metrics)
     return app
+
+
+# Imported on first use (``stats.lazy``), so the server answers sooner after a start; imported
+# just after it, so the first drift check or dashboard page does not wait for them either.
+IMPORT_LATER = ("scipy.stats",)
+
+
+def _import_later() -> None:
+    for name in IMPORT_LATER:
+        importlib.import_module(name)
+    gc.freeze()  # what they left behind is long-lived too
 
 
 def create_app_from_env() -> FastAPI:

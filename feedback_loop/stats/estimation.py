@@ -24,7 +24,6 @@ from typing import Any, TypedDict
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.isotonic import IsotonicRegression
 
 __all__ = [
     "BinaryEstimate",
@@ -143,6 +142,8 @@ class ScoreCalibrator:
         """Fit isotonic regression of ``labels`` on ``scores`` (positive-class scores)."""
         s = _scores_1d(scores, "scores")
         y = _binary_labels(labels, s.size)
+        from sklearn.isotonic import IsotonicRegression  # scikit-learn: imported when used
+
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
         iso.fit(s, y, sample_weight=sample_weight)
         return cls(iso.X_thresholds_, iso.y_thresholds_)

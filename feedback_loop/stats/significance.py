@@ -15,11 +15,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
+
+from feedback_loop.stats.lazy import lazy
+
+if TYPE_CHECKING:
+    from scipy import stats
+else:  # imported on first use: see stats.lazy
+    stats = lazy("scipy.stats")
 
 __all__ = [
     "Alternative",

@@ -249,18 +249,17 @@ def apply_latest(conn: Connection, model_id: int, pid_query: str, **params: obje
 
     The actual of thumbs-up feedback is the predicted label itself; thumbs-down records code -1,
     read as "some other class" by the metrics.
+
+    The latest outcomes are ranked once, then joined (``MATERIALIZED`` on PostgreSQL): tables
+    without statistics yet (a new model's first batches) are planned as holding one row, and
+    the ranking inlined into the join was redone for every prediction of the model, seconds for
+    a few hundred rows and quadratic beyond.
     """
+    once = "MATERIALIZED " if conn.dialect.name == "postgresql" else ""
     conn.execute(
         text(
             f"""
-            UPDATE predictions SET
-                actual_code = CASE WHEN o.correct IS NULL THEN o.actual_code
-                                   WHEN o.correct THEN predictions.pred_code
-                                   ELSE -1 END,
-                actual_value = o.actual_value,
-                actual_ts = o.ts,
-                label_ts = o.first_ts
-            FROM (
+            WITH o AS {once}(
                 SELECT prediction_id, actual_code, actual_value, correct, ts, first_ts FROM (
                     SELECT prediction_id, actual_code, actual_value, correct, ts,
                            MIN(ts) OVER (PARTITION BY prediction_id) AS first_ts,
@@ -269,7 +268,15 @@ def apply_latest(conn: Connection, model_id: int, pid_query: str, **params: obje
                     FROM outcomes
                     WHERE model_id = :m AND prediction_id IN ({pid_query})
                 ) ranked WHERE rn = 1
-            ) o
+            )
+            UPDATE predictions SET
+                actual_code = CASE WHEN o.correct IS NULL THEN o.actual_code
+                                   WHEN o.correct THEN predictions.pred_code
+                                   ELSE -1 END,
+                actual_value = o.actual_value,
+                actual_ts = o.ts,
+                label_ts = o.first_ts
+            FROM o
             WHERE predictions.model_id = :m AND predictions.prediction_id = o.prediction_id
             """
         ),

@@ -90,11 +90,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
+
+from feedback_loop.stats.lazy import lazy
+
+if TYPE_CHECKING:
+    from scipy import stats
+else:  # imported on first use: see stats.lazy
+    stats = lazy("scipy.stats")
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]

@@ -28,13 +28,18 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
 
 from feedback_loop.stats.drift.result import DriftResult
+from feedback_loop.stats.lazy import lazy
+
+if TYPE_CHECKING:
+    from scipy import stats
+else:  # imported on first use: see stats.lazy
+    stats = lazy("scipy.stats")
 
 DEFAULT_ALPHA = 0.05
 DEFAULT_EPSILON = 1e-4

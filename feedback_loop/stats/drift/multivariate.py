@@ -16,14 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import rankdata
-from sklearn.decomposition import PCA
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+if TYPE_CHECKING:
+    from sklearn.decomposition import PCA
 
 __all__ = [
     "DomainClassifierResult",
@@ -130,6 +129,8 @@ def _univariate_auc(reference: FloatArray, current: FloatArray) -> FloatArray:
     n, m = reference.shape[0], current.shape[0]
     both = np.vstack([reference, current])
     both[np.isnan(both)] = np.inf
+    from scipy.stats import rankdata  # imported here: SciPy's stats take a second to import
+
     ranks = rankdata(both, axis=0)
     u = ranks[n:].sum(axis=0) - m * (m + 1) / 2.0
     return np.asarray(u / (n * m), dtype=np.float64)
@@ -182,6 +183,10 @@ def domain_classifier_drift(
         ref = ref[rng.choice(ref.shape[0], size=max_rows, replace=False)]
     if cur.shape[0] > max_rows:
         cur = cur[rng.choice(cur.shape[0], size=max_rows, replace=False)]
+
+    # scikit-learn is imported here: a process that never runs this check need not import it
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
 
     x = np.vstack([ref, cur])
     y = np.concatenate([np.zeros(ref.shape[0]), np.ones(cur.shape[0])])
@@ -279,6 +284,8 @@ class PCAReconstructionDrift:
         scale = ref.std(axis=0)
         self._scale = np.where(scale > 0.0, scale, 1.0)  # constant columns stay constant
         z = (ref - self._mean) / self._scale
+        from sklearn.decomposition import PCA  # imported when first fitted, not with the module
+
         self._pca = PCA(n_components=self.explained_variance, svd_solver="full").fit(z)
         k = int(self._pca.n_components_)
 

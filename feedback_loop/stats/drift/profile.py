@@ -41,12 +41,11 @@ import os
 from collections.abc import Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
 
 from feedback_loop.stats.drift.calibrated import (
     FAMILY_ALPHA,
@@ -77,6 +76,12 @@ from feedback_loop.stats.drift.univariate import (
     normalized_wasserstein,
     quantile_edges,
 )
+from feedback_loop.stats.lazy import lazy
+
+if TYPE_CHECKING:
+    from scipy import stats
+else:  # imported on first use: see stats.lazy
+    stats = lazy("scipy.stats")
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import special, stats
 
 from feedback_loop.stats.drift.categorical import (
     DEFAULT_ALPHA,
@@ -41,6 +41,13 @@ from feedback_loop.stats.drift.categorical import (
     compare_counts,
 )
 from feedback_loop.stats.drift.result import DriftResult
+from feedback_loop.stats.lazy import lazy
+
+if TYPE_CHECKING:
+    from scipy import special, stats
+else:  # imported on first use: see stats.lazy
+    special = lazy("scipy.special")
+    stats = lazy("scipy.stats")
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
