@@ -28,7 +28,9 @@ from feedback_loop.store.reader import Rows, WindowFilter, read_rows
 from feedback_loop.store.retention import pruned_before
 
 PERIOD_US = 3_600_000_000
-_LOCK_CLASS = 0x666C  # advisory lock namespace: (class, model id)
+# advisory locks are database-wide: the namespace names the schema too, so two logs kept in
+# two schemas of one database (whose first models are both id 1) never wait on each other
+_LOCK_CLASS_SQL = "hashtext('feedback_loop.blocks:' || current_schema())"
 PERIOD_SQL = f"(ts - ts % {PERIOD_US})"
 
 
@@ -40,15 +42,13 @@ def lock_shared(conn: Connection, model_id: int) -> None:
     """Writers: taken at the start of every write transaction on PostgreSQL."""
     if conn.dialect.name == "postgresql":
         conn.execute(
-            text("SELECT pg_advisory_xact_lock_shared(:c, :m)"), {"c": _LOCK_CLASS, "m": model_id}
+            text(f"SELECT pg_advisory_xact_lock_shared({_LOCK_CLASS_SQL}, :m)"), {"m": model_id}
         )
 
 
 def lock_exclusive(conn: Connection, model_id: int) -> None:
     if conn.dialect.name == "postgresql":
-        conn.execute(
-            text("SELECT pg_advisory_xact_lock(:c, :m)"), {"c": _LOCK_CLASS, "m": model_id}
-        )
+        conn.execute(text(f"SELECT pg_advisory_xact_lock({_LOCK_CLASS_SQL}, :m)"), {"m": model_id})
 
 
 def mark_dirty(conn: Connection, model_id: int, keys: Iterable[tuple[int, str]]) -> None:

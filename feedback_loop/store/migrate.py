@@ -18,7 +18,8 @@ from sqlalchemy import Connection, Engine, text
 from feedback_loop.store.engine import write_transaction
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
-_LOCK_ID = 0x6662_6C6F  # arbitrary, fixed: the advisory lock for schema changes
+# the advisory lock for schema changes, one per schema (advisory locks are database-wide)
+_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('feedback_loop.migrate:' || current_schema()))"
 
 
 def _config() -> Config:
@@ -44,7 +45,7 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
     """Bring the schema to ``revision``; returns the revision now in place."""
     with write_transaction(engine) as conn:
         if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": _LOCK_ID})
+            conn.execute(text(_LOCK_SQL))
         config = _config()
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
