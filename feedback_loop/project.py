@@ -71,10 +71,8 @@ def _trainer(table: dict[str, Any], where: str) -> Trainer:
             raise ValidationError(
                 f"cannot import {table['estimator']!r}", field=f"{where}.estimator"
             ) from exc
-        grid = table.get("param_grid")  # more candidates: [{max_iter = 50}, ...]
-        if grid is not None and (
-            not isinstance(grid, list) or not all(isinstance(g, dict) for g in grid)
-        ):
+        grid = table.get("param_grid", [])  # more candidates: [{max_iter = 50}, ...]
+        if not isinstance(grid, list) or not all(isinstance(g, dict) for g in grid):
             raise ValidationError("must be a list of tables", field=f"{where}.param_grid")
         return EstimatorTrainer(cls(**table.get("params", {})), param_grid=grid)
     raise ValidationError("needs `command` or `estimator`", field=where)

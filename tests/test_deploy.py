@@ -245,22 +245,3 @@ def test_a_trainer_proposes_several_models_and_the_gate_counts_them(loop, clock)
     assert improvement["detail"]["candidates_tried"] == 6
     record = {v.version: v for v in loop.versions()}[outcome.candidate]
     assert record.info["candidate"] == outcome.gate["chosen"]["name"]
-
-
-def test_boosted_trees_get_a_small_search_by_default_and_none_when_asked(loop, clock) -> None:
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    from feedback_loop.retrain.trainers import EstimatorTrainer
-
-    rng = np.random.default_rng(11)
-    champion = _champion(loop, rng)
-    _serve(loop, clock, champion, _batch(rng, 800, flipped=True), "a")
-    loop.set_trainer(HistGradientBoostingClassifier(max_iter=20, random_state=0))
-    outcome = loop.trigger_retraining("concept flipped")
-    assert isinstance(outcome, RetrainOutcome) and outcome.gate
-    names = {c["name"] for c in outcome.gate["candidates"]}
-    assert names == {"model", "max_iter=60,max_leaf_nodes=7"}
-    alone = EstimatorTrainer(HistGradientBoostingClassifier(max_iter=20), param_grid=())
-    assert [name for name, _ in alone.candidates()] == ["model"]
-    shallow = EstimatorTrainer(HistGradientBoostingClassifier(max_leaf_nodes=7))
-    assert [name for name, _ in shallow.candidates()] == ["model"]  # already the variant

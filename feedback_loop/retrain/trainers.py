@@ -51,24 +51,21 @@ class EstimatorTrainer:
     """Clone a scikit-learn estimator and fit it (with sample weights when it takes them).
 
     ``param_grid``: parameter sets to try as well (``[{"max_iter": 50}, {"max_iter": 200}]``);
-    each is one more candidate beside the estimator as given. ``None`` (the default) tries
-    :func:`default_grid`'s small search; ``()`` tries the estimator alone."""
+    each is one more candidate beside the estimator as given."""
 
-    def __init__(self, estimator: Any, param_grid: Sequence[dict[str, Any]] | None = None):
+    def __init__(self, estimator: Any, param_grid: Sequence[dict[str, Any]] = ()):
         self.estimator = estimator
-        grid = default_grid(estimator) if param_grid is None else param_grid
-        self.param_grid = [dict(p) for p in grid]
+        self.param_grid = [dict(p) for p in param_grid]
 
     def candidates(self) -> list[tuple[str, Trainer]]:
         if not self.param_grid:
             return [("model", self)]
         from sklearn.base import clone
 
-        found: list[tuple[str, Trainer]] = [("model", EstimatorTrainer(self.estimator, ()))]
+        found: list[tuple[str, Trainer]] = [("model", EstimatorTrainer(self.estimator))]
         for params in self.param_grid:
             name = ",".join(f"{k}={v!r}" for k, v in sorted(params.items()))
-            tuned = clone(self.estimator).set_params(**params)
-            found.append((name, EstimatorTrainer(tuned, ())))
+            found.append((name, EstimatorTrainer(clone(self.estimator).set_params(**params))))
         return found
 
     def train(self, data: Dataset) -> Any:
@@ -79,28 +76,6 @@ class EstimatorTrainer:
         if data.sample_weight is not None and accepts_weight:
             return model.fit(data.X, data.y, sample_weight=data.sample_weight)
         return model.fit(data.X, data.y)
-
-
-def default_grid(estimator: Any) -> list[dict[str, Any]]:
-    """The variants tried beside a user's estimator when they name none.
-
-    Gradient-boosted trees (scikit-learn's ``HistGradientBoosting*``) also try shallower trees
-    with three times the rounds: under gradual drift the smoother model ages better between
-    retrains (measured on a rotating hyperplane refitted every 14 days: 0.7 point more than the
-    estimator as given). Every other estimator is tried as given. The retraining keeps the best
-    on the holdout, and the gate accounts for how many were tried.
-
-    >>> from sklearn.ensemble import HistGradientBoostingClassifier
-    >>> default_grid(HistGradientBoostingClassifier(max_iter=100))
-    [{'max_leaf_nodes': 7, 'max_iter': 300}]
-    """
-    if not type(estimator).__name__.startswith("HistGradientBoosting"):
-        return []
-    params = estimator.get_params()
-    leaves, rounds = params.get("max_leaf_nodes"), params.get("max_iter")
-    if not isinstance(leaves, int) or not isinstance(rounds, int) or leaves <= 7:
-        return []
-    return [{"max_leaf_nodes": 7, "max_iter": 3 * rounds}]
 
 
 class CommandTrainer:
