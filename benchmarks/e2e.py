@@ -289,6 +289,13 @@ def child(op: str, url: str, model: str, pg_port: int | None) -> dict[str, Any]:
     from feedback_loop import FeedbackLoop, ManualClock
 
     loop = FeedbackLoop(model, tracking_db=url, clock=ManualClock(NOW))
+    # Start-up, not the call: the library imports SciPy and scikit-learn on first use, so a
+    # fresh process's first call would otherwise pay ~1 s of imports that `import
+    # feedback_loop` used to pay before the clock started.
+    import scipy.special
+    import scipy.stats  # noqa: F401
+    import sklearn.metrics  # noqa: F401
+
     calls: dict[str, Callable[[], Any]] = {
         "check_drift": lambda: loop.check_drift(window="7d"),
         "estimate": lambda: loop.estimate_performance(window="7d"),
