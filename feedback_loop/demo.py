@@ -65,18 +65,24 @@ def _run_strategy(
     database: str | None,
     ticks: Any,
 ) -> ReplayResult:
-    """One strategy's replay (in a worker process); progress goes to ``ticks``."""
+    """One strategy's replay (in a worker process); progress goes to ``ticks``, at most ten
+    times a second, and the last state always (the board's final row is the replay's end)."""
     last: list[float] = [0.0]
+    held: list[dict[str, Any]] = []
 
     def tick(state: dict[str, Any]) -> None:
         now = time.monotonic()
+        held[:] = [state]
         if state.get("action") or now - last[0] > 0.1:
             last[0] = now
-            ticks.put(state)
+            ticks.put(held.pop())
 
-    return replay(
+    result = replay(
         data, make_model, strategy, config, database=database, model_name="elec2", on_tick=tick
     )
+    if held:
+        ticks.put(held.pop())
+    return result
 
 
 def _drain(ticks: Any, board: _Board) -> None:
