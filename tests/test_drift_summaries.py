@@ -319,16 +319,11 @@ def test_built_hours_are_not_read_again(db_url, clock) -> None:
 
 
 def _downgrade(url: str, revision: str) -> None:
-    from alembic import command
-
-    from feedback_loop.store.engine import make_engine, write_transaction
-    from feedback_loop.store.migrate import _config
+    from feedback_loop.store.engine import make_engine
+    from feedback_loop.store.migrate import downgrade
 
     engine = make_engine(url)
-    with write_transaction(engine) as conn:
-        config = _config()
-        config.attributes["connection"] = conn
-        command.downgrade(config, revision)
+    downgrade(engine, revision)
     engine.dispose()
 
 

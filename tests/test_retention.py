@@ -273,16 +273,11 @@ def test_the_project_file_declares_retention_for_the_worker(db_url, clock, tmp_p
 
 
 def _downgrade(url: str, revision: str) -> None:
-    from alembic import command
-
-    from feedback_loop.store.engine import make_engine, write_transaction
-    from feedback_loop.store.migrate import _config
+    from feedback_loop.store.engine import make_engine
+    from feedback_loop.store.migrate import downgrade
 
     engine = make_engine(url)
-    with write_transaction(engine) as conn:
-        config = _config()
-        config.attributes["connection"] = conn
-        command.downgrade(config, revision)
+    downgrade(engine, revision)
     engine.dispose()
 
 

@@ -7,6 +7,7 @@ SQLite), so two processes starting together do not both create tables.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -43,12 +44,21 @@ def is_current(engine: Engine) -> bool:
 
 def upgrade(engine: Engine, revision: str = "head") -> str | None:
     """Bring the schema to ``revision``; returns the revision now in place."""
+    return _migrate(engine, command.upgrade, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> str | None:
+    """Take the schema back to ``revision`` (an older layout, for testing its upgrade)."""
+    return _migrate(engine, command.downgrade, revision)
+
+
+def _migrate(engine: Engine, step: Callable[[Config, str], None], revision: str) -> str | None:
     with write_transaction(engine) as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text(_LOCK_SQL))
         config = _config()
         config.attributes["connection"] = conn
-        command.upgrade(config, revision)
+        step(config, revision)
         return current_revision(conn)
 
 
